@@ -1,0 +1,64 @@
+//! Wiring: load the config and zones, build and publish the View, serve DNS until the
+//! shutdown token fires, then drain within `shutdown_timeout`.
+
+use crate::config::{self, Config, ConfigErrors};
+use crate::server::{self, Listeners};
+use crate::view::View;
+use crate::zone::{self, Zones};
+use arc_swap::ArcSwap;
+use std::path::Path;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A config with its zones, validated together.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub zones: Arc<Zones>,
+}
+
+/// Reads and validates the config file and every file it names.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let config = config::load(path)?;
+    let zones = Arc::new(zone::load_zones(&config)?);
+    Ok(Loaded { config, zones })
+}
+
+/// A running steerdns: the published View and what serves it.
+pub struct App {
+    config: Config,
+    view: Arc<ArcSwap<View>>,
+}
+
+impl App {
+    pub fn new(loaded: Loaded) -> App {
+        let view = View::build(&loaded.config, loaded.zones, None);
+        App { config: loaded.config, view: Arc::new(ArcSwap::from_pointee(view)) }
+    }
+
+    /// The View queries are answered from.
+    pub fn view(&self) -> Arc<ArcSwap<View>> {
+        self.view.clone()
+    }
+
+    /// Serves DNS on `listeners` until `shutdown` is cancelled, then stops accepting,
+    /// lets in-flight queries finish and returns within `shutdown_timeout`.
+    pub async fn run(self, listeners: Listeners, shutdown: CancellationToken) -> std::io::Result<()> {
+        let tasks = TaskTracker::new();
+        for socket in listeners.udp {
+            let socket = tokio::net::UdpSocket::from_std(socket)?;
+            tasks.spawn(server::serve_udp(socket, self.view.clone(), shutdown.clone()));
+        }
+        let tcp = listeners.tcp.into_iter().map(tokio::net::TcpListener::from_std).collect::<Result<Vec<_>, _>>()?;
+        let idle = self.config.server.tcp_idle_timeout;
+        tasks.spawn(server::serve_tcp(tcp, self.view.clone(), idle, shutdown.clone()));
+        tasks.close();
+        shutdown.cancelled().await;
+        tracing::info!("stopping: finishing in-flight queries");
+        if tokio::time::timeout(self.config.server.shutdown_timeout, tasks.wait()).await.is_err() {
+            tracing::warn!("shutdown_timeout passed with queries in flight; stopping anyway");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,99 @@
+//! The `steerdns` command line.
+
+use crate::app::{self, App};
+use crate::server::Listeners;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "steerdns", version, about = "Authoritative DNS load balancer")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server in the foreground; SIGTERM stops it.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate the config and every file it names; exit 0, or print every error and exit 1.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve { config } => serve(&config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,hickory_server=warn,hickory_proto=warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<app::Loaded> {
+    let loaded =
+        app::load(path).map_err(|errors| anyhow::anyhow!("{errors}\n{} error(s); nothing started", errors.0.len()))?;
+    for warning in &loaded.config.unbuilt {
+        eprintln!("warning: {warning}");
+    }
+    Ok(loaded)
+}
+
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let loaded = load(path)?;
+    println!(
+        "{}: ok ({} zone(s), {} service(s))",
+        path.display(),
+        loaded.config.zones.len(),
+        loaded.config.services.len()
+    );
+    Ok(())
+}
+
+fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+    let loaded = load(path)?;
+    let server = &loaded.config.server;
+    let listeners = Listeners::bind(&server.listen, server.udp_workers)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        for address in listeners.local_addrs() {
+            tracing::info!("serving DNS on {address} (UDP and TCP)");
+        }
+        App::new(loaded).run(listeners, shutdown).await
+    })?;
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    shutdown.cancel();
+}

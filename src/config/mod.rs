@@ -1,0 +1,178 @@
+//! Configuration: TOML text → raw serde structs (`raw`) → one validated [`Config`]
+//! (`validate`). Every error carries file, line, column and key (`error`).
+//!
+//! [`from_toml`] works on text alone; [`load`] reads the file and resolves every relative
+//! path against the config file's directory.
+
+mod error;
+mod raw;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors};
+
+use hickory_proto::rr::Name;
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A validated configuration. Paths are absolute or relative to the working directory
+/// (resolved against the config file's directory).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub file: PathBuf,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub zones: Vec<ZoneConfig>,
+    pub geo: GeoConfig,
+    pub regions: BTreeMap<String, Region>,
+    pub checks: BTreeMap<String, Check>,
+    pub services: Vec<Service>,
+    /// Keys that were validated but whose behaviour this version does not have yet,
+    /// one line each, with their first location.
+    pub unbuilt: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub admin_listen: SocketAddr,
+    pub admin_token: Option<String>,
+    pub registration_token: Option<String>,
+    pub identity: String,
+    pub udp_workers: usize,
+    pub tcp_idle_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreConfig {
+    Memory,
+    File { path: PathBuf },
+    Etcd(EtcdConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EtcdConfig {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneConfig {
+    /// Lower-case, fully qualified.
+    pub origin: Name,
+    pub file: PathBuf,
+    /// Where `origin` stands in the config file (line, column).
+    pub at: (usize, usize),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GeoConfig {
+    pub default_region: Option<String>,
+    pub mmdb: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Region {
+    pub networks: Vec<IpNet>,
+    pub countries: Vec<String>,
+    pub continents: Vec<String>,
+    pub fallback: Vec<String>,
+    /// Latitude and longitude in degrees.
+    pub location: Option<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    Http,
+    Https,
+    Tcp,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Check {
+    pub kind: CheckKind,
+    pub port: u16,
+    pub path: String,
+    pub host: Option<String>,
+    pub expect_status: Vec<u16>,
+    pub expect_body: Option<String>,
+    pub tls_verify: bool,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    All,
+    Healthy,
+    Failover,
+    Gslb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    RoundRobin,
+    Weighted,
+    Sticky,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenAllDown {
+    All,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    /// Lower-case, fully qualified.
+    pub name: Name,
+    pub policy: Policy,
+    pub order: Order,
+    pub check: Option<String>,
+    pub ttl: u32,
+    pub max_answers: usize,
+    pub when_all_down: WhenAllDown,
+    pub max_registrations: u32,
+    pub targets: Vec<Target>,
+    /// Where `name` stands in the config file (line, column).
+    pub at: (usize, usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub address: IpAddr,
+    pub weight: u32,
+    pub region: Option<String>,
+    pub priority: u8,
+    pub check_address: Option<IpAddr>,
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }])
+    })?;
+    from_toml(&text, path)
+}
+
+/// Validates config text; `file` names it in errors and anchors its relative paths.
+pub fn from_toml(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    validate::validate(text, file)
+}

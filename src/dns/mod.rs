@@ -1,0 +1,177 @@
+//! The per-query path: request bytes → response bytes over one [`View`].
+//!
+//! [`respond`] is a plain function with no I/O, no locks and no awaiting, called by the
+//! UDP loop and the TCP server alike. `wire` parses and checks the request, `resolve`
+//! answers IN queries from the zones and services, `writer` emits the response.
+
+mod resolve;
+mod wire;
+mod writer;
+
+use crate::view::View;
+use std::net::SocketAddr;
+use wire::{Reject, Request};
+use writer::{Opt, Writer};
+
+/// The EDNS UDP payload size we advertise and the most we send over UDP.
+pub const OUR_UDP_SIZE: u16 = 1232;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Response codes we send (12-bit values; the upper 8 bits go into OPT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Rcode {
+    NoError = 0,
+    FormErr = 1,
+    NxDomain = 3,
+    NotImp = 4,
+    Refused = 5,
+    BadVers = 16,
+}
+
+const CLASS_CH: u16 = 3;
+const TYPE_TXT: u16 = 16;
+const TYPE_OPT: u16 = 41;
+const TYPE_IXFR: u16 = 251;
+const TYPE_AXFR: u16 = 252;
+const TYPE_ANY: u16 = 255;
+
+/// Flags and codes of a reply, besides what is copied from the request.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    rcode: Rcode,
+    aa: bool,
+    tc: bool,
+    /// Echo the query's ECS with this scope (None: no ECS in the reply).
+    ecs_scope: Option<u8>,
+}
+
+impl Reply {
+    fn error(rcode: Rcode) -> Self {
+        Reply { rcode, aa: false, tc: false, ecs_scope: None }
+    }
+}
+
+/// Answers one DNS message into `out`. Returns false when no reply is to be sent
+/// (a response, or not even a header).
+pub fn respond(view: &View, request: &[u8], client: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> bool {
+    let _ = client; // the source address steers answers from the GSLB issue on
+    let request = match wire::parse(request) {
+        Ok(r) => r,
+        Err(Reject::Drop) => return false,
+        Err(Reject::FormErr { id, opcode, rd }) => {
+            let flags = 0x8000 | (u16::from(opcode) << 11) | if rd { 0x0100 } else { 0 } | Rcode::FormErr as u16;
+            Writer::new(out, 512, None, None).finish(id, flags, None);
+            return true;
+        }
+    };
+    let limit = match (transport, &request.edns) {
+        (Transport::Tcp, _) => u16::MAX as usize,
+        (Transport::Udp, Some(e)) => e.payload.clamp(512, OUR_UDP_SIZE) as usize,
+        (Transport::Udp, None) => 512,
+    };
+    match precheck(&request) {
+        Some(reply) => finish_error(view, &request, reply, limit, out),
+        None => answer(view, &request, limit, out),
+    }
+    true
+}
+
+/// The cases that get an error RCODE before any lookup, in SPEC §5's order.
+fn precheck(request: &Request) -> Option<Reply> {
+    if let Some(edns) = &request.edns {
+        if edns.version > 0 {
+            return Some(Reply::error(Rcode::BadVers));
+        }
+        if edns.option_error {
+            return Some(Reply::error(Rcode::FormErr));
+        }
+    }
+    if request.opcode != 0 {
+        return Some(Reply::error(Rcode::NotImp));
+    }
+    let Some(q) = request.question.as_ref().filter(|_| request.qdcount == 1) else {
+        return Some(Reply::error(Rcode::FormErr));
+    };
+    let rcode = match (q.qtype, q.qclass) {
+        (0 | TYPE_OPT, _) => Rcode::FormErr,
+        (_, writer::CLASS_IN | CLASS_CH) if q.qtype == TYPE_AXFR || q.qtype == TYPE_IXFR => Rcode::Refused,
+        (128..=254, writer::CLASS_IN | CLASS_CH) => Rcode::NotImp,
+        (_, writer::CLASS_IN | CLASS_CH) => return None,
+        _ => Rcode::Refused,
+    };
+    Some(Reply::error(rcode))
+}
+
+fn answer(view: &View, request: &Request, limit: usize, out: &mut Vec<u8>) {
+    let q = request.question.as_ref().expect("checked by precheck");
+    if q.qclass == CLASS_CH {
+        return chaos(view, request, limit, out);
+    }
+    let ecs = request.edns.as_ref().and_then(|e| e.ecs);
+    let opt = opt_for(view, request, Rcode::NoError, ecs.map(|e| (e, 0)));
+    let mut writer = Writer::new(out, limit, Some((&q.name, q.qtype, q.qclass)), opt.as_ref());
+    let reply = resolve::resolve(view, q, &mut writer);
+    let opt = opt.map(|mut o| {
+        o.ecs = ecs.zip(reply.ecs_scope);
+        o
+    });
+    writer.finish(request.id, flags(request, reply), opt.as_ref());
+}
+
+/// CHAOS TXT id.server. / hostname.bind. → identity; every other CHAOS query → REFUSED.
+fn chaos(view: &View, request: &Request, limit: usize, out: &mut Vec<u8>) {
+    let q = request.question.as_ref().expect("checked by precheck");
+    let name = q.name.to_lowercase().to_ascii();
+    let known = matches!(name.as_str(), "id.server." | "hostname.bind.");
+    if !known || !matches!(q.qtype, TYPE_TXT | TYPE_ANY) {
+        return finish_error(view, request, Reply::error(Rcode::Refused), limit, out);
+    }
+    let opt = opt_for(view, request, Rcode::NoError, None);
+    let mut writer = Writer::new(out, limit, Some((&q.name, q.qtype, q.qclass)), opt.as_ref());
+    let mut reply = Reply::error(Rcode::NoError);
+    if writer.txt(&q.name, CLASS_CH, view.identity.as_bytes()).is_err() {
+        reply.tc = true;
+    }
+    writer.finish(request.id, flags(request, reply), opt.as_ref());
+}
+
+fn finish_error(view: &View, request: &Request, reply: Reply, limit: usize, out: &mut Vec<u8>) {
+    let question = request.question.as_ref().filter(|_| request.qdcount == 1).map(|q| (&q.name, q.qtype, q.qclass));
+    let opt = opt_for(view, request, reply.rcode, None);
+    Writer::new(out, limit, question, opt.as_ref()).finish(request.id, flags(request, reply), opt.as_ref());
+}
+
+/// Our OPT when the request had one: DO copied, NSID when asked, the extended RCODE
+/// bits; BADVERS carries no options.
+fn opt_for<'v>(
+    view: &'v View,
+    request: &Request,
+    rcode: Rcode,
+    ecs: Option<(hickory_proto::rr::rdata::opt::ClientSubnet, u8)>,
+) -> Option<Opt<'v>> {
+    let edns = request.edns.as_ref()?;
+    let plain = rcode == Rcode::BadVers;
+    Some(Opt {
+        dnssec_ok: edns.dnssec_ok,
+        extended_rcode: (rcode as u16 >> 4) as u8,
+        ecs: if plain { None } else { ecs },
+        nsid: (edns.nsid && !plain).then_some(view.identity.as_bytes()),
+    })
+}
+
+/// QR, the request's opcode, RD and CD copied; AA and TC as decided; RA, AD and Z 0.
+fn flags(request: &Request, reply: Reply) -> u16 {
+    let mut flags = 0x8000 | (u16::from(request.opcode) << 11) | (reply.rcode as u16 & 0xF);
+    for (set, bit) in [(reply.aa, 0x0400), (reply.tc, 0x0200), (request.rd, 0x0100), (request.cd, 0x0010)] {
+        if set {
+            flags |= bit;
+        }
+    }
+    flags
+}

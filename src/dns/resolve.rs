@@ -1,0 +1,133 @@
+//! Answers an IN query from the zones and services (SPEC §5.1): referrals, CNAME
+//! chains inside a zone, computed service answers, negative answers with the SOA.
+
+use super::wire::Question;
+use super::writer::{Section, Writer};
+use super::{Rcode, Reply};
+use crate::steer::{self, Family};
+use crate::view::{ServiceView, View};
+use crate::zone::{Lookup, RRset, Zone};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+/// At most this many CNAME steps are followed.
+const MAX_CHAIN: usize = 8;
+
+/// How a chain of lookups ended.
+enum End {
+    /// Records were written.
+    Answered,
+    /// NODATA or NXDOMAIN: the SOA goes in the authority section, its TTL capped.
+    Negative { rcode: Rcode, ttl_cap: u32 },
+    /// A static record did not fit: TC=1 with header, question and OPT only.
+    Truncated,
+}
+
+pub(super) fn resolve(view: &View, q: &Question, writer: &mut Writer) -> Reply {
+    let Some(zone) = view.zones.find(&q.name) else {
+        return Reply::error(Rcode::Refused);
+    };
+    let qtype = RecordType::from(q.qtype);
+    let mut reply = Reply { rcode: Rcode::NoError, aa: true, tc: false, ecs_scope: Some(0) };
+    let mut name = q.name.clone();
+    let mut seen: Vec<Name> = Vec::new();
+    let end = loop {
+        if let Some(service) = view.services.get(&name)
+            && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
+        {
+            break computed(service, &name, qtype, writer, &mut reply);
+        }
+        match zone.lookup(&name, qtype) {
+            Lookup::Records { rrset, .. } => break write_rrset(writer, Section::Answer, &name, rrset),
+            Lookup::Cname { record, .. } => {
+                if writer.record(Section::Answer, &name, record.ttl, record).is_err() {
+                    break End::Truncated;
+                }
+                let RData::CNAME(target) = &record.data else { unreachable!("a CNAME lookup") };
+                seen.push(name);
+                let stop = seen.len() >= MAX_CHAIN || seen.contains(&target.0) || !zone.origin().zone_of(&target.0);
+                if stop || zone.cut_above(&target.0).is_some() {
+                    break End::Answered;
+                }
+                name = target.0.clone();
+            }
+            Lookup::NoData => break negative(view, &name, Rcode::NoError),
+            Lookup::NxDomain => break negative(view, &name, Rcode::NxDomain),
+            Lookup::Referral { ns, glue } => {
+                reply.aa = false;
+                break referral(writer, ns, &glue);
+            }
+        }
+    };
+    match end {
+        End::Answered => {}
+        End::Negative { rcode, ttl_cap } => {
+            reply.rcode = rcode;
+            write_soa(writer, zone, ttl_cap, &mut reply);
+        }
+        End::Truncated => {
+            writer.clear_records();
+            reply.tc = true;
+        }
+    }
+    reply
+}
+
+/// A service's computed A/AAAA answer (ANY: A, else AAAA when it has no IPv4
+/// candidate), cut to what fits; never TC.
+fn computed(service: &ServiceView, owner: &Name, qtype: RecordType, writer: &mut Writer, reply: &mut Reply) -> End {
+    let family = match qtype {
+        RecordType::AAAA => Family::V6,
+        RecordType::ANY if !steer::has_candidates(service, Family::V4) => Family::V6,
+        _ => Family::V4,
+    };
+    let mut addresses = Vec::with_capacity(service.max_answers.min(8));
+    let answer = steer::answer(service, family, &mut addresses);
+    reply.ecs_scope = reply.ecs_scope.max(Some(answer.scope));
+    if addresses.is_empty() {
+        return End::Negative { rcode: Rcode::NoError, ttl_cap: answer.ttl };
+    }
+    for address in addresses {
+        if writer.address(owner, answer.ttl, address).is_err() {
+            break;
+        }
+    }
+    End::Answered
+}
+
+/// NODATA or NXDOMAIN at `name`; at a service name the SOA TTL is capped at the
+/// service's TTL, so a recovered service is seen within one service TTL.
+fn negative(view: &View, name: &Name, rcode: Rcode) -> End {
+    let ttl_cap = view.services.get(name).map_or(u32::MAX, |s| s.ttl);
+    End::Negative { rcode, ttl_cap }
+}
+
+fn write_soa(writer: &mut Writer, zone: &Zone, ttl_cap: u32, reply: &mut Reply) {
+    let soa = zone.negative_soa();
+    if writer.record(Section::Authority, zone.origin(), soa.ttl.min(ttl_cap), soa).is_err() {
+        writer.clear_records();
+        reply.tc = true;
+    }
+}
+
+fn write_rrset(writer: &mut Writer, section: Section, owner: &Name, rrset: &RRset) -> End {
+    for record in &rrset.records {
+        if writer.record(section, owner, record.ttl, record).is_err() {
+            return End::Truncated;
+        }
+    }
+    End::Answered
+}
+
+/// NS in the authority section, in-domain glue in the additional section; TC=1 when
+/// either does not fit (RFC 9471).
+fn referral(writer: &mut Writer, ns: &RRset, glue: &[&hickory_proto::rr::Record]) -> End {
+    if let End::Truncated = write_rrset(writer, Section::Authority, &ns.records[0].name, ns) {
+        return End::Truncated;
+    }
+    for record in glue {
+        if writer.record(Section::Additional, &record.name, record.ttl, record).is_err() {
+            return End::Truncated;
+        }
+    }
+    End::Answered
+}

@@ -1,0 +1,199 @@
+//! Writes a response straight into a reused buffer: header, question, records and OPT,
+//! rolling back any record that does not fit the size limit.
+
+use hickory_proto::rr::rdata::opt::ClientSubnet;
+use hickory_proto::rr::{Name, Record};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use std::net::IpAddr;
+
+/// The record did not fit in the size limit (and was not written).
+#[derive(Debug)]
+pub struct Full;
+
+pub const CLASS_IN: u16 = 1;
+
+/// The OPT record of a response.
+#[derive(Debug, Default)]
+pub struct Opt<'a> {
+    pub dnssec_ok: bool,
+    /// Upper 8 bits of the 12-bit RCODE.
+    pub extended_rcode: u8,
+    /// The query's ECS, echoed with this scope.
+    pub ecs: Option<(ClientSubnet, u8)>,
+    pub nsid: Option<&'a [u8]>,
+}
+
+impl Opt<'_> {
+    /// Encoded size: root owner, type, class, TTL, RDLENGTH, options.
+    fn len(&self) -> usize {
+        let ecs = self.ecs.map_or(0, |(e, _)| 8 + e.source_prefix().div_ceil(8) as usize);
+        11 + ecs + self.nsid.map_or(0, |n| 4 + n.len())
+    }
+}
+
+/// Response sections, written strictly in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    Answer = 0,
+    Authority = 1,
+    Additional = 2,
+}
+
+pub struct Writer<'b> {
+    enc: BinEncoder<'b>,
+    counts: [u16; 4],
+    question_end: usize,
+}
+
+impl<'b> Writer<'b> {
+    /// Starts a response of at most `limit` bytes (OPT included) to `question`.
+    pub fn new(buf: &'b mut Vec<u8>, limit: usize, question: Option<(&Name, u16, u16)>, opt: Option<&Opt>) -> Self {
+        buf.clear();
+        let mut enc = BinEncoder::new(buf);
+        let reserve = opt.map_or(0, Opt::len);
+        enc.set_max_size(limit.saturating_sub(reserve).clamp(12, u16::MAX as usize) as u16);
+        let mut counts = [0; 4];
+        let header = [0u8; 12];
+        let mut writer = Writer { enc, counts, question_end: 12 };
+        let _ = writer.enc.emit_vec(&header);
+        if let Some((name, qtype, qclass)) = question {
+            let before = writer.enc.offset();
+            let written = name
+                .emit(&mut writer.enc)
+                .and_then(|_| writer.enc.emit_u16(qtype))
+                .and_then(|_| writer.enc.emit_u16(qclass));
+            if written.is_ok() {
+                counts[0] = 1;
+            } else {
+                writer.rollback(before);
+            }
+        }
+        writer.counts = counts;
+        writer.question_end = writer.enc.offset();
+        writer
+    }
+
+    fn rollback(&mut self, offset: usize) {
+        self.enc.set_offset(offset);
+        self.enc.trim();
+    }
+
+    /// Writes `record` with `owner` as its owner name (the query's spelling, or the
+    /// query name for wildcard synthesis) and `ttl`.
+    pub fn record(&mut self, section: Section, owner: &Name, ttl: u32, record: &Record) -> Result<(), Full> {
+        self.write(section, |enc| {
+            owner.emit(enc)?;
+            enc.emit_u16(record.record_type().into())?;
+            enc.emit_u16(record.dns_class.into())?;
+            enc.emit_u32(ttl)?;
+            let place = enc.place::<u16>()?;
+            record.data.emit(enc)?;
+            let len = enc.len_since_place(&place) as u16;
+            place.replace(enc, len)
+        })
+    }
+
+    /// Writes an A or AAAA record.
+    pub fn address(&mut self, owner: &Name, ttl: u32, address: IpAddr) -> Result<(), Full> {
+        self.write(Section::Answer, |enc| {
+            owner.emit(enc)?;
+            match address {
+                IpAddr::V4(a) => {
+                    enc.emit_u16(1)?;
+                    enc.emit_u16(CLASS_IN)?;
+                    enc.emit_u32(ttl)?;
+                    enc.emit_u16(4)?;
+                    enc.emit_vec(&a.octets())
+                }
+                IpAddr::V6(a) => {
+                    enc.emit_u16(28)?;
+                    enc.emit_u16(CLASS_IN)?;
+                    enc.emit_u32(ttl)?;
+                    enc.emit_u16(16)?;
+                    enc.emit_vec(&a.octets())
+                }
+            }
+        })
+    }
+
+    /// Writes a TXT record with one character-string (CHAOS identity).
+    pub fn txt(&mut self, owner: &Name, class: u16, text: &[u8]) -> Result<(), Full> {
+        self.write(Section::Answer, |enc| {
+            owner.emit(enc)?;
+            enc.emit_u16(16)?;
+            enc.emit_u16(class)?;
+            enc.emit_u32(0)?;
+            enc.emit_u16(text.len() as u16 + 1)?;
+            enc.emit_character_data(text)
+        })
+    }
+
+    fn write(
+        &mut self,
+        section: Section,
+        emit: impl FnOnce(&mut BinEncoder<'b>) -> Result<(), hickory_proto::ProtoError>,
+    ) -> Result<(), Full> {
+        let before = self.enc.offset();
+        if emit(&mut self.enc).is_err() {
+            self.rollback(before);
+            return Err(Full);
+        }
+        self.counts[1 + section as usize] += 1;
+        Ok(())
+    }
+
+    /// Drops every record, keeping header and question (for a TC=1 reply).
+    pub fn clear_records(&mut self) {
+        let end = self.question_end;
+        self.rollback(end);
+        self.counts[1..].fill(0);
+    }
+
+    /// Appends the OPT record and writes the header.
+    pub fn finish(mut self, id: u16, flags: u16, opt: Option<&Opt>) {
+        self.enc.set_max_size(u16::MAX);
+        if let Some(opt) = opt {
+            // the space was reserved at `new`, so this cannot fail
+            let _ = emit_opt(&mut self.enc, opt);
+            self.counts[3] += 1;
+        }
+        let mut header = [0u8; 12];
+        header[..2].copy_from_slice(&id.to_be_bytes());
+        header[2..4].copy_from_slice(&flags.to_be_bytes());
+        for (i, c) in self.counts.iter().enumerate() {
+            header[4 + 2 * i..6 + 2 * i].copy_from_slice(&c.to_be_bytes());
+        }
+        let end = self.enc.offset();
+        self.enc.set_offset(0);
+        let _ = self.enc.emit_vec(&header);
+        self.enc.set_offset(end);
+    }
+}
+
+/// Our OPT: payload 1232, version 0, DO copied, the ECS echo and NSID.
+fn emit_opt(enc: &mut BinEncoder<'_>, opt: &Opt) -> Result<(), hickory_proto::ProtoError> {
+    enc.emit(0)?;
+    enc.emit_u16(41)?;
+    enc.emit_u16(super::OUR_UDP_SIZE)?;
+    enc.emit_u32((u32::from(opt.extended_rcode) << 24) | if opt.dnssec_ok { 0x8000 } else { 0 })?;
+    enc.emit_u16((opt.len() - 11) as u16)?;
+    if let Some((ecs, scope)) = opt.ecs {
+        let bytes = ecs.source_prefix().div_ceil(8) as usize;
+        let (family, address) = match ecs.addr() {
+            IpAddr::V4(a) => (1, a.octets().to_vec()),
+            IpAddr::V6(a) => (2, a.octets().to_vec()),
+        };
+        enc.emit_u16(8)?;
+        enc.emit_u16(4 + bytes as u16)?;
+        enc.emit_u16(family)?;
+        enc.emit(ecs.source_prefix())?;
+        enc.emit(scope)?;
+        enc.emit_vec(&address[..bytes])?;
+    }
+    if let Some(nsid) = opt.nsid {
+        enc.emit_u16(3)?;
+        enc.emit_u16(nsid.len() as u16)?;
+        enc.emit_vec(nsid)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! steerdns: an authoritative DNS server that answers A/AAAA for load-balanced
+//! services from a live picture of their targets.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`config`] | TOML → validated [`config::Config`]; every error with file:line:col and key |
+//! | [`zone`] | static zones from RFC 1035 files, indexed for SPEC §5.1 lookups |
+//! | [`steer`] | the answer stages (candidates → policy → order → cap), pure functions |
+//! | [`view`] | the immutable [`view::View`] every query is answered from |
+//! | [`dns`] | `respond(&View, request bytes) → response bytes`: parse, resolve, emit |
+//! | [`server`] | sockets: steerdns's own UDP loop, TCP through hickory-server |
+//! | [`app`] | wiring: load, build the View, serve, reload, stop |
+//! | [`cli`] | the `steerdns` command line |
+//!
+//! # The query path
+//!
+//! ```text
+//! UDP socket ─► server::udp ─┐                       ┌─► zone::Zone::lookup (static names)
+//!                            ├─► dns::respond(&View) ┤
+//! TCP (hickory) ─► server::tcp┘      (one ArcSwap    └─► steer::answer (services)
+//!                                     load, no locks,
+//!                                     no I/O, no await)
+//! ```
+//!
+//! Everything that changes answers builds a new View and publishes it with one atomic
+//! swap; readers never lock.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dns;
+pub mod server;
+pub mod steer;
+pub mod view;
+pub mod zone;

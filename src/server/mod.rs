@@ -1,0 +1,69 @@
+//! Sockets: binding the listen addresses, steerdns's own UDP loop, and TCP through
+//! hickory-server's `Server`.
+
+mod tcp;
+mod udp;
+
+pub use tcp::serve_tcp;
+pub use udp::serve_udp;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+
+/// Bound sockets for every listen address: `udp_workers` UDP sockets sharing each
+/// address (SO_REUSEPORT) and one TCP listener.
+#[derive(Debug)]
+pub struct Listeners {
+    pub udp: Vec<std::net::UdpSocket>,
+    pub tcp: Vec<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds UDP and TCP on each address; port 0 gets one free port shared by UDP and TCP.
+    pub fn bind(addresses: &[SocketAddr], udp_workers: usize) -> io::Result<Listeners> {
+        let mut listeners = Listeners { udp: Vec::new(), tcp: Vec::new() };
+        for address in addresses {
+            let tcp = bind_tcp(*address)?;
+            let address = tcp.local_addr()?;
+            for _ in 0..udp_workers.max(1) {
+                listeners.udp.push(bind_udp(address)?);
+            }
+            listeners.tcp.push(tcp);
+        }
+        Ok(listeners)
+    }
+
+    /// The addresses DNS is served on (with the ports actually bound).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+}
+
+fn socket(address: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(address), kind, Some(protocol))?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn bind_udp(address: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = socket(address, Type::DGRAM, Protocol::UDP)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&address.into()).map_err(|e| with_address(e, "UDP", address))?;
+    Ok(socket.into())
+}
+
+fn bind_tcp(address: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket(address, Type::STREAM, Protocol::TCP)?;
+    socket.bind(&address.into()).map_err(|e| with_address(e, "TCP", address))?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+fn with_address(e: io::Error, what: &str, address: SocketAddr) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot bind {what} {address}: {e}"))
+}

@@ -1,0 +1,93 @@
+//! The View: everything a query needs, immutable, built whole and swapped whole.
+//!
+//! Round-robin counters live in [`Rotation`]s that a rebuild carries over from the
+//! previous View, so a rebuild does not reset rotation.
+
+use crate::config::{Config, Order, Policy, Service, WhenAllDown};
+use crate::zone::Zones;
+use hickory_proto::rr::Name;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+/// One immutable snapshot of what steerdns answers.
+#[derive(Debug)]
+pub struct View {
+    pub zones: Arc<Zones>,
+    /// Service name (case-insensitive, as `Name` compares) → its live picture.
+    pub services: HashMap<Name, ServiceView>,
+    /// The `identity` for CHAOS and NSID.
+    pub identity: String,
+}
+
+/// A service as the query path sees it.
+#[derive(Debug)]
+pub struct ServiceView {
+    pub name: Name,
+    pub policy: Policy,
+    pub order: Order,
+    pub ttl: u32,
+    pub max_answers: usize,
+    pub when_all_down: WhenAllDown,
+    pub targets: Vec<TargetView>,
+    pub rotation: Arc<Rotation>,
+}
+
+/// One target of a service with its current health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetView {
+    pub address: IpAddr,
+    pub weight: u32,
+    pub priority: u8,
+    pub region: Option<String>,
+    pub healthy: bool,
+}
+
+/// Round-robin counters of one service: [IPv4, IPv6].
+#[derive(Debug, Default)]
+pub struct Rotation(pub [AtomicUsize; 2]);
+
+impl View {
+    /// Builds a View from a validated config and its zones, keeping the rotation
+    /// counters of services that `previous` already had.
+    pub fn build(config: &Config, zones: Arc<Zones>, previous: Option<&View>) -> View {
+        let services = config
+            .services
+            .iter()
+            .map(|s| {
+                let rotation = previous
+                    .and_then(|p| p.services.get(&s.name))
+                    .map_or_else(Arc::default, |old| old.rotation.clone());
+                (s.name.clone(), ServiceView::new(s, rotation))
+            })
+            .collect();
+        View { zones, services, identity: config.server.identity.clone() }
+    }
+}
+
+impl ServiceView {
+    fn new(service: &Service, rotation: Arc<Rotation>) -> Self {
+        let targets = service
+            .targets
+            .iter()
+            .map(|t| TargetView {
+                address: t.address,
+                weight: t.weight,
+                priority: t.priority,
+                region: t.region.clone(),
+                healthy: true,
+            })
+            .collect();
+        ServiceView {
+            name: service.name.clone(),
+            policy: service.policy,
+            order: service.order,
+            ttl: service.ttl,
+            max_answers: service.max_answers,
+            when_all_down: service.when_all_down,
+            targets,
+            rotation,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The zone index: records by owner name, the names that exist, and the zone cuts.
+
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use std::collections::{HashMap, HashSet};
+
+/// The records of one owner name and type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RRset {
+    pub rtype: RecordType,
+    pub records: Vec<Record>,
+}
+
+/// One static zone.
+#[derive(Debug)]
+pub struct Zone {
+    origin: Name,
+    /// The SOA with its TTL lowered to MINIMUM, ready for negative answers (RFC 2308).
+    negative_soa: Record,
+    soa: RRset,
+    /// Owner name → its RRsets (small: a name rarely has more than a few types).
+    nodes: HashMap<Name, Vec<RRset>>,
+    /// Names that exist: owners, services and every ancestor of either, up to the origin.
+    existing: HashSet<Name>,
+    /// Delegation points: names below the origin that own NS records.
+    cuts: HashSet<Name>,
+}
+
+/// What the zone says about one name and type.
+#[derive(Debug, PartialEq)]
+pub enum Lookup<'z> {
+    /// Records of the asked type (for ANY: the one RRset chosen, RFC 8482);
+    /// `wildcard` when synthesised, so the owner must be rewritten to the query name.
+    Records {
+        rrset: &'z RRset,
+        wildcard: bool,
+    },
+    /// The name owns a CNAME and another type was asked.
+    Cname {
+        record: &'z Record,
+        wildcard: bool,
+    },
+    /// The name exists without the type (RFC 8020), or is a service (the caller answers).
+    NoData,
+    NxDomain,
+    /// The name is at or below a zone cut.
+    Referral {
+        ns: &'z RRset,
+        glue: Vec<&'z Record>,
+    },
+}
+
+impl Zone {
+    /// Builds the index. `records` must hold an SOA and NS at the origin (checked by load).
+    pub(crate) fn new(origin: Name, records: Vec<Record>, services: &[Name]) -> Self {
+        let mut nodes: HashMap<Name, Vec<RRset>> = HashMap::new();
+        for record in records {
+            let sets = nodes.entry(record.name.clone()).or_default();
+            match sets.iter_mut().find(|s| s.rtype == record.record_type()) {
+                Some(set) => set.records.push(record),
+                None => sets.push(RRset { rtype: record.record_type(), records: vec![record] }),
+            }
+        }
+        let soa = nodes[&origin].iter().find(|s| s.rtype == RecordType::SOA).expect("checked by load").clone();
+        let mut negative_soa = soa.records[0].clone();
+        if let RData::SOA(s) = &negative_soa.data {
+            negative_soa.ttl = negative_soa.ttl.min(s.minimum);
+        }
+        let cuts = nodes
+            .iter()
+            .filter(|(name, sets)| **name != origin && sets.iter().any(|s| s.rtype == RecordType::NS))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut existing = HashSet::new();
+        for name in nodes.keys().chain(services) {
+            let mut n = name.clone();
+            while n.num_labels() >= origin.num_labels() && existing.insert(n.clone()) {
+                n = n.base_name();
+            }
+        }
+        Zone { origin, negative_soa, soa, nodes, existing, cuts }
+    }
+
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
+
+    /// The SOA for negative answers, its TTL already min(SOA TTL, MINIMUM).
+    pub fn negative_soa(&self) -> &Record {
+        &self.negative_soa
+    }
+
+    pub fn soa(&self) -> &RRset {
+        &self.soa
+    }
+
+    /// All records at `name` of `rtype`, regardless of cuts (for glue and checks).
+    pub fn rrset(&self, name: &Name, rtype: RecordType) -> Option<&RRset> {
+        self.nodes.get(name)?.iter().find(|s| s.rtype == rtype)
+    }
+
+    pub fn is_cut(&self, name: &Name) -> bool {
+        self.cuts.contains(name)
+    }
+
+    /// The zone cut at or above `name`, if any: a name strictly between the origin and
+    /// `name`, or `name` itself.
+    pub fn cut_above(&self, name: &Name) -> Option<Name> {
+        if self.cuts.is_empty() {
+            return None;
+        }
+        let top = self.origin.num_labels() + 1;
+        (top..=name.num_labels()).map(|n| name.trim_to(n as usize)).find(|n| self.cuts.contains(n))
+    }
+
+    /// Looks `name` (inside this zone) up for `rtype`, following SPEC §5.1.
+    pub fn lookup(&self, name: &Name, rtype: RecordType) -> Lookup<'_> {
+        if let Some(cut) = self.cut_above(name) {
+            // DS at the cut itself is answered from the parent side (this zone)
+            if !(rtype == RecordType::DS && cut == *name) {
+                return self.referral(&cut);
+            }
+            return match self.rrset(name, RecordType::DS) {
+                Some(rrset) => Lookup::Records { rrset, wildcard: false },
+                None => Lookup::NoData,
+            };
+        }
+        if let Some(sets) = self.nodes.get(name) {
+            return Self::select(sets, rtype, false);
+        }
+        if self.existing.contains(name) {
+            return Lookup::NoData;
+        }
+        self.wildcard(name, rtype)
+    }
+
+    /// RFC 4592: only the closest encloser's `*` child synthesises.
+    fn wildcard(&self, name: &Name, rtype: RecordType) -> Lookup<'_> {
+        let mut encloser = name.base_name();
+        while !self.existing.contains(&encloser) {
+            if encloser.num_labels() <= self.origin.num_labels() {
+                return Lookup::NxDomain;
+            }
+            encloser = encloser.base_name();
+        }
+        let Ok(star) = encloser.prepend_label("*") else { return Lookup::NxDomain };
+        match self.nodes.get(&star) {
+            Some(sets) => Self::select(sets, rtype, true),
+            None => Lookup::NxDomain,
+        }
+    }
+
+    fn select(sets: &[RRset], rtype: RecordType, wildcard: bool) -> Lookup<'_> {
+        if let Some(cname) = sets.iter().find(|s| s.rtype == RecordType::CNAME)
+            && rtype != RecordType::CNAME
+        {
+            return Lookup::Cname { record: &cname.records[0], wildcard };
+        }
+        let found = if rtype == RecordType::ANY {
+            // RFC 8482: one RRset, preferring the types a client most likely wants
+            [RecordType::A, RecordType::AAAA, RecordType::MX]
+                .iter()
+                .find_map(|t| sets.iter().find(|s| s.rtype == *t))
+                .or_else(|| sets.first())
+        } else {
+            sets.iter().find(|s| s.rtype == rtype)
+        };
+        match found {
+            Some(rrset) => Lookup::Records { rrset, wildcard },
+            None => Lookup::NoData,
+        }
+    }
+
+    fn referral(&self, cut: &Name) -> Lookup<'_> {
+        let ns = self.rrset(cut, RecordType::NS).expect("a cut owns NS");
+        let mut glue = Vec::new();
+        for record in &ns.records {
+            let RData::NS(target) = &record.data else { continue };
+            if !self.origin.zone_of(&target.0) {
+                continue; // only in-domain glue
+            }
+            for rtype in [RecordType::A, RecordType::AAAA] {
+                if let Some(set) = self.rrset(&target.0, rtype) {
+                    glue.extend(set.records.iter());
+                }
+            }
+        }
+        Lookup::Referral { ns, glue }
+    }
+}

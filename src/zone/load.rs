@@ -1,0 +1,161 @@
+//! Reading zone files and checking them, and the services, against SPEC §2.
+
+use super::{Zone, Zones};
+use crate::config::{Config, ConfigError, ConfigErrors};
+use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::serialize::txt::Parser;
+use std::path::Path;
+
+/// A problem in a zone file, or between a zone and a service.
+pub type ZoneError = ConfigError;
+
+const DNSSEC_TYPES: [RecordType; 5] =
+    [RecordType::DNSKEY, RecordType::RRSIG, RecordType::NSEC, RecordType::NSEC3, RecordType::NSEC3PARAM];
+
+/// Types that would clash with a computed answer at a service name.
+const SERVICE_CLASHES: [RecordType; 5] =
+    [RecordType::A, RecordType::AAAA, RecordType::CNAME, RecordType::NS, RecordType::DNAME];
+
+/// Reads every zone of `config` and checks the services against them.
+pub fn load_zones(config: &Config) -> Result<Zones, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut parsed = Vec::new();
+    let mut failed = Vec::new();
+    for zone in &config.zones {
+        match read_zone(&zone.origin, &zone.file) {
+            Ok(records) => parsed.push((zone.origin.clone(), records)),
+            Err(mut e) => {
+                errors.append(&mut e);
+                failed.push(&zone.origin);
+            }
+        }
+    }
+    // index without services first, to check each service against its zone's data
+    let bare = Zones::new(parsed.iter().map(|(o, r)| Zone::new(o.clone(), r.clone(), &[])).collect());
+    // services of a zone that did not load are not checked: its own error says why
+    for service in config.services.iter().filter(|s| !failed.iter().any(|o| o.zone_of(&s.name))) {
+        if let Err(message) = check_service(&bare, &service.name) {
+            errors.push(ConfigError {
+                file: config.file.clone(),
+                line: service.at.0,
+                column: service.at.1,
+                key: format!("service {}", service.name),
+                message,
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let zones = parsed
+        .into_iter()
+        .map(|(origin, records)| {
+            let services: Vec<Name> = config
+                .services
+                .iter()
+                .filter(|s| bare.find(&s.name).is_some_and(|z| *z.origin() == origin))
+                .map(|s| s.name.clone())
+                .collect();
+            Zone::new(origin, records, &services)
+        })
+        .collect();
+    Ok(Zones::new(zones))
+}
+
+fn check_service(zones: &Zones, name: &Name) -> Result<(), String> {
+    let zone = zones.find(name).ok_or("lies in no configured zone (add a [[zones]] that holds it)")?;
+    if let Some(cut) = zone.cut_above(name) {
+        return Err(format!("lies at or below the delegation {cut} in zone {}", zone.origin()));
+    }
+    for rtype in SERVICE_CLASHES {
+        if zone.rrset(name, rtype).is_some() {
+            return Err(format!(
+                "zone {} has {rtype} records at this name; remove them (steerdns computes this name's answers)",
+                zone.origin()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn read_zone(origin: &Name, path: &Path) -> Result<Vec<Record>, Vec<ZoneError>> {
+    let error = |owner: &str, message: String| ZoneError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        key: owner.to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![error(&origin.to_string(), format!("cannot read the zone file: {e}"))])?;
+    let (_, sets) =
+        Parser::new(text.as_str(), Some(path.to_path_buf()), Some(origin.clone())).parse().map_err(|e| {
+            let mut e = error(&origin.to_string(), format!("cannot parse the zone file: {e}"));
+            e.line = failing_line(&text, origin, path, &e.message);
+            vec![e]
+        })?;
+    let records: Vec<Record> = sets.values().flat_map(|s| s.records_without_rrsigs().cloned()).collect();
+    let mut errors = Vec::new();
+    let mut at = |record: &Record, message: String| {
+        let mut e = error(&record.name.to_string(), message);
+        e.line = owner_line(&text, &record.name, origin);
+        errors.push(e);
+    };
+    for record in &records {
+        if !origin.zone_of(&record.name) {
+            at(record, format!("lies outside the zone {origin}"));
+        } else if DNSSEC_TYPES.contains(&record.record_type()) {
+            at(record, format!("{} records are not served: steerdns serves unsigned zones", record.record_type()));
+        }
+    }
+    for record in records.iter().filter(|r| r.record_type() == RecordType::CNAME) {
+        if records.iter().any(|r| r.name == record.name && r.record_type() != RecordType::CNAME) {
+            at(record, "a CNAME cannot share its owner name with other records".into());
+        }
+        if records.iter().filter(|r| r.name == record.name && r.record_type() == RecordType::CNAME).count() > 1 {
+            at(record, "a name can own only one CNAME".into());
+        }
+    }
+    for rtype in [RecordType::SOA, RecordType::NS] {
+        if !records.iter().any(|r| r.name == *origin && r.record_type() == rtype) {
+            errors.push(error(&origin.to_string(), format!("the zone needs an {rtype} record at its apex")));
+        }
+    }
+    errors.dedup();
+    if errors.is_empty() { Ok(records) } else { Err(errors) }
+}
+
+/// The hickory parser reports no line for a record; find the first line whose owner
+/// field names it, absolute or relative to the origin (0 when not found).
+fn owner_line(text: &str, owner: &Name, origin: &Name) -> usize {
+    let full = owner.to_string().to_ascii_lowercase();
+    let suffix = format!(".{}", origin.to_string().to_ascii_lowercase());
+    let relative = if owner == origin { "@" } else { full.strip_suffix(&suffix).unwrap_or(&full) };
+    text.lines()
+        .position(|l| {
+            let word = l.split_whitespace().next().unwrap_or_default().to_ascii_lowercase();
+            !l.starts_with(char::is_whitespace) && (word == full || word == relative)
+        })
+        .map_or(0, |i| i + 1)
+}
+
+/// The hickory parser reports no line for syntax errors: find the fewest leading lines
+/// that fail with the same message (binary search; only run on failure).
+fn failing_line(text: &str, origin: &Name, path: &Path, message: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let fails = |n: usize| {
+        let prefix = lines[..n].join("\n");
+        Parser::new(prefix.as_str(), Some(path.to_path_buf()), Some(origin.clone()))
+            .parse()
+            .is_err_and(|e| format!("cannot parse the zone file: {e}") == message)
+    };
+    let (mut low, mut high) = (1, lines.len());
+    if !fails(high) {
+        return 0;
+    }
+    while low < high {
+        let mid = (low + high) / 2;
+        if fails(mid) { high = mid } else { low = mid + 1 }
+    }
+    high
+}
