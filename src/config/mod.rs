@@ -176,3 +176,6 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 pub fn from_toml(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
     validate::validate(text, file)
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,6 +20,7 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, ConfigErrors> 
         base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
         text,
         unbuilt: Vec::new(),
+        failed: Vec::new(),
     };
     let raw = v.split(root.get_ref());
     let config = v.config(raw, file);
@@ -46,8 +47,8 @@ struct RawConfig {
     store: RawStore,
     zones: Vec<(RawZone, String)>,
     geo: RawGeo,
-    regions: Vec<(S<String>, RawRegion)>,
-    checks: Vec<(S<String>, RawCheck)>,
+    regions: Vec<(S<String>, Option<RawRegion>)>,
+    checks: Vec<(S<String>, Option<RawCheck>)>,
     services: Vec<(RawService, String)>,
 }
 
@@ -57,6 +58,9 @@ struct Validator<'a> {
     text: &'a str,
     /// (key, location) of keys this version validates but does not act on.
     unbuilt: Vec<(String, String)>,
+    /// Sections that failed to deserialize: rules that depend on them are skipped, so
+    /// one mistake is reported once.
+    failed: Vec<String>,
 }
 
 type Value<'i> = toml::Spanned<DeValue<'i>>;
@@ -85,7 +89,10 @@ impl<'a> Validator<'a> {
 
     fn section<T: DeserializeOwned>(&mut self, key: &str, value: &Value<'_>) -> Option<T> {
         T::deserialize(ValueDeserializer::from(value.clone()))
-            .map_err(|e| self.errors.serde(key, &e, value.span()))
+            .map_err(|e| {
+                self.errors.serde(key, &e, value.span());
+                self.failed.push(key.to_string());
+            })
             .ok()
     }
 
@@ -105,8 +112,9 @@ impl<'a> Validator<'a> {
         out
     }
 
-    /// `[key.NAME]` tables; each with its name.
-    fn named_tables<T: DeserializeOwned>(&mut self, key: &str, value: &Value<'_>) -> Vec<(S<String>, T)> {
+    /// `[key.NAME]` tables; each with its name, and None where it did not deserialize
+    /// (its name still counts for references, so one mistake is reported once).
+    fn named_tables<T: DeserializeOwned>(&mut self, key: &str, value: &Value<'_>) -> Vec<(S<String>, Option<T>)> {
         let Some(table) = value.get_ref().as_table() else {
             self.errors.at(value.span(), key, format!("must be a table of tables ([{key}.NAME])"));
             return Vec::new();
@@ -114,10 +122,8 @@ impl<'a> Validator<'a> {
         let mut out = Vec::new();
         for (name, item) in table {
             let path = format!("{key}.{}", name.get_ref());
-            if let Some(t) = self.section(&path, item) {
-                let name = S::new(name.span(), name.get_ref().to_string());
-                out.push((name, t));
-            }
+            let table = self.section(&path, item);
+            out.push((S::new(name.span(), name.get_ref().to_string()), table));
         }
         out
     }
@@ -147,8 +153,9 @@ impl<'a> Validator<'a> {
         let store = self.store(raw.store);
         let zones = self.zones(raw.zones);
         let regions = self.regions(raw.regions);
+        let check_names: Vec<String> = raw.checks.iter().map(|(n, _)| n.get_ref().clone()).collect();
         let checks = self.checks(raw.checks);
-        let services = self.services(raw.services, &regions, &checks);
+        let services = self.services(raw.services, &regions, &check_names);
         let geo = self.geo(raw.geo, &regions, &services);
         let unbuilt = std::mem::take(&mut self.unbuilt)
             .into_iter()
@@ -265,14 +272,14 @@ impl<'a> Validator<'a> {
             ("username", raw.username.as_ref().map(S::span)),
             ("password_file", raw.password_file.as_ref().map(S::span)),
         ];
-        if backend != "etcd" {
+        if matches!(backend.as_str(), "memory" | "file") {
             for (key, span) in etcd_only {
                 if let Some(span) = span {
                     self.errors.at(span, format!("store.{key}"), "is only for backend = \"etcd\"");
                 }
             }
         }
-        if backend != "file"
+        if matches!(backend.as_str(), "memory" | "etcd")
             && let Some(p) = &raw.path
         {
             self.err(p, "store.path", "is only for backend = \"file\"");
@@ -361,7 +368,9 @@ impl<'a> Validator<'a> {
             if !regions.contains_key(r.get_ref()) {
                 self.err(r, "geo.default_region", format!("names no region; known: {}", names(regions.keys())));
             }
-        } else if let Some(s) = services.iter().find(|s| s.policy == Policy::Gslb) {
+        } else if let Some(s) = services.iter().find(|s| s.policy == Policy::Gslb)
+            && !self.failed.iter().any(|f| f == "geo")
+        {
             let line = s.at;
             self.errors.list.push(ConfigError {
                 file: self.errors_file(),
@@ -382,13 +391,14 @@ impl<'a> Validator<'a> {
         self.errors.file().to_path_buf()
     }
 
-    fn regions(&mut self, raw: Vec<(S<String>, RawRegion)>) -> BTreeMap<String, Region> {
+    fn regions(&mut self, raw: Vec<(S<String>, Option<RawRegion>)>) -> BTreeMap<String, Region> {
         let known: Vec<String> = raw.iter().map(|(n, _)| n.get_ref().clone()).collect();
         let mut networks: HashMap<IpNet, String> = HashMap::new();
         let mut places: HashMap<String, String> = HashMap::new();
         let mut out = BTreeMap::new();
         for (name, region) in raw {
             self.unbuilt("regions", &name);
+            let region = region.unwrap_or_default();
             let key = format!("regions.{}", name.get_ref());
             let mut r = Region::default();
             for n in &region.networks {
@@ -476,9 +486,10 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn checks(&mut self, raw: Vec<(S<String>, RawCheck)>) -> BTreeMap<String, Check> {
+    fn checks(&mut self, raw: Vec<(S<String>, Option<RawCheck>)>) -> BTreeMap<String, Check> {
         let mut out = BTreeMap::new();
         for (name, check) in raw {
+            let Some(check) = check else { continue };
             self.unbuilt("checks", &name);
             let key = format!("checks.{}", name.get_ref());
             if let Some(c) = self.check(check, &key) {
@@ -577,7 +588,7 @@ impl<'a> Validator<'a> {
         &mut self,
         raw: Vec<(RawService, String)>,
         regions: &BTreeMap<String, Region>,
-        checks: &BTreeMap<String, Check>,
+        checks: &[String],
     ) -> Vec<Service> {
         let mut out: Vec<Service> = Vec::new();
         for (service, key) in raw {
@@ -603,7 +614,7 @@ impl<'a> Validator<'a> {
         raw: RawService,
         key: &str,
         regions: &BTreeMap<String, Region>,
-        checks: &BTreeMap<String, Check>,
+        checks: &[String],
     ) -> Option<Service> {
         let name = self.name(&raw.name, &format!("{key}.name"));
         let policy = match raw.policy.as_ref().map(|p| p.get_ref().as_str()) {
@@ -640,8 +651,8 @@ impl<'a> Validator<'a> {
             self.unbuilt(&format!("services.order = \"{}\"", o.get_ref()), o);
         }
         match &raw.check {
-            Some(c) if !checks.contains_key(c.get_ref()) => {
-                self.err(c, &format!("{key}.check"), format!("names no check; known: {}", names(checks.keys())));
+            Some(c) if !checks.contains(c.get_ref()) => {
+                self.err(c, &format!("{key}.check"), format!("names no check; known: {}", names(checks.iter())));
             }
             Some(c) => self.unbuilt("services.check", c),
             None if policy != Policy::All => {

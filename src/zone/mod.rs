@@ -34,3 +34,6 @@ impl Zones {
         self.zones.iter()
     }
 }
+
+#[cfg(test)]
+mod tests;

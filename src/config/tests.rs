@@ -1,0 +1,318 @@
+//! Validation tests: one per kind of error, and an unknown key in every table.
+
+use super::*;
+
+/// A config that uses every table and validates.
+const FULL: &str = r#"
+[server]
+listen = ["127.0.0.1:5353", "[::1]:5353"]
+admin_listen = "127.0.0.1:8053"
+identity = "ns1"
+udp_workers = 2
+tcp_idle_timeout = "10s"
+shutdown_timeout = "5s"
+
+[store]
+backend = "file"
+path = "state/s.json"
+
+[[zones]]
+origin = "lb.example."
+file = "zones/lb.example.zone"
+
+[geo]
+default_region = "eu"
+
+[regions.eu]
+networks = ["10.1.0.0/16"]
+countries = ["DE"]
+fallback = ["us"]
+location = [50.1, 8.7]
+
+[regions.us]
+networks = ["10.2.0.0/16"]
+continents = ["NA"]
+
+[checks.web]
+kind = "http"
+port = 8080
+interval = "1s"
+timeout = "500ms"
+
+[[services]]
+name = "www.lb.example."
+policy = "gslb"
+check = "web"
+targets = [
+  { address = "127.0.0.1", region = "eu", weight = 2, priority = 1, check_address = "127.0.0.2" },
+]
+"#;
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    from_toml(text, Path::new("/etc/steerdns/c.toml")).expect_err("must not validate").0
+}
+
+/// Asserts exactly one error, on `line`, for `key`, whose message contains `words`.
+fn one_error(text: &str, line: usize, key: &str, words: &str) {
+    let errors = errors(text);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let e = &errors[0];
+    assert_eq!((e.line, e.key.as_str()), (line, key), "{e}");
+    assert!(e.message.contains(words), "{e}");
+    assert_eq!(e.file, Path::new("/etc/steerdns/c.toml"));
+}
+
+fn replace(from: &str, to: &str) -> String {
+    assert!(FULL.contains(from), "{from}");
+    FULL.replacen(from, to, 1)
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn the_full_config_validates_with_defaults_filled_in() {
+    let c = from_toml(FULL, Path::new("/etc/steerdns/c.toml")).unwrap();
+    assert_eq!(c.zones[0].file, Path::new("/etc/steerdns/zones/lb.example.zone"));
+    assert_eq!(c.store, StoreConfig::File { path: "/etc/steerdns/state/s.json".into() });
+    let s = &c.services[0];
+    assert_eq!((s.ttl, s.max_answers, s.when_all_down), (30, 8, WhenAllDown::All));
+    assert_eq!(s.targets[0].check_address, Some("127.0.0.2".parse().unwrap()));
+    let check = &c.checks["web"];
+    assert_eq!((check.rise, check.fall, check.expect_status.as_slice()), (2, 3, &[200][..]));
+    assert!(c.unbuilt.iter().any(|w| w.contains("checks")), "{:?}", c.unbuilt);
+}
+
+#[test]
+fn minimal_config_takes_every_default() {
+    let c = from_toml("", Path::new("c.toml")).unwrap();
+    assert_eq!(c.server.listen, vec!["127.0.0.1:5353".parse().unwrap()]);
+    assert_eq!(c.server.admin_listen, "127.0.0.1:8053".parse().unwrap());
+    assert!(!c.server.identity.is_empty());
+    assert!(c.unbuilt.is_empty());
+}
+
+#[test]
+fn syntax_error_names_line_and_column() {
+    let e = errors("[server]\nlisten = [\"127.0.0.1:53\"\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].message.starts_with("TOML syntax error"), "{}", e[0]);
+    assert!(e[0].line >= 2, "{}", e[0]);
+}
+
+#[test]
+fn unknown_key_in_every_table_is_an_error() {
+    let tables = [
+        ("[server]", "server"),
+        ("[store]", "store"),
+        ("[[zones]]", "zones[0]"),
+        ("[geo]", "geo"),
+        ("[regions.eu]", "regions.eu"),
+        ("[checks.web]", "checks.web"),
+        ("[[services]]", "services[0]"),
+    ];
+    for (header, key) in tables {
+        let text = replace(header, &format!("{header}\nbogus_key = 1"));
+        let errors = errors(&text);
+        assert_eq!(errors.len(), 1, "{header}: {errors:#?}");
+        assert!(errors[0].key.starts_with(key), "{}", errors[0]);
+        assert!(errors[0].message.contains("bogus_key"), "{}", errors[0]);
+        assert_eq!(errors[0].line, line_of(&text, "bogus_key"), "{}", errors[0]);
+    }
+    let text = replace("check_address = \"127.0.0.2\"", "check_address = \"127.0.0.2\", bogus_key = 1");
+    assert!(errors(&text)[0].message.contains("bogus_key"));
+    one_error(&format!("{FULL}\n[bogus]\n"), line_of(&format!("{FULL}\n[bogus]\n"), "[bogus]"), "bogus", "unknown key");
+}
+
+#[test]
+fn every_type_error_is_reported_at_once() {
+    let text = FULL.replace("identity = \"ns1\"", "identity = 5");
+    let text = text.replace("port = 8080", "port = \"8080\"").replace("origin = \"lb.example.\"", "origin = 7");
+    let errors = errors(&text);
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["server.identity", "zones[0].origin", "checks.web.port"], "{errors:#?}");
+}
+
+#[test]
+fn bad_listen_addresses() {
+    let text = replace("\"[::1]:5353\"", "\"localhost:53\"");
+    one_error(&text, 3, "server.listen", "IP:PORT");
+    one_error(&replace("\"[::1]:5353\"", "\"127.0.0.1:5353\""), 3, "server.listen", "twice");
+    one_error(
+        &replace("admin_listen = \"127.0.0.1:8053\"", "admin_listen = \"0.0.0.0:8053\""),
+        4,
+        "server.admin_listen",
+        "admin_token_file",
+    );
+}
+
+#[test]
+fn token_files_must_exist_and_hold_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty"), "  \n").unwrap();
+    std::fs::write(dir.path().join("token"), "  s3cret \n").unwrap();
+    let file = dir.path().join("c.toml");
+    let c = from_toml("[server]\nadmin_token_file = \"token\"\n", &file).unwrap();
+    assert_eq!(c.server.admin_token.as_deref(), Some("s3cret"));
+    for (value, words) in [("empty", "is empty"), ("missing", "cannot read")] {
+        let e = from_toml(&format!("[server]\nadmin_token_file = \"{value}\"\n"), &file).unwrap_err().0;
+        assert!(e[0].message.contains(words) && e[0].key == "server.admin_token_file", "{}", e[0]);
+    }
+}
+
+#[test]
+fn durations_need_a_unit_and_must_be_positive() {
+    one_error(
+        &replace("tcp_idle_timeout = \"10s\"", "tcp_idle_timeout = \"10\""),
+        7,
+        "server.tcp_idle_timeout",
+        "unit",
+    );
+    one_error(
+        &replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"0s\""),
+        8,
+        "server.shutdown_timeout",
+        "positive",
+    );
+}
+
+#[test]
+fn numbers_out_of_range() {
+    one_error(&replace("udp_workers = 2", "udp_workers = 0"), 6, "server.udp_workers", "1 to 1024");
+    let line = line_of(FULL, "port = 8080");
+    one_error(&replace("port = 8080", "port = 70000"), line, "checks.web.port", "1 to 65535");
+    let text = replace("weight = 2", "weight = 1001");
+    one_error(&text, line_of(&text, "weight"), "services[0].targets[0].weight", "0 to 1000");
+    let text = replace("priority = 1", "priority = 0");
+    one_error(&text, line_of(&text, "priority"), "services[0].targets[0].priority", "1 to 255");
+    let text = replace("check = \"web\"", "check = \"web\"\nttl = 86401");
+    one_error(&text, line_of(&text, "ttl ="), "services[0].ttl", "0 to 86400");
+    let text = replace("check = \"web\"", "check = \"web\"\nmax_answers = 65");
+    one_error(&text, line_of(&text, "max_answers"), "services[0].max_answers", "1 to 64");
+}
+
+#[test]
+fn store_rules() {
+    one_error(
+        &replace("backend = \"file\"", "backend = \"disk\""),
+        11,
+        "store.backend",
+        "\"file\", \"memory\" or \"etcd\"",
+    );
+    one_error(&replace("backend = \"file\"", "backend = \"memory\""), 12, "store.path", "only for backend = \"file\"");
+    let text = replace("backend = \"file\"\npath = \"state/s.json\"", "backend = \"etcd\"");
+    one_error(&text, 11, "store.endpoints", "required");
+    let text = replace("path = \"state/s.json\"", "endpoints = [\"http://127.0.0.1:2379\"]");
+    one_error(&text, 12, "store.endpoints", "only for backend = \"etcd\"");
+}
+
+#[test]
+fn zone_rules() {
+    one_error(&replace("origin = \"lb.example.\"", "origin = \"bad..name\""), 15, "zones[0].origin", "domain name");
+    let text = replace("[geo]", "[[zones]]\norigin = \"LB.example\"\nfile = \"x\"\n\n[geo]");
+    one_error(&text, line_of(&text, "LB.example"), "zones[1].origin", "configured twice");
+}
+
+#[test]
+fn region_rules() {
+    let at = |text: &str, needle: &str| line_of(text, needle);
+    let text = replace("\"10.1.0.0/16\"", "\"10.1.0.0/33\"");
+    one_error(&text, at(&text, "10.1.0.0/33"), "regions.eu.networks", "CIDR");
+    let text = replace("\"10.1.0.0/16\"", "\"10.1.0.1/16\"");
+    one_error(&text, at(&text, "10.1.0.1/16"), "regions.eu.networks", "did you mean \"10.1.0.0/16\"");
+    let text = replace("\"10.2.0.0/16\"", "\"10.1.0.0/16\"");
+    one_error(&text, at(&text, "continents") - 1, "regions.us.networks", "also in region eu");
+    let text = replace("continents = [\"NA\"]", "continents = [\"NA\"]\ncountries = [\"DE\"]");
+    one_error(&text, at(&text, "NA") + 1, "regions.us.countries", "also in region eu");
+    let text = replace("countries = [\"DE\"]", "countries = [\"XX\"]");
+    one_error(&text, at(&text, "XX"), "regions.eu.countries", "ISO 3166-1");
+    let text = replace("continents = [\"NA\"]", "continents = [\"EA\"]");
+    one_error(&text, at(&text, "EA"), "regions.us.continents", "continent");
+    let text = replace("fallback = [\"us\"]", "fallback = [\"asia\"]");
+    one_error(&text, at(&text, "asia"), "regions.eu.fallback", "names no region");
+    let text = replace("fallback = [\"us\"]", "fallback = [\"eu\"]");
+    one_error(&text, at(&text, "fallback"), "regions.eu.fallback", "itself");
+    let text = replace("location = [50.1, 8.7]", "location = [91.0, 8.7]");
+    one_error(&text, at(&text, "location"), "regions.eu.location", "latitude");
+}
+
+#[test]
+fn geo_rules() {
+    let text = replace("default_region = \"eu\"", "default_region = \"mars\"");
+    one_error(&text, at_line(&text, "mars"), "geo.default_region", "names no region");
+    let text = replace("default_region = \"eu\"", "");
+    one_error(&text, at_line(&text, "www.lb.example"), "geo.default_region", "gslb");
+}
+
+fn at_line(text: &str, needle: &str) -> usize {
+    line_of(text, needle)
+}
+
+#[test]
+fn check_rules() {
+    let at = |t: &str, n: &str| line_of(t, n);
+    let text = replace("kind = \"http\"", "kind = \"icmp\"");
+    one_error(&text, at(&text, "icmp"), "checks.web.kind", "\"http\", \"https\", \"tcp\" or \"none\"");
+    let text = replace("kind = \"http\"\nport = 8080", "kind = \"tcp\"");
+    one_error(&text, at(&text, "\"tcp\""), "checks.web.port", "required");
+    let text = replace("timeout = \"500ms\"", "timeout = \"1s\"");
+    one_error(&text, at(&text, "timeout = \"1s\""), "checks.web.timeout", "less than interval");
+    let text = replace("port = 8080", "port = 8080\nexpect_status = [200, 999]");
+    one_error(&text, at(&text, "999"), "checks.web.expect_status", "100 to 599");
+    let text = replace("kind = \"http\"", "kind = \"https\"");
+    one_error(&text, at(&text, "https"), "checks.web.host", "required");
+    let text = replace("kind = \"http\"", "kind = \"https\"\ntls_verify = false");
+    assert!(from_toml(&text, Path::new("c.toml")).is_ok());
+    let text = replace("port = 8080", "port = 8080\npath = \"healthz\"");
+    one_error(&text, at(&text, "healthz"), "checks.web.path", "start with /");
+    let text = replace("port = 8080", "port = 8080\nrise = 0");
+    one_error(&text, at(&text, "rise"), "checks.web.rise", "1 to 100");
+}
+
+#[test]
+fn service_rules() {
+    let at = |t: &str, n: &str| line_of(t, n);
+    let text = replace("policy = \"gslb\"", "policy = \"random\"");
+    one_error(&text, at(&text, "random"), "services[0].policy", "\"all\", \"healthy\"");
+    let text = replace("policy = \"gslb\"", "policy = \"gslb\"\norder = \"fastest\"");
+    one_error(&text, at(&text, "fastest"), "services[0].order", "\"round-robin\"");
+    let text = replace("check = \"web\"", "check = \"db\"");
+    one_error(&text, at(&text, "\"db\""), "services[0].check", "names no check");
+    let text = replace("check = \"web\"\n", "");
+    one_error(&text, at(&text, "www.lb.example"), "services[0].check", "required");
+    let text = replace("check = \"web\"", "check = \"web\"\nwhen_all_down = \"some\"");
+    one_error(&text, at(&text, "some"), "services[0].when_all_down", "\"all\" or \"none\"");
+    let text = replace("name = \"www.lb.example.\"", "name = \"www..lb\"");
+    one_error(&text, at(&text, "www..lb"), "services[0].name", "domain name");
+    let dup = format!("{FULL}\n[[services]]\nname = \"WWW.lb.example\"\n");
+    one_error(&dup, at(&dup, "WWW.lb"), "services[1].name", "configured twice");
+}
+
+#[test]
+fn target_rules() {
+    let at = |t: &str, n: &str| line_of(t, n);
+    for bad in ["0.0.0.0", "::", "224.0.0.1", "255.255.255.255", "::ffff:127.0.0.1", "ff02::1"] {
+        let text = replace("address = \"127.0.0.1\"", &format!("address = \"{bad}\""));
+        one_error(&text, at(&text, &format!("\"{bad}\"")), "services[0].targets[0].address", "not a unicast address");
+    }
+    let text = replace("address = \"127.0.0.1\"", "address = \"host.example\"");
+    one_error(&text, at(&text, "host.example"), "services[0].targets[0].address", "IPv4 or IPv6");
+    let text = replace("region = \"eu\",", "region = \"mars\",");
+    one_error(&text, at(&text, "mars"), "services[0].targets[0].region", "names no region");
+    let text = replace("region = \"eu\", ", "");
+    one_error(&text, at(&text, "weight = 2"), "services[0].targets[0].region", "gslb");
+    let text = replace("check_address = \"127.0.0.2\"", "check_address = \"0.0.0.0\"");
+    one_error(&text, at(&text, "0.0.0.0"), "services[0].targets[0].check_address", "unicast");
+    let text = "[[services]]\nname = \"a.example.\"\ntargets = [\"127.0.0.1\", \"127.0.0.01\", \"127.0.0.1\"]\n";
+    let e = errors(text);
+    assert!(e.iter().any(|e| e.message.contains("listed twice")), "{e:#?}");
+    let text = "[[services]]\nname = \"a.example.\"\ntargets = [5]\n";
+    assert!(errors(text)[0].message.contains("an address string or a table"));
+}
+
+#[test]
+fn errors_display_file_line_column_and_key() {
+    let e = &errors(&replace("udp_workers = 2", "udp_workers = 0"))[0];
+    assert_eq!(e.to_string(), "/etc/steerdns/c.toml:6:15: server.udp_workers: must be 1 to 1024, not 0");
+}
