@@ -57,7 +57,7 @@ struct Validator<'a> {
     base: PathBuf,
     text: &'a str,
     /// (key, location) of keys this version validates but does not act on.
-    unbuilt: Vec<(String, String)>,
+    unbuilt: Vec<(String, (usize, usize))>,
     /// Sections that failed to deserialize: rules that depend on them are skipped, so
     /// one mistake is reported once.
     failed: Vec<String>,
@@ -139,8 +139,8 @@ impl<'a> Validator<'a> {
     /// Notes a key that is validated but not acted on yet (one warning per key).
     fn unbuilt<T>(&mut self, key: &str, value: &S<T>) {
         if self.unbuilt.iter().all(|(k, _)| k != key) {
-            let (line, column) = self.location(value.span());
-            self.unbuilt.push((key.to_string(), format!("{line}:{column}")));
+            let at = self.location(value.span());
+            self.unbuilt.push((key.to_string(), at));
         }
     }
 
@@ -157,11 +157,13 @@ impl<'a> Validator<'a> {
         let checks = self.checks(raw.checks);
         let services = self.services(raw.services, &regions, &check_names);
         let geo = self.geo(raw.geo, &regions, &services);
-        let unbuilt = std::mem::take(&mut self.unbuilt)
+        let mut unbuilt = std::mem::take(&mut self.unbuilt);
+        unbuilt.sort_by_key(|(_, at)| *at);
+        let unbuilt = unbuilt
             .into_iter()
-            .map(|(key, at)| {
+            .map(|(key, (line, column))| {
                 format!(
-                    "{}:{at}: {key}: accepted and validated, but this version of steerdns does not act on it yet",
+                    "{}:{line}:{column}: {key}: accepted and validated, but this version of steerdns does not act on it yet",
                     file.display()
                 )
             })
@@ -741,7 +743,6 @@ impl<'a> Validator<'a> {
         let mut target = Target { address: addr?, weight: 1, region: None, priority: 1, check_address: None };
         if let Some(t) = table {
             if let Some(w) = &t.weight {
-                self.unbuilt("services.targets.weight", w);
                 target.weight = self.int(w, &format!("{key}.weight"), 0, 1000) as u32;
             }
             if let Some(p) = &t.priority {

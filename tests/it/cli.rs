@@ -1,0 +1,77 @@
+//! The `steerdns` binary as a user runs it: `check` and `serve` with SIGTERM.
+
+use crate::harness::*;
+use hickory_proto::rr::RecordType;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_steerdns");
+
+fn examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+#[test]
+fn check_accepts_the_quickstart() {
+    let out = Command::new(BIN).args(["check", "--config"]).arg(examples().join("quickstart.toml")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+#[test]
+fn check_prints_every_error_with_its_location_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server]\nudp_workers = 0\n\n[[services]]\nname = \"x.example.\"\nttl = -1\n").unwrap();
+    let out = Command::new(BIN).args(["check", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:2:15: server.udp_workers"), "{stderr}");
+    assert!(stderr.contains("bad.toml:6:7: services[0].ttl"), "{stderr}");
+    let out = Command::new(BIN).args(["serve", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a broken config never starts a server");
+}
+
+#[test]
+fn serve_answers_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lb.example.zone"), ZONE).unwrap();
+    let config = quickstart_config().replace("127.0.0.1:5353", "127.0.0.1:0");
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(dir.path().join("c.toml"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server logs its address").unwrap();
+        if let Some(rest) = line.split("serving DNS on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    let r = udp_exchange(addr, &query("static.lb.example.", RecordType::A)).unwrap();
+    assert_eq!(addresses(&r), ["127.0.0.80"]);
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "exits after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn keys_not_acted_on_yet_get_one_warning_each() {
+    let out = Command::new(BIN).args(["check", "--config"]).arg(examples().join("reference.toml")).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("checks: accepted and validated").count(), 1, "{stderr}");
+    assert!(stderr.contains("reference.toml:49:10: services.policy = \"healthy\""), "{stderr}");
+}

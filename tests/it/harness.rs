@@ -1,0 +1,242 @@
+//! Starts a real steerdns in-process on 127.0.0.1 port 0 and queries it over real UDP
+//! and TCP sockets, with hickory-proto as the client's codec.
+
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+use steerdns::app::{self, App};
+use steerdns::server::Listeners;
+use tokio_util::sync::CancellationToken;
+
+pub const ZONE: &str = include_str!("../../zones/lb.example.zone");
+
+/// A running server; stopped when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Serves `config` (TOML; `zones/lb.example.zone` is available as `lb.example.zone`).
+    pub fn start(config: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lb.example.zone"), ZONE).unwrap();
+        let path = dir.path().join("steerdns.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::start_file(dir, path)
+    }
+
+    pub fn start_file(dir: tempfile::TempDir, path: PathBuf) -> TestServer {
+        let loaded = app::load(&path).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
+        let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()], 2).unwrap();
+        let addr = listeners.local_addrs()[0];
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(App::new(loaded).run(listeners, token)).unwrap();
+        });
+        TestServer { addr, _dir: dir, shutdown, thread: Some(thread) }
+    }
+
+    /// The quickstart's services and zone.
+    pub fn quickstart() -> TestServer {
+        Self::start(&quickstart_config())
+    }
+
+    pub fn udp(&self, query: &Message) -> Message {
+        udp_exchange(self.addr, query).expect("a UDP reply")
+    }
+
+    pub fn tcp(&self, query: &Message) -> Message {
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp_send(&mut stream, &query.to_vec().unwrap());
+        Message::from_vec(&tcp_read(&mut stream).expect("a TCP reply")).unwrap()
+    }
+
+    /// A plain query over UDP.
+    pub fn ask(&self, name: &str, rtype: RecordType) -> Message {
+        self.udp(&query(name, rtype))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn quickstart_config() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.toml"))
+        .unwrap()
+        .replace("../zones/lb.example.zone", "lb.example.zone")
+}
+
+/// Sends raw bytes over UDP; the reply's bytes, or None after a short wait.
+pub fn udp_raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(wait)).unwrap();
+    socket.send_to(bytes, addr).unwrap();
+    let mut buf = vec![0u8; 65535];
+    socket.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+}
+
+pub fn udp_exchange(addr: SocketAddr, query: &Message) -> Option<Message> {
+    // a lost datagram on a loaded machine is retried, as a resolver would
+    (0..3)
+        .find_map(|_| udp_raw(addr, &query.to_vec().unwrap(), Duration::from_secs(2)))
+        .map(|b| Message::from_vec(&b).unwrap())
+}
+
+pub fn tcp_send(stream: &mut TcpStream, bytes: &[u8]) {
+    stream.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
+    stream.write_all(bytes).unwrap();
+}
+
+pub fn tcp_read(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// A query with RD set, no EDNS.
+pub fn query(name: &str, rtype: RecordType) -> Message {
+    let mut m = Message::query();
+    m.metadata.id = rand_id();
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    m
+}
+
+pub fn query_class(name: &str, rtype: RecordType, class: DNSClass) -> Message {
+    let mut m = query(name, rtype);
+    m.queries[0].set_query_class(class);
+    m
+}
+
+/// Adds an OPT with `payload`.
+pub fn with_edns(mut m: Message, payload: u16) -> Message {
+    let mut e = Edns::new();
+    e.set_max_payload(payload);
+    m.set_edns(e);
+    m
+}
+
+/// Adds an OPT carrying ECS `net/prefix`.
+pub fn with_ecs(m: Message, net: &str) -> Message {
+    let mut m = with_edns(m, 1232);
+    let subnet: ClientSubnet = net.parse().unwrap();
+    m.edns.as_mut().unwrap().options_mut().insert(EdnsOption::Subnet(subnet));
+    m
+}
+
+/// The ECS option of a reply: (address, source, scope).
+pub fn ecs_of(m: &Message) -> Option<(IpAddr, u8, u8)> {
+    match m.edns.as_ref()?.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)? {
+        EdnsOption::Subnet(s) => Some((s.addr(), s.source_prefix(), s.scope_prefix())),
+        _ => None,
+    }
+}
+
+/// The addresses of the answer section, in order.
+pub fn addresses(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            RData::AAAA(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn types(records: &[Record]) -> Vec<RecordType> {
+    records.iter().map(Record::record_type).collect()
+}
+
+fn rand_id() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(4242);
+    NEXT.fetch_add(7919, Ordering::Relaxed)
+}
+
+/// Hand-built queries for the cases a well-behaved codec will not produce.
+pub mod raw {
+    /// Wire form of a name ("a.b." → 1a1b0).
+    pub fn name(name: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
+        }
+        out.push(0);
+        out
+    }
+
+    /// An OPT record: owner, payload, version, flags and option bytes.
+    pub fn opt(owner: &[u8], version: u8, options: &[u8]) -> Vec<u8> {
+        let mut out = owner.to_vec();
+        out.extend_from_slice(&[0, 41, 0x04, 0xd0, 0, version, 0, 0]);
+        out.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        out.extend_from_slice(options);
+        out
+    }
+
+    /// An ECS option with raw family, source, scope and address bytes.
+    pub fn ecs(family: u16, source: u8, address: &[u8]) -> Vec<u8> {
+        let mut out = vec![0, 8];
+        out.extend_from_slice(&(4 + address.len() as u16).to_be_bytes());
+        out.extend_from_slice(&family.to_be_bytes());
+        out.extend_from_slice(&[source, 0]);
+        out.extend_from_slice(address);
+        out
+    }
+
+    /// A query: header with `flags` and counts, the questions, then the given answer,
+    /// authority and additional records (already encoded).
+    pub fn query(flags: u16, questions: &[(&str, u16, u16)], sections: [&[Vec<u8>]; 3]) -> Vec<u8> {
+        let mut out = vec![0x12, 0x34];
+        out.extend_from_slice(&flags.to_be_bytes());
+        out.extend_from_slice(&(questions.len() as u16).to_be_bytes());
+        for s in sections {
+            out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        }
+        for (n, t, c) in questions {
+            out.extend(name(n));
+            out.extend_from_slice(&t.to_be_bytes());
+            out.extend_from_slice(&c.to_be_bytes());
+        }
+        for s in sections {
+            for r in s {
+                out.extend_from_slice(r);
+            }
+        }
+        out
+    }
+
+    /// (rcode incl. extended bits, flags word, qdcount, ancount, arcount) of a reply.
+    pub fn summary(reply: &[u8]) -> (u16, u16, u16, u16, u16) {
+        let m = hickory_proto::op::Message::from_vec(reply).unwrap();
+        let word = |i: usize| u16::from_be_bytes([reply[i], reply[i + 1]]);
+        (u16::from(m.metadata.response_code), word(2), word(4), word(6), word(10))
+    }
+}
+
+/// The additional section without the OPT (hickory keeps OPT apart already).
+pub fn additional_only(m: &Message) -> Message {
+    let mut out = Message::query();
+    out.answers = m.additionals.clone();
+    out
+}

@@ -1,0 +1,10 @@
+//! The integration tests: one binary, a real server per test on 127.0.0.1, real
+//! UDP/TCP sockets and processes.
+
+mod cli;
+mod dns;
+mod examples;
+mod harness;
+mod robustness;
+mod services;
+mod zones;
