@@ -64,17 +64,13 @@ fn big_server() -> TestServer {
     for i in 0..40 {
         zone.push_str(&format!("big TXT \"{i:02}-{}\"\n", "y".repeat(40)));
     }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("big.zone"), zone).unwrap();
     let mut config = String::from("[[zones]]\norigin = \"big.test.\"\nfile = \"big.zone\"\n");
     config.push_str("[[services]]\nname = \"many.big.test.\"\nmax_answers = 64\ntargets = [");
     for i in 0..64 {
         config.push_str(&format!("\"::1:{i:x}\", "));
     }
     config.push_str("]\n");
-    std::fs::write(dir.path().join("c.toml"), config).unwrap();
-    let path = dir.path().join("c.toml");
-    TestServer::start_file(dir, path)
+    TestServer::with_files(&config, &[("big.zone", &zone)])
 }
 
 #[test]
@@ -255,17 +251,10 @@ fn every_listen_address_serves_udp_and_tcp() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("lb.example.zone"), ZONE).unwrap();
     std::fs::write(dir.path().join("c.toml"), quickstart_config()).unwrap();
-    let loaded = steerdns::app::load(&dir.path().join("c.toml")).unwrap();
-    let addrs = ["127.0.0.1:0".parse().unwrap(), "127.0.0.2:0".parse().unwrap()];
-    let listeners = steerdns::server::Listeners::bind(&addrs, 2).unwrap();
-    let bound = listeners.local_addrs();
-    let token = tokio_util::sync::CancellationToken::new();
-    let stop = token.clone();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(steerdns::app::App::new(loaded).run(listeners, stop)).unwrap();
-    });
-    for addr in &bound {
+    let path = dir.path().join("c.toml");
+    let s = TestServer::start_on(dir, path, &["127.0.0.1:0".parse().unwrap(), "127.0.0.2:0".parse().unwrap()]);
+    assert_eq!(s.addrs.len(), 2);
+    for addr in &s.addrs {
         let r = udp_exchange(*addr, &query("static.lb.example.", RecordType::A)).unwrap();
         assert_eq!(addresses(&r), ["127.0.0.80"], "UDP {addr}");
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
@@ -274,6 +263,4 @@ fn every_listen_address_serves_udp_and_tcp() {
         let r = hickory_proto::op::Message::from_vec(&tcp_read(&mut stream).unwrap()).unwrap();
         assert_eq!(addresses(&r), ["127.0.0.80"], "TCP {addr}");
     }
-    token.cancel();
-    thread.join().unwrap();
 }

@@ -16,7 +16,9 @@ pub const ZONE: &str = include_str!("../../zones/lb.example.zone");
 
 /// A running server; stopped when dropped.
 pub struct TestServer {
+    /// The first listen address; `addrs` has them all.
     pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
     _dir: tempfile::TempDir,
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -25,24 +27,37 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `config` (TOML; `zones/lb.example.zone` is available as `lb.example.zone`).
     pub fn start(config: &str) -> TestServer {
+        Self::with_files(config, &[("lb.example.zone", ZONE)])
+    }
+
+    /// Serves `config` from a directory that also holds `files` (name, content).
+    pub fn with_files(config: &str, files: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("lb.example.zone"), ZONE).unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
         let path = dir.path().join("steerdns.toml");
         std::fs::write(&path, config).unwrap();
         Self::start_file(dir, path)
     }
 
     pub fn start_file(dir: tempfile::TempDir, path: PathBuf) -> TestServer {
+        Self::start_on(dir, path, &["127.0.0.1:0".parse().unwrap()])
+    }
+
+    /// Serves the config at `path` on `listen` (port 0: a free port each).
+    pub fn start_on(dir: tempfile::TempDir, path: PathBuf, listen: &[SocketAddr]) -> TestServer {
         let loaded = app::load(&path).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
-        let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()], 2).unwrap();
-        let addr = listeners.local_addrs()[0];
+        let listeners = Listeners::bind(listen, 2).unwrap();
+        let addrs = listeners.local_addrs();
+        let addr = addrs[0];
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(App::new(loaded).run(listeners, token)).unwrap();
         });
-        TestServer { addr, _dir: dir, shutdown, thread: Some(thread) }
+        TestServer { addr, addrs, _dir: dir, shutdown, thread: Some(thread) }
     }
 
     /// The quickstart's services and zone.

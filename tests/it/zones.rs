@@ -64,12 +64,8 @@ fn chain_server() -> TestServer {
         loop1 CNAME loop2\nloop2 CNAME loop1\nout CNAME www.elsewhere.example.\ndead CNAME missing\n\
         s0 CNAME s1\ns1 CNAME s2\ns2 CNAME s3\ns3 CNAME s4\ns4 CNAME s5\ns5 CNAME s6\ns6 CNAME s7\ns7 CNAME s8\ns8 CNAME s9\ns9 A 127.0.0.9\n\
         tosvc CNAME svc\n*.wc CNAME svc\n";
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("c.zone"), zone).unwrap();
     let config = "[[zones]]\norigin = \"c.test.\"\nfile = \"c.zone\"\n[[services]]\nname = \"svc.c.test.\"\ntargets = [\"127.0.0.20\"]\n";
-    std::fs::write(dir.path().join("c.toml"), config).unwrap();
-    let path = dir.path().join("c.toml");
-    TestServer::start_file(dir, path)
+    TestServer::with_files(config, &[("c.zone", zone)])
 }
 
 #[test]
