@@ -25,6 +25,13 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     Ok(Loaded { config, zones })
 }
 
+/// Builds the View for `loaded` (keeping the rotation counters of the View it
+/// replaces) and publishes it with one swap.
+pub fn publish(view: &ArcSwap<View>, loaded: &Loaded) {
+    let next = View::build(&loaded.config, loaded.zones.clone(), Some(&view.load()));
+    view.store(Arc::new(next));
+}
+
 /// A running steerdns: the published View and what serves it.
 pub struct App {
     config: Config,
@@ -46,10 +53,11 @@ impl App {
     /// lets in-flight queries finish and returns within `shutdown_timeout`.
     pub async fn run(self, listeners: Listeners, shutdown: CancellationToken) -> std::io::Result<()> {
         let tasks = TaskTracker::new();
+        let mut udp_workers = Vec::new();
         for socket in listeners.udp {
-            let socket = tokio::net::UdpSocket::from_std(socket)?;
-            tasks.spawn(server::serve_udp(socket, self.view.clone(), shutdown.clone()));
+            udp_workers.push(server::serve_udp(socket, self.view.clone(), shutdown.clone())?);
         }
+        tasks.spawn_blocking(move || udp_workers.into_iter().for_each(|w| w.join().unwrap_or(())));
         let tcp = listeners.tcp.into_iter().map(tokio::net::TcpListener::from_std).collect::<Result<Vec<_>, _>>()?;
         let idle = self.config.server.tcp_idle_timeout;
         tasks.spawn(server::serve_tcp(tcp, self.view.clone(), idle, shutdown.clone()));

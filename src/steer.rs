@@ -2,7 +2,10 @@
 //! cap. No I/O, no time, no locks: the only shared state touched is a service's
 //! round-robin counter (one atomic add).
 
-use crate::view::{ServiceView, TargetView};
+use crate::config::Order;
+use crate::view::ServiceView;
+use std::cell::Cell;
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
@@ -23,12 +26,23 @@ impl Family {
     }
 }
 
-/// The computed answer: addresses in answer order, their TTL and the ECS scope.
+/// Who is asking: the client's address (SPEC §1) and, when the query carried ECS with
+/// SOURCE PREFIX-LENGTH > 0, that length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    pub address: IpAddr,
+    pub ecs_source: Option<u8>,
+}
+
+/// The computed answer's TTL and ECS scope (the addresses go to the caller's buffer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Answer {
     pub ttl: u32,
     pub scope: u8,
 }
+
+/// A candidate: its address and the weight the orders use.
+type Candidate = (IpAddr, u32);
 
 /// Whether the service has any candidate of `family` (used by ANY: A, else AAAA).
 pub fn has_candidates(service: &ServiceView, family: Family) -> bool {
@@ -36,91 +50,117 @@ pub fn has_candidates(service: &ServiceView, family: Family) -> bool {
 }
 
 /// Computes the answer for one query into `out` (cleared first).
-pub fn answer(service: &ServiceView, family: Family, out: &mut Vec<IpAddr>) -> Answer {
+pub fn answer(service: &ServiceView, family: Family, client: &Client, out: &mut Vec<IpAddr>) -> Answer {
     out.clear();
-    let candidates = || service.targets.iter().filter(move |t| family.matches(&t.address));
-    let positive = candidates().any(|t| t.weight > 0);
-    // weight-0 targets are answered only when no target of positive weight is left
-    let chosen = || candidates().filter(move |t| t.weight > 0 || !positive);
-    round_robin(service, family, chosen, out);
+    let set = candidates(service, family);
+    let mut scope = 0;
+    match service.order {
+        Order::RoundRobin => round_robin(service, family, &set, out),
+        Order::Weighted => weighted(set, service.max_answers, out),
+        Order::Sticky => {
+            let (network, prefix) = client_network(client);
+            sticky(&set, network, prefix, out);
+            scope = if client.ecs_source.is_some() { prefix } else { 0 };
+        }
+    }
     out.truncate(service.max_answers);
-    Answer { ttl: service.ttl, scope: 0 }
+    Answer { ttl: service.ttl, scope }
 }
 
-/// The set rotated by one position per query.
-fn round_robin<'s, I>(service: &ServiceView, family: Family, set: impl Fn() -> I, out: &mut Vec<IpAddr>)
-where
-    I: Iterator<Item = &'s TargetView>,
-{
-    let n = set().count();
-    if n == 0 {
+/// Targets of the family; weight-0 targets only when none has a positive weight (then
+/// they all count as weight 1, so every order still spreads over them).
+fn candidates(service: &ServiceView, family: Family) -> Vec<Candidate> {
+    let of_family = || service.targets.iter().filter(move |t| family.matches(&t.address));
+    if of_family().any(|t| t.weight > 0) {
+        of_family().filter(|t| t.weight > 0).map(|t| (t.address, t.weight)).collect()
+    } else {
+        of_family().map(|t| (t.address, 1)).collect()
+    }
+}
+
+/// The set rotated by one position per query (one counter per service and family).
+fn round_robin(service: &ServiceView, family: Family, set: &[Candidate], out: &mut Vec<IpAddr>) {
+    if set.is_empty() {
         return;
     }
-    let start = service.rotation.0[family.index()].fetch_add(1, Ordering::Relaxed) % n;
-    out.extend(set().skip(start).chain(set().take(start)).map(|t| t.address));
+    let start = service.rotation.0[family.index()].fetch_add(1, Ordering::Relaxed) % set.len();
+    out.extend(set[start..].iter().chain(&set[..start]).map(|c| c.0));
+}
+
+/// Sequential weighted sampling without replacement: each position is drawn with
+/// probability w / Σw among the targets left.
+fn weighted(mut set: Vec<Candidate>, cap: usize, out: &mut Vec<IpAddr>) {
+    let mut total: u64 = set.iter().map(|c| u64::from(c.1)).sum();
+    while !set.is_empty() && out.len() < cap {
+        let mut ticket = random_below(total);
+        let index = set
+            .iter()
+            .position(|c| {
+                let w = u64::from(c.1);
+                ticket < w || {
+                    ticket -= w;
+                    false
+                }
+            })
+            .unwrap_or(set.len() - 1);
+        let (address, weight) = set.swap_remove(index);
+        total -= u64::from(weight);
+        out.push(address);
+    }
+}
+
+/// The client's network for sticky hashing: /24 (IPv4) or /56 (IPv6), or the ECS
+/// source prefix when that is shorter.
+pub fn client_network(client: &Client) -> (IpAddr, u8) {
+    let default = if client.address.is_ipv4() { 24 } else { 56 };
+    let prefix = client.ecs_source.map_or(default, |s| s.min(default));
+    let network = ipnet::IpNet::new(client.address, prefix).map_or(client.address, |n| n.network());
+    (network, prefix)
+}
+
+/// Weighted rendezvous hashing: targets in descending −w ⁄ ln((h+1) ⁄ 2⁶⁴), h the
+/// SipHash-2-4 (zero key) of the client network and the target address.
+fn sticky(set: &[Candidate], network: IpAddr, prefix: u8, out: &mut Vec<IpAddr>) {
+    let mut scored: Vec<(f64, IpAddr)> = set.iter().map(|&(a, w)| (sticky_score(network, prefix, a, w), a)).collect();
+    scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+    out.extend(scored.into_iter().map(|s| s.1));
+}
+
+/// One target's rendezvous score for one client network (SPEC §1 `sticky`).
+pub fn sticky_score(network: IpAddr, prefix: u8, target: IpAddr, weight: u32) -> f64 {
+    let mut hasher = siphasher::sip::SipHasher24::new();
+    hasher.write(&[if network.is_ipv4() { 4 } else { 6 }, prefix]);
+    write_address(&mut hasher, network);
+    write_address(&mut hasher, target);
+    let h = hasher.finish();
+    let unit = (h as f64 + 1.0) / 18_446_744_073_709_551_616.0;
+    let ln = unit.ln();
+    if ln == 0.0 { f64::INFINITY } else { -f64::from(weight) / ln }
+}
+
+fn write_address(hasher: &mut siphasher::sip::SipHasher24, address: IpAddr) {
+    match address {
+        IpAddr::V4(a) => hasher.write(&a.octets()),
+        IpAddr::V6(a) => hasher.write(&a.octets()),
+    }
+}
+
+/// A uniform draw in [0, bound) from a per-thread xorshift64* generator, seeded from
+/// the standard library's random hasher keys.
+fn random_below(bound: u64) -> u64 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(std::collections::hash_map::RandomState::new().build_hasher().finish() | 1);
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        // multiply-shift maps the 64-bit draw onto [0, bound) without a division
+        ((u128::from(x.wrapping_mul(0x2545_F491_4F6C_DD1D)) * u128::from(bound)) >> 64) as u64
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Order, Policy, WhenAllDown};
-
-    fn service(targets: &[(&str, u32)], max_answers: usize) -> ServiceView {
-        ServiceView {
-            name: "s.example.".parse().unwrap(),
-            policy: Policy::All,
-            order: Order::RoundRobin,
-            ttl: 30,
-            max_answers,
-            when_all_down: WhenAllDown::All,
-            targets: targets
-                .iter()
-                .map(|(a, w)| TargetView {
-                    address: a.parse().unwrap(),
-                    weight: *w,
-                    priority: 1,
-                    region: None,
-                    healthy: true,
-                })
-                .collect(),
-            rotation: Default::default(),
-        }
-    }
-
-    fn run(s: &ServiceView, family: Family) -> Vec<String> {
-        let mut out = Vec::new();
-        answer(s, family, &mut out);
-        out.iter().map(ToString::to_string).collect()
-    }
-
-    #[test]
-    fn round_robin_rotates_one_position_per_query_and_family() {
-        let s = service(&[("127.0.0.1", 1), ("127.0.0.2", 1), ("::1", 1), ("127.0.0.3", 1)], 8);
-        assert_eq!(run(&s, Family::V4), ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
-        assert_eq!(run(&s, Family::V6), ["::1"]);
-        assert_eq!(run(&s, Family::V4), ["127.0.0.2", "127.0.0.3", "127.0.0.1"]);
-        assert_eq!(run(&s, Family::V4), ["127.0.0.3", "127.0.0.1", "127.0.0.2"]);
-    }
-
-    #[test]
-    fn cap_keeps_the_first_of_the_rotation() {
-        let s = service(&[("127.0.0.1", 1), ("127.0.0.2", 1), ("127.0.0.3", 1)], 2);
-        assert_eq!(run(&s, Family::V4), ["127.0.0.1", "127.0.0.2"]);
-        assert_eq!(run(&s, Family::V4), ["127.0.0.2", "127.0.0.3"]);
-    }
-
-    #[test]
-    fn weight_zero_is_answered_only_without_positive_weights() {
-        let s = service(&[("127.0.0.1", 0), ("127.0.0.2", 3)], 8);
-        assert_eq!(run(&s, Family::V4), ["127.0.0.2"]);
-        let s = service(&[("127.0.0.1", 0), ("127.0.0.2", 0)], 8);
-        assert_eq!(run(&s, Family::V4).len(), 2);
-    }
-
-    #[test]
-    fn no_candidate_of_the_family_answers_nothing() {
-        let s = service(&[("127.0.0.1", 1)], 8);
-        assert!(run(&s, Family::V6).is_empty());
-        assert!(!has_candidates(&s, Family::V6));
-    }
-}
+mod tests;

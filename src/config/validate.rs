@@ -649,9 +649,6 @@ impl<'a> Validator<'a> {
                 Order::RoundRobin
             }
         };
-        if let Some(o) = raw.order.as_ref().filter(|_| order != Order::RoundRobin) {
-            self.unbuilt(&format!("services.order = \"{}\"", o.get_ref()), o);
-        }
         match &raw.check {
             Some(c) if !checks.contains(c.get_ref()) => {
                 self.err(c, &format!("{key}.check"), format!("names no check; known: {}", names(checks.iter())));

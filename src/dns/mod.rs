@@ -8,6 +8,7 @@ mod resolve;
 mod wire;
 mod writer;
 
+use crate::steer::Client;
 use crate::view::View;
 use std::net::SocketAddr;
 use wire::{Reject, Request};
@@ -60,7 +61,6 @@ impl Reply {
 /// Answers one DNS message into `out`. Returns false when no reply is to be sent
 /// (a response, or not even a header).
 pub fn respond(view: &View, request: &[u8], client: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> bool {
-    let _ = client; // the source address steers answers from the GSLB issue on
     let request = match wire::parse(request) {
         Ok(r) => r,
         Err(Reject::Drop) => return false,
@@ -77,7 +77,7 @@ pub fn respond(view: &View, request: &[u8], client: SocketAddr, transport: Trans
     };
     match precheck(&request) {
         Some(reply) => finish_error(view, &request, reply, limit, out),
-        None => answer(view, &request, limit, out),
+        None => answer(view, &request, client, limit, out),
     }
     true
 }
@@ -108,15 +108,21 @@ fn precheck(request: &Request) -> Option<Reply> {
     Some(Reply::error(rcode))
 }
 
-fn answer(view: &View, request: &Request, limit: usize, out: &mut Vec<u8>) {
+fn answer(view: &View, request: &Request, source: SocketAddr, limit: usize, out: &mut Vec<u8>) {
     let q = request.question.as_ref().expect("checked by precheck");
     if q.qclass == CLASS_CH {
         return chaos(view, request, limit, out);
     }
     let ecs = request.edns.as_ref().and_then(|e| e.ecs);
+    // the client: the ECS address (already checked to hold no bits past its prefix)
+    // when its source prefix is above 0, else the query's source address
+    let client = match ecs {
+        Some(e) if e.source_prefix() > 0 => Client { address: e.addr(), ecs_source: Some(e.source_prefix()) },
+        _ => Client { address: source.ip(), ecs_source: None },
+    };
     let opt = opt_for(view, request, Rcode::NoError, ecs.map(|e| (e, 0)));
     let mut writer = Writer::new(out, limit, Some((&q.name, q.qtype, q.qclass)), opt.as_ref());
-    let reply = resolve::resolve(view, q, &mut writer);
+    let reply = resolve::resolve(view, q, &client, &mut writer);
     let opt = opt.map(|mut o| {
         o.ecs = ecs.zip(reply.ecs_scope);
         o

@@ -4,7 +4,7 @@
 use super::wire::Question;
 use super::writer::{Section, Writer};
 use super::{Rcode, Reply};
-use crate::steer::{self, Family};
+use crate::steer::{self, Client, Family};
 use crate::view::{ServiceView, View};
 use crate::zone::{Lookup, RRset, Zone};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -22,7 +22,7 @@ enum End {
     Truncated,
 }
 
-pub(super) fn resolve(view: &View, q: &Question, writer: &mut Writer) -> Reply {
+pub(super) fn resolve(view: &View, q: &Question, client: &Client, writer: &mut Writer) -> Reply {
     let Some(zone) = view.zones.find(&q.name) else {
         return Reply::error(Rcode::Refused);
     };
@@ -34,7 +34,7 @@ pub(super) fn resolve(view: &View, q: &Question, writer: &mut Writer) -> Reply {
         if let Some(service) = view.services.get(&name)
             && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
         {
-            break computed(service, &name, qtype, writer, &mut reply);
+            break computed(service, &name, qtype, client, writer, &mut reply);
         }
         match zone.lookup(&name, qtype) {
             Lookup::Records { rrset, .. } => break write_rrset(writer, Section::Answer, &name, rrset),
@@ -74,18 +74,26 @@ pub(super) fn resolve(view: &View, q: &Question, writer: &mut Writer) -> Reply {
 
 /// A service's computed A/AAAA answer (ANY: A, else AAAA when it has no IPv4
 /// candidate), cut to what fits; never TC.
-fn computed(service: &ServiceView, owner: &Name, qtype: RecordType, writer: &mut Writer, reply: &mut Reply) -> End {
+fn computed(
+    service: &ServiceView,
+    owner: &Name,
+    qtype: RecordType,
+    client: &Client,
+    writer: &mut Writer,
+    reply: &mut Reply,
+) -> End {
     let family = match qtype {
         RecordType::AAAA => Family::V6,
         RecordType::ANY if !steer::has_candidates(service, Family::V4) => Family::V6,
         _ => Family::V4,
     };
     let mut addresses = Vec::with_capacity(service.max_answers.min(8));
-    let answer = steer::answer(service, family, &mut addresses);
-    reply.ecs_scope = reply.ecs_scope.max(Some(answer.scope));
+    let answer = steer::answer(service, family, client, &mut addresses);
     if addresses.is_empty() {
+        // a negative answer depends on no client: scope 0
         return End::Negative { rcode: Rcode::NoError, ttl_cap: answer.ttl };
     }
+    reply.ecs_scope = reply.ecs_scope.max(Some(answer.scope));
     for address in addresses {
         if writer.address(owner, answer.ttl, address).is_err() {
             break;

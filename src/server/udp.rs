@@ -1,31 +1,199 @@
-//! steerdns's own UDP loop: one socket per worker, buffers reused across queries.
+//! steerdns's own UDP loop: one thread per socket (SO_REUSEPORT spreads flows across
+//! them), queries received and replies sent in batches (recvmmsg/sendmmsg), buffers
+//! reused, one View load per batch. On a wildcard address each reply is sent from the
+//! address its query was sent to (IP_PKTINFO / IPV6_RECVPKTINFO).
 
 use crate::dns::{self, Transport};
 use crate::view::View;
 use arc_swap::ArcSwap;
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage, recvmmsg, sendmmsg,
+    setsockopt, sockopt,
+};
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use tokio::net::UdpSocket;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Answers queries on one socket until `shutdown`; a reply being sent is finished.
-pub async fn serve_udp(socket: UdpSocket, view: Arc<ArcSwap<View>>, shutdown: CancellationToken) {
-    let mut request = vec![0u8; 65535];
-    let mut response = Vec::with_capacity(4096);
-    loop {
-        let (len, client) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            received = socket.recv_from(&mut request) => match received {
-                Ok(r) => r,
+/// Datagrams handled per system call.
+const BATCH: usize = 32;
+/// Largest query we read; a longer datagram is cut and answered FORMERR.
+const MAX_QUERY: usize = 4096;
+/// How often an idle worker looks at the shutdown token.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// Starts a worker thread answering queries on `socket` until `shutdown`; the batch
+/// in hand is finished first.
+pub fn serve_udp(
+    socket: UdpSocket,
+    view: Arc<ArcSwap<View>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let wildcard = socket.local_addr()?.ip().is_unspecified();
+    if wildcard {
+        match socket.local_addr()? {
+            SocketAddr::V4(_) => setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)?,
+            SocketAddr::V6(_) => setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)?,
+        }
+    }
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(IDLE_CHECK))?;
+    std::thread::Builder::new().name("steerdns-udp".into()).spawn(move || {
+        let mut worker = Worker::new(wildcard);
+        while !shutdown.is_cancelled() {
+            worker.round(&socket, &view);
+        }
+    })
+}
+
+/// One received datagram: its length, sender and the local address it was sent to.
+#[derive(Clone, Copy)]
+struct Received {
+    len: usize,
+    from: Option<SockaddrStorage>,
+    to: Option<IpAddr>,
+}
+
+struct Worker {
+    wildcard: bool,
+    queries: Vec<Vec<u8>>,
+    replies: Vec<Vec<u8>>,
+    received: Vec<Received>,
+    /// (reply index, destination, source address) of the replies to send.
+    outgoing: Vec<(usize, SockaddrStorage, Option<IpAddr>)>,
+    receive_headers: MultiHeaders<SockaddrStorage>,
+    send_headers: MultiHeaders<SockaddrStorage>,
+}
+
+impl Worker {
+    fn new(wildcard: bool) -> Self {
+        let cmsg = || wildcard.then(|| nix::cmsg_space!(libc::in6_pktinfo));
+        Worker {
+            wildcard,
+            queries: vec![vec![0; MAX_QUERY]; BATCH],
+            replies: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
+            received: Vec::with_capacity(BATCH),
+            outgoing: Vec::with_capacity(BATCH),
+            receive_headers: MultiHeaders::preallocate(BATCH, cmsg()),
+            send_headers: MultiHeaders::preallocate(BATCH, cmsg()),
+        }
+    }
+
+    /// Receives one batch (waiting up to IDLE_CHECK for its first datagram), answers
+    /// it and sends the replies.
+    fn round(&mut self, socket: &UdpSocket, view: &ArcSwap<View>) {
+        if let Err(e) = self.receive(socket) {
+            if !matches!(e, Errno::EAGAIN | Errno::EINTR) {
+                tracing::debug!("udp receive: {e}");
+            }
+            return;
+        }
+        let view = view.load();
+        self.outgoing.clear();
+        for (i, r) in self.received.iter().enumerate() {
+            let Some((from, client)) = r.from.and_then(|a| Some((a, socket_addr(&a)?))) else { continue };
+            let query = &self.queries[i][..r.len.min(MAX_QUERY)];
+            if dns::respond(&view, query, client, Transport::Udp, &mut self.replies[i]) {
+                self.outgoing.push((i, from, r.to));
+            }
+        }
+        drop(view);
+        self.send(socket);
+    }
+
+    fn receive(&mut self, socket: &UdpSocket) -> nix::Result<()> {
+        let mut slices: Vec<[IoSliceMut; 1]> = self.queries.iter_mut().map(|q| [IoSliceMut::new(q)]).collect();
+        let results =
+            recvmmsg(socket.as_raw_fd(), &mut self.receive_headers, slices.iter_mut(), MsgFlags::MSG_WAITFORONE, None)?;
+        self.received.clear();
+        for message in results {
+            let to = if self.wildcard { destination(&message) } else { None };
+            self.received.push(Received { len: message.bytes, from: message.address, to });
+        }
+        Ok(())
+    }
+
+    /// Sends the replies with one sendmmsg per run of replies that share a source address.
+    fn send(&mut self, socket: &UdpSocket) {
+        let mut start = 0;
+        while start < self.outgoing.len() {
+            let source = self.outgoing[start].2;
+            let end = start + self.outgoing[start..].iter().take_while(|o| o.2 == source).count();
+            self.send_run(socket, start, end, source);
+            start = end;
+        }
+    }
+
+    fn send_run(&mut self, socket: &UdpSocket, mut start: usize, end: usize, source: Option<IpAddr>) {
+        let info = source.map(PacketInfo::from);
+        let cmsgs: Vec<ControlMessage> = info.iter().map(PacketInfo::message).collect();
+        while start < end {
+            let run = &self.outgoing[start..end];
+            let slices: Vec<[IoSlice; 1]> = run.iter().map(|(i, ..)| [IoSlice::new(&self.replies[*i])]).collect();
+            let addresses: Vec<Option<SockaddrStorage>> = run.iter().map(|(_, to, _)| Some(*to)).collect();
+            match sendmmsg(socket.as_raw_fd(), &mut self.send_headers, &slices, &addresses, &cmsgs, MsgFlags::empty()) {
+                Ok(results) => start += results.count().max(1),
+                Err(Errno::EINTR) => {}
                 Err(e) => {
-                    // ICMP errors from earlier sends surface here; keep serving
-                    tracing::debug!("udp receive: {e}");
-                    continue;
+                    // one reply the kernel refuses (an unreachable client) must not
+                    // hold back the others
+                    tracing::debug!("udp send: {e}");
+                    start += 1;
                 }
-            },
-        };
-        let answered = dns::respond(&view.load(), &request[..len], client, Transport::Udp, &mut response);
-        if answered && let Err(e) = socket.send_to(&response, client).await {
-            tracing::debug!("udp send to {client}: {e}");
+            }
+        }
+    }
+}
+
+/// The local address a datagram was sent to, from its PKTINFO control message.
+fn destination(message: &nix::sys::socket::RecvMsg<'_, '_, SockaddrStorage>) -> Option<IpAddr> {
+    message.cmsgs().ok()?.find_map(|c| match c {
+        ControlMessageOwned::Ipv4PacketInfo(info) => {
+            Some(IpAddr::from(std::net::Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))))
+        }
+        ControlMessageOwned::Ipv6PacketInfo(info) => Some(IpAddr::from(info.ipi6_addr.s6_addr)),
+        _ => None,
+    })
+}
+
+fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
+    match address.family()? {
+        nix::sys::socket::AddressFamily::Inet => address.as_sockaddr_in().map(|a| SocketAddr::from(*a)),
+        nix::sys::socket::AddressFamily::Inet6 => address.as_sockaddr_in6().map(|a| SocketAddr::from(*a)),
+        _ => None,
+    }
+}
+
+/// The source address to send a reply from.
+enum PacketInfo {
+    V4(libc::in_pktinfo),
+    V6(libc::in6_pktinfo),
+}
+
+impl From<IpAddr> for PacketInfo {
+    fn from(address: IpAddr) -> Self {
+        match address {
+            IpAddr::V4(a) => PacketInfo::V4(libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr { s_addr: u32::from(a).to_be() },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            }),
+            IpAddr::V6(a) => {
+                PacketInfo::V6(libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: a.octets() }, ipi6_ifindex: 0 })
+            }
+        }
+    }
+}
+
+impl PacketInfo {
+    fn message(&self) -> ControlMessage<'_> {
+        match self {
+            PacketInfo::V4(info) => ControlMessage::Ipv4PacketInfo(info),
+            PacketInfo::V6(info) => ControlMessage::Ipv6PacketInfo(info),
         }
     }
 }

@@ -5,6 +5,8 @@ mod cli;
 mod dns;
 mod examples;
 mod harness;
+mod orders;
+mod pktinfo;
 mod robustness;
 mod services;
 mod zones;

@@ -1,0 +1,153 @@
+use super::*;
+use crate::config::{Order, Policy, WhenAllDown};
+use crate::view::{ServiceView, TargetView};
+
+fn service(order: Order, targets: &[(&str, u32)], max_answers: usize) -> ServiceView {
+    ServiceView {
+        name: "s.example.".parse().unwrap(),
+        policy: Policy::All,
+        order,
+        ttl: 30,
+        max_answers,
+        when_all_down: WhenAllDown::All,
+        targets: targets
+            .iter()
+            .map(|(a, w)| TargetView {
+                address: a.parse().unwrap(),
+                weight: *w,
+                priority: 1,
+                region: None,
+                healthy: true,
+            })
+            .collect(),
+        rotation: Default::default(),
+    }
+}
+
+fn client(address: &str, ecs_source: Option<u8>) -> Client {
+    Client { address: address.parse().unwrap(), ecs_source }
+}
+
+fn run(s: &ServiceView, family: Family, c: &Client) -> Vec<String> {
+    let mut out = Vec::new();
+    answer(s, family, c, &mut out);
+    out.iter().map(ToString::to_string).collect()
+}
+
+fn anyone() -> Client {
+    client("127.0.0.1", None)
+}
+
+#[test]
+fn round_robin_rotates_one_position_per_query_and_family() {
+    let s = service(Order::RoundRobin, &[("127.0.0.1", 1), ("127.0.0.2", 1), ("::1", 1), ("127.0.0.3", 1)], 8);
+    assert_eq!(run(&s, Family::V4, &anyone()), ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    assert_eq!(run(&s, Family::V6, &anyone()), ["::1"]);
+    assert_eq!(run(&s, Family::V4, &anyone()), ["127.0.0.2", "127.0.0.3", "127.0.0.1"]);
+    assert_eq!(run(&s, Family::V4, &anyone()), ["127.0.0.3", "127.0.0.1", "127.0.0.2"]);
+}
+
+#[test]
+fn cap_keeps_the_first_of_the_order() {
+    let s = service(Order::RoundRobin, &[("127.0.0.1", 1), ("127.0.0.2", 1), ("127.0.0.3", 1)], 2);
+    assert_eq!(run(&s, Family::V4, &anyone()), ["127.0.0.1", "127.0.0.2"]);
+    assert_eq!(run(&s, Family::V4, &anyone()), ["127.0.0.2", "127.0.0.3"]);
+}
+
+#[test]
+fn weight_zero_is_answered_only_without_positive_weights_in_every_order() {
+    for order in [Order::RoundRobin, Order::Weighted, Order::Sticky] {
+        let s = service(order, &[("127.0.0.1", 0), ("127.0.0.2", 3)], 8);
+        assert_eq!(run(&s, Family::V4, &anyone()), ["127.0.0.2"], "{order:?}");
+        let s = service(order, &[("127.0.0.1", 0), ("127.0.0.2", 0)], 8);
+        assert_eq!(run(&s, Family::V4, &anyone()).len(), 2, "{order:?}");
+    }
+}
+
+#[test]
+fn weighted_first_position_follows_the_weights() {
+    let s = service(Order::Weighted, &[("127.0.0.1", 1), ("127.0.0.2", 3)], 1);
+    let n = 40_000;
+    let heavy = (0..n).filter(|_| run(&s, Family::V4, &anyone()) == ["127.0.0.2"]).count();
+    // expected 30 000; the standard deviation is about 87, so ±1 000 cannot flake
+    assert!((29_000..=31_000).contains(&heavy), "{heavy}");
+}
+
+#[test]
+fn weighted_draws_without_replacement() {
+    let s = service(Order::Weighted, &[("127.0.0.1", 1), ("127.0.0.2", 1000), ("127.0.0.3", 1)], 3);
+    for _ in 0..100 {
+        let mut got = run(&s, Family::V4, &anyone());
+        got.sort();
+        assert_eq!(got, ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    }
+}
+
+#[test]
+fn client_network_is_24_or_56_or_the_shorter_ecs_prefix() {
+    assert_eq!(client_network(&client("10.1.2.3", None)), ("10.1.2.0".parse().unwrap(), 24));
+    assert_eq!(client_network(&client("10.1.0.0", Some(16))), ("10.1.0.0".parse().unwrap(), 16));
+    assert_eq!(client_network(&client("10.1.2.0", Some(32))).1, 24);
+    assert_eq!(client_network(&client("2001:db8:1:2ff::1", None)), ("2001:db8:1:200::".parse().unwrap(), 56));
+}
+
+/// Pinned values: every node, restart and version must hash the same way.
+#[test]
+fn sticky_scores_are_stable_across_versions() {
+    let net: IpAddr = "10.1.2.0".parse().unwrap();
+    let a = sticky_score(net, 24, "127.0.0.1".parse().unwrap(), 1);
+    let b = sticky_score(net, 24, "127.0.0.2".parse().unwrap(), 1);
+    assert_eq!((a, b), (STICKY_A, STICKY_B), "{a:?} {b:?}");
+    assert_eq!(sticky_score(net, 24, "127.0.0.1".parse().unwrap(), 2), 2.0 * a);
+}
+
+// Computed with an independent SipHash-2-4 (checked against the reference vector of
+// Aumasson and Bernstein) over [4, 24, 10, 1, 2, 0, 127, 0, 0, 1|2], then −1 ⁄ ln((h+1) ⁄ 2⁶⁴).
+const STICKY_A: f64 = 1582.729070804832;
+const STICKY_B: f64 = 0.4775365351179793;
+
+#[test]
+fn sticky_keeps_a_client_on_its_targets_and_moves_only_a_lost_targets_clients() {
+    let targets = [("127.0.0.1", 1), ("127.0.0.2", 1), ("127.0.0.3", 1), ("127.0.0.4", 1)];
+    let all = service(Order::Sticky, &targets, 1);
+    let without_2 = service(Order::Sticky, &[targets[0], targets[2], targets[3]], 1);
+    let mut per_target = std::collections::HashMap::new();
+    for i in 0..2000u32 {
+        let c = client(&format!("10.{}.{}.7", i / 256, i % 256), None);
+        let first = run(&all, Family::V4, &c);
+        assert_eq!(run(&all, Family::V4, &c), first, "stable for one client");
+        *per_target.entry(first[0].clone()).or_insert(0) += 1;
+        if first[0] != "127.0.0.2" {
+            assert_eq!(run(&without_2, Family::V4, &c), first, "only the lost target's clients move");
+        }
+    }
+    // 2000 clients over 4 equal targets: about 500 each
+    assert!(per_target.values().all(|n| (350..=650).contains(n)), "{per_target:?}");
+}
+
+#[test]
+fn sticky_weights_shift_the_share() {
+    let s = service(Order::Sticky, &[("127.0.0.1", 1), ("127.0.0.2", 3)], 1);
+    let heavy = (0..4000u32)
+        .filter(|i| run(&s, Family::V4, &client(&format!("10.{}.{}.0", i / 256, i % 256), None)) == ["127.0.0.2"])
+        .count();
+    assert!((2700..=3300).contains(&heavy), "{heavy}");
+}
+
+#[test]
+fn sticky_scope_is_the_hashed_prefix_only_with_ecs() {
+    let s = service(Order::Sticky, &[("127.0.0.1", 1)], 1);
+    let mut out = Vec::new();
+    assert_eq!(answer(&s, Family::V4, &client("10.1.2.0", Some(24)), &mut out).scope, 24);
+    assert_eq!(answer(&s, Family::V4, &client("10.1.0.0", Some(16)), &mut out).scope, 16);
+    assert_eq!(answer(&s, Family::V4, &client("10.1.2.3", None), &mut out).scope, 0);
+    let rr = service(Order::RoundRobin, &[("127.0.0.1", 1)], 1);
+    assert_eq!(answer(&rr, Family::V4, &client("10.1.2.0", Some(24)), &mut out).scope, 0);
+}
+
+#[test]
+fn no_candidate_of_the_family_answers_nothing() {
+    let s = service(Order::RoundRobin, &[("127.0.0.1", 1)], 8);
+    assert!(run(&s, Family::V6, &anyone()).is_empty());
+    assert!(!has_candidates(&s, Family::V6));
+}
