@@ -41,8 +41,19 @@ pub struct Answer {
     pub scope: u8,
 }
 
-/// A candidate: its address and the weight the orders use.
-type Candidate = (IpAddr, u32);
+/// A candidate: its address, the weight the orders use, and its sticky score.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    address: IpAddr,
+    weight: u32,
+    score: f64,
+}
+
+impl Candidate {
+    fn new(address: IpAddr, weight: u32) -> Self {
+        Candidate { address, weight, score: 0.0 }
+    }
+}
 
 /// Whether the service has any candidate of `family` (used by ANY: A, else AAAA).
 pub fn has_candidates(service: &ServiceView, family: Family) -> bool {
@@ -51,30 +62,37 @@ pub fn has_candidates(service: &ServiceView, family: Family) -> bool {
 
 /// Computes the answer for one query into `out` (cleared first).
 pub fn answer(service: &ServiceView, family: Family, client: &Client, out: &mut Vec<IpAddr>) -> Answer {
-    out.clear();
-    let set = candidates(service, family);
-    let mut scope = 0;
-    match service.order {
-        Order::RoundRobin => round_robin(service, family, &set, out),
-        Order::Weighted => weighted(set, service.max_answers, out),
-        Order::Sticky => {
-            let (network, prefix) = client_network(client);
-            sticky(&set, network, prefix, out);
-            scope = if client.ecs_source.is_some() { prefix } else { 0 };
-        }
+    thread_local! {
+        // reused across queries, so answering allocates nothing
+        static SET: std::cell::RefCell<Vec<Candidate>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    out.clear();
+    let mut scope = 0;
+    SET.with_borrow_mut(|set| {
+        candidates(service, family, set);
+        match service.order {
+            Order::RoundRobin => round_robin(service, family, set, out),
+            Order::Weighted => weighted(set, service.max_answers, out),
+            Order::Sticky => {
+                let (network, prefix) = client_network(client);
+                sticky(set, network, prefix, out);
+                scope = if client.ecs_source.is_some() { prefix } else { 0 };
+            }
+        }
+    });
     out.truncate(service.max_answers);
     Answer { ttl: service.ttl, scope }
 }
 
 /// Targets of the family; weight-0 targets only when none has a positive weight (then
 /// they all count as weight 1, so every order still spreads over them).
-fn candidates(service: &ServiceView, family: Family) -> Vec<Candidate> {
+fn candidates(service: &ServiceView, family: Family, set: &mut Vec<Candidate>) {
+    set.clear();
     let of_family = || service.targets.iter().filter(move |t| family.matches(&t.address));
     if of_family().any(|t| t.weight > 0) {
-        of_family().filter(|t| t.weight > 0).map(|t| (t.address, t.weight)).collect()
+        set.extend(of_family().filter(|t| t.weight > 0).map(|t| Candidate::new(t.address, t.weight)));
     } else {
-        of_family().map(|t| (t.address, 1)).collect()
+        set.extend(of_family().map(|t| Candidate::new(t.address, 1)));
     }
 }
 
@@ -84,28 +102,28 @@ fn round_robin(service: &ServiceView, family: Family, set: &[Candidate], out: &m
         return;
     }
     let start = service.rotation.0[family.index()].fetch_add(1, Ordering::Relaxed) % set.len();
-    out.extend(set[start..].iter().chain(&set[..start]).map(|c| c.0));
+    out.extend(set[start..].iter().chain(&set[..start]).map(|c| c.address));
 }
 
 /// Sequential weighted sampling without replacement: each position is drawn with
 /// probability w / Σw among the targets left.
-fn weighted(mut set: Vec<Candidate>, cap: usize, out: &mut Vec<IpAddr>) {
-    let mut total: u64 = set.iter().map(|c| u64::from(c.1)).sum();
+fn weighted(set: &mut Vec<Candidate>, cap: usize, out: &mut Vec<IpAddr>) {
+    let mut total: u64 = set.iter().map(|c| u64::from(c.weight)).sum();
     while !set.is_empty() && out.len() < cap {
         let mut ticket = random_below(total);
         let index = set
             .iter()
             .position(|c| {
-                let w = u64::from(c.1);
+                let w = u64::from(c.weight);
                 ticket < w || {
                     ticket -= w;
                     false
                 }
             })
             .unwrap_or(set.len() - 1);
-        let (address, weight) = set.swap_remove(index);
-        total -= u64::from(weight);
-        out.push(address);
+        let chosen = set.swap_remove(index);
+        total -= u64::from(chosen.weight);
+        out.push(chosen.address);
     }
 }
 
@@ -119,11 +137,14 @@ pub fn client_network(client: &Client) -> (IpAddr, u8) {
 }
 
 /// Weighted rendezvous hashing: targets in descending −w ⁄ ln((h+1) ⁄ 2⁶⁴), h the
-/// SipHash-2-4 (zero key) of the client network and the target address.
-fn sticky(set: &[Candidate], network: IpAddr, prefix: u8, out: &mut Vec<IpAddr>) {
-    let mut scored: Vec<(f64, IpAddr)> = set.iter().map(|&(a, w)| (sticky_score(network, prefix, a, w), a)).collect();
-    scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
-    out.extend(scored.into_iter().map(|s| s.1));
+/// SipHash-2-4 (zero key) of the client network and the target address; ties (equal
+/// scores) go to the lower address.
+fn sticky(set: &mut [Candidate], network: IpAddr, prefix: u8, out: &mut Vec<IpAddr>) {
+    for c in set.iter_mut() {
+        c.score = sticky_score(network, prefix, c.address, c.weight);
+    }
+    set.sort_unstable_by(|x, y| y.score.total_cmp(&x.score).then(x.address.cmp(&y.address)));
+    out.extend(set.iter().map(|c| c.address));
 }
 
 /// One target's rendezvous score for one client network (SPEC §1 `sticky`).

@@ -6,7 +6,7 @@
 use crate::config::{Config, Order, Policy, Service, WhenAllDown};
 use crate::zone::Zones;
 use hickory_proto::rr::Name;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicUsize;
 pub struct View {
     pub zones: Arc<Zones>,
     /// Service name (case-insensitive, as `Name` compares) → its live picture.
-    pub services: HashMap<Name, ServiceView>,
+    pub services: FxHashMap<Name, ServiceView>,
     /// The `identity` for CHAOS and NSID.
     pub identity: String,
 }

@@ -12,7 +12,7 @@ use crate::steer::Client;
 use crate::view::View;
 use std::net::SocketAddr;
 use wire::{Reject, Request};
-use writer::{Opt, Writer};
+use writer::{Opt, Owner, Writer};
 
 /// The EDNS UDP payload size we advertise and the most we send over UDP.
 pub const OUR_UDP_SIZE: u16 = 1232;
@@ -141,7 +141,7 @@ fn chaos(view: &View, request: &Request, limit: usize, out: &mut Vec<u8>) {
     let opt = opt_for(view, request, Rcode::NoError, None);
     let mut writer = Writer::new(out, limit, Some((&q.name, q.qtype, q.qclass)), opt.as_ref());
     let mut reply = Reply::error(Rcode::NoError);
-    if writer.txt(&q.name, CLASS_CH, view.identity.as_bytes()).is_err() {
+    if writer.txt(Owner::Question, CLASS_CH, view.identity.as_bytes()).is_err() {
         reply.tc = true;
     }
     writer.finish(request.id, flags(request, reply), opt.as_ref());

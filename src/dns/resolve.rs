@@ -2,7 +2,7 @@
 //! chains inside a zone, computed service answers, negative answers with the SOA.
 
 use super::wire::Question;
-use super::writer::{Section, Writer};
+use super::writer::{Owner, Section, Writer};
 use super::{Rcode, Reply};
 use crate::steer::{self, Client, Family};
 use crate::view::{ServiceView, View};
@@ -31,15 +31,17 @@ pub(super) fn resolve(view: &View, q: &Question, client: &Client, writer: &mut W
     let mut name = q.name.clone();
     let mut seen: Vec<Name> = Vec::new();
     let end = loop {
+        // records at the query name point back at the question
+        let owner = if seen.is_empty() { Owner::Question } else { Owner::Name(&name) };
         if let Some(service) = view.services.get(&name)
             && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
         {
-            break computed(service, &name, qtype, client, writer, &mut reply);
+            break computed(service, owner, qtype, client, writer, &mut reply);
         }
         match zone.lookup(&name, qtype) {
-            Lookup::Records { rrset, .. } => break write_rrset(writer, Section::Answer, &name, rrset),
+            Lookup::Records { rrset, .. } => break write_rrset(writer, Section::Answer, owner, rrset),
             Lookup::Cname { record, .. } => {
-                if writer.record(Section::Answer, &name, record.ttl, record).is_err() {
+                if writer.record(Section::Answer, owner, record.ttl, record).is_err() {
                     break End::Truncated;
                 }
                 let RData::CNAME(target) = &record.data else { unreachable!("a CNAME lookup") };
@@ -76,7 +78,7 @@ pub(super) fn resolve(view: &View, q: &Question, client: &Client, writer: &mut W
 /// candidate), cut to what fits; never TC.
 fn computed(
     service: &ServiceView,
-    owner: &Name,
+    owner: Owner,
     qtype: RecordType,
     client: &Client,
     writer: &mut Writer,
@@ -87,19 +89,24 @@ fn computed(
         RecordType::ANY if !steer::has_candidates(service, Family::V4) => Family::V6,
         _ => Family::V4,
     };
-    let mut addresses = Vec::with_capacity(service.max_answers.min(8));
-    let answer = steer::answer(service, family, client, &mut addresses);
-    if addresses.is_empty() {
-        // a negative answer depends on no client: scope 0
-        return End::Negative { rcode: Rcode::NoError, ttl_cap: answer.ttl };
+    thread_local! {
+        // reused across queries, so answering allocates nothing
+        static ADDRESSES: std::cell::RefCell<Vec<std::net::IpAddr>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    reply.ecs_scope = reply.ecs_scope.max(Some(answer.scope));
-    for address in addresses {
-        if writer.address(owner, answer.ttl, address).is_err() {
-            break;
+    ADDRESSES.with_borrow_mut(|addresses| {
+        let answer = steer::answer(service, family, client, addresses);
+        if addresses.is_empty() {
+            // a negative answer depends on no client: scope 0
+            return End::Negative { rcode: Rcode::NoError, ttl_cap: answer.ttl };
         }
-    }
-    End::Answered
+        reply.ecs_scope = reply.ecs_scope.max(Some(answer.scope));
+        for address in addresses.iter() {
+            if writer.address(owner, answer.ttl, *address).is_err() {
+                break;
+            }
+        }
+        End::Answered
+    })
 }
 
 /// NODATA or NXDOMAIN at `name`; at a service name the SOA TTL is capped at the
@@ -111,13 +118,13 @@ fn negative(view: &View, name: &Name, rcode: Rcode) -> End {
 
 fn write_soa(writer: &mut Writer, zone: &Zone, ttl_cap: u32, reply: &mut Reply) {
     let soa = zone.negative_soa();
-    if writer.record(Section::Authority, zone.origin(), soa.ttl.min(ttl_cap), soa).is_err() {
+    if writer.record(Section::Authority, Owner::Name(zone.origin()), soa.ttl.min(ttl_cap), soa).is_err() {
         writer.clear_records();
         reply.tc = true;
     }
 }
 
-fn write_rrset(writer: &mut Writer, section: Section, owner: &Name, rrset: &RRset) -> End {
+fn write_rrset(writer: &mut Writer, section: Section, owner: Owner, rrset: &RRset) -> End {
     for record in &rrset.records {
         if writer.record(section, owner, record.ttl, record).is_err() {
             return End::Truncated;
@@ -129,11 +136,11 @@ fn write_rrset(writer: &mut Writer, section: Section, owner: &Name, rrset: &RRse
 /// NS in the authority section, in-domain glue in the additional section; TC=1 when
 /// either does not fit (RFC 9471).
 fn referral(writer: &mut Writer, ns: &RRset, glue: &[&hickory_proto::rr::Record]) -> End {
-    if let End::Truncated = write_rrset(writer, Section::Authority, &ns.records[0].name, ns) {
+    if let End::Truncated = write_rrset(writer, Section::Authority, Owner::Name(&ns.records[0].name), ns) {
         return End::Truncated;
     }
     for record in glue {
-        if writer.record(Section::Additional, &record.name, record.ttl, record).is_err() {
+        if writer.record(Section::Additional, Owner::Name(&record.name), record.ttl, record).is_err() {
             return End::Truncated;
         }
     }

@@ -31,6 +31,25 @@ impl Opt<'_> {
     }
 }
 
+/// The owner name of a record: the question's name, written as a pointer to the
+/// question (so the client's spelling is echoed and the record costs two bytes), or
+/// any other name.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    Question,
+    Name(&'a Name),
+}
+
+impl Owner<'_> {
+    fn emit(self, enc: &mut BinEncoder<'_>) -> Result<(), hickory_proto::ProtoError> {
+        match self {
+            // the question's name always starts right after the 12-byte header
+            Owner::Question => enc.emit_u16(0xC000 | 12),
+            Owner::Name(name) => name.emit(enc),
+        }
+    }
+}
+
 /// Response sections, written strictly in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Section {
@@ -58,8 +77,7 @@ impl<'b> Writer<'b> {
         let _ = writer.enc.emit_vec(&header);
         if let Some((name, qtype, qclass)) = question {
             let before = writer.enc.offset();
-            let written = name
-                .emit(&mut writer.enc)
+            let written = emit_labels(&mut writer.enc, name)
                 .and_then(|_| writer.enc.emit_u16(qtype))
                 .and_then(|_| writer.enc.emit_u16(qclass));
             if written.is_ok() {
@@ -78,9 +96,9 @@ impl<'b> Writer<'b> {
         self.enc.trim();
     }
 
-    /// Writes `record` with `owner` as its owner name (the query's spelling, or the
-    /// query name for wildcard synthesis) and `ttl`.
-    pub fn record(&mut self, section: Section, owner: &Name, ttl: u32, record: &Record) -> Result<(), Full> {
+    /// Writes `record` with `owner` as its owner name (the query name for answers at
+    /// it and for wildcard synthesis) and `ttl`.
+    pub fn record(&mut self, section: Section, owner: Owner, ttl: u32, record: &Record) -> Result<(), Full> {
         self.write(section, |enc| {
             owner.emit(enc)?;
             enc.emit_u16(record.record_type().into())?;
@@ -93,31 +111,27 @@ impl<'b> Writer<'b> {
         })
     }
 
-    /// Writes an A or AAAA record.
-    pub fn address(&mut self, owner: &Name, ttl: u32, address: IpAddr) -> Result<(), Full> {
+    /// Writes an A or AAAA record (built whole on the stack, then one write).
+    pub fn address(&mut self, owner: Owner, ttl: u32, address: IpAddr) -> Result<(), Full> {
+        let mut fixed = [0u8; 10 + 16];
+        let (rtype, data): (u16, &[u8]) = match &address {
+            IpAddr::V4(a) => (1, &a.octets()[..]),
+            IpAddr::V6(a) => (28, &a.octets()[..]),
+        };
+        fixed[..2].copy_from_slice(&rtype.to_be_bytes());
+        fixed[2..4].copy_from_slice(&CLASS_IN.to_be_bytes());
+        fixed[4..8].copy_from_slice(&ttl.to_be_bytes());
+        fixed[8..10].copy_from_slice(&(data.len() as u16).to_be_bytes());
+        fixed[10..10 + data.len()].copy_from_slice(data);
+        let fixed = &fixed[..10 + data.len()];
         self.write(Section::Answer, |enc| {
             owner.emit(enc)?;
-            match address {
-                IpAddr::V4(a) => {
-                    enc.emit_u16(1)?;
-                    enc.emit_u16(CLASS_IN)?;
-                    enc.emit_u32(ttl)?;
-                    enc.emit_u16(4)?;
-                    enc.emit_vec(&a.octets())
-                }
-                IpAddr::V6(a) => {
-                    enc.emit_u16(28)?;
-                    enc.emit_u16(CLASS_IN)?;
-                    enc.emit_u32(ttl)?;
-                    enc.emit_u16(16)?;
-                    enc.emit_vec(&a.octets())
-                }
-            }
+            enc.emit_vec(fixed)
         })
     }
 
     /// Writes a TXT record with one character-string (CHAOS identity).
-    pub fn txt(&mut self, owner: &Name, class: u16, text: &[u8]) -> Result<(), Full> {
+    pub fn txt(&mut self, owner: Owner, class: u16, text: &[u8]) -> Result<(), Full> {
         self.write(Section::Answer, |enc| {
             owner.emit(enc)?;
             enc.emit_u16(16)?;
@@ -168,6 +182,19 @@ impl<'b> Writer<'b> {
         let _ = self.enc.emit_vec(&header);
         self.enc.set_offset(end);
     }
+}
+
+/// Writes a name label by label, uncompressed (the question, first in the message),
+/// assembled on the stack and written at once.
+fn emit_labels(enc: &mut BinEncoder<'_>, name: &Name) -> Result<(), hickory_proto::ProtoError> {
+    let mut wire = [0u8; 256];
+    let mut len = 0;
+    for label in name.iter() {
+        wire[len] = label.len() as u8;
+        wire[len + 1..len + 1 + label.len()].copy_from_slice(label);
+        len += 1 + label.len();
+    }
+    enc.emit_vec(&wire[..=len])
 }
 
 /// Our OPT: payload 1232, version 0, DO copied, the ECS echo and NSID.

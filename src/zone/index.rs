@@ -1,7 +1,7 @@
 //! The zone index: records by owner name, the names that exist, and the zone cuts.
 
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// The records of one owner name and type.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +52,7 @@ pub enum Lookup<'z> {
 impl Zone {
     /// Builds the index. `records` must hold an SOA and NS at the origin (checked by load).
     pub(crate) fn new(origin: Name, records: Vec<Record>, services: &[Name]) -> Self {
-        let mut nodes: HashMap<Name, Vec<RRset>> = HashMap::new();
+        let mut nodes: HashMap<Name, Vec<RRset>> = HashMap::default();
         for record in records {
             let sets = nodes.entry(record.name.clone()).or_default();
             match sets.iter_mut().find(|s| s.rtype == record.record_type()) {
@@ -70,7 +70,7 @@ impl Zone {
             .filter(|(name, sets)| **name != origin && sets.iter().any(|s| s.rtype == RecordType::NS))
             .map(|(name, _)| name.clone())
             .collect();
-        let mut existing = HashSet::new();
+        let mut existing = HashSet::default();
         for name in nodes.keys().chain(services) {
             let mut n = name.clone();
             while n.num_labels() >= origin.num_labels() && existing.insert(n.clone()) {
