@@ -1,8 +1,10 @@
-//! Wiring: load the config and zones, build and publish the View, serve DNS until the
-//! shutdown token fires, then drain within `shutdown_timeout`.
+//! Wiring: load the config and zones, start the state owner (which runs the probes and
+//! publishes the View), serve DNS until the shutdown token fires, then drain within
+//! `shutdown_timeout`.
 
 use crate::config::{self, Config, ConfigErrors};
 use crate::server::{self, Listeners};
+use crate::state::{State, StateHandle};
 use crate::view::View;
 use crate::zone::{self, Zones};
 use arc_swap::ArcSwap;
@@ -25,23 +27,21 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     Ok(Loaded { config, zones })
 }
 
-/// Builds the View for `loaded` (keeping the rotation counters of the View it
-/// replaces) and publishes it with one swap.
-pub fn publish(view: &ArcSwap<View>, loaded: &Loaded) {
-    let next = View::build(&loaded.config, loaded.zones.clone(), Some(&view.load()));
-    view.store(Arc::new(next));
-}
-
-/// A running steerdns: the published View and what serves it.
+/// A steerdns ready to run: the published View, and its state owner.
 pub struct App {
     config: Config,
     view: Arc<ArcSwap<View>>,
+    state: State,
+    handle: StateHandle,
 }
 
 impl App {
     pub fn new(loaded: Loaded) -> App {
-        let view = View::build(&loaded.config, loaded.zones, None);
-        App { config: loaded.config, view: Arc::new(ArcSwap::from_pointee(view)) }
+        let config = loaded.config.clone();
+        let empty = View { zones: Arc::default(), services: Default::default(), identity: String::new() };
+        let view = Arc::new(ArcSwap::from_pointee(empty));
+        let (state, handle) = State::new(loaded, view.clone());
+        App { config, view, state, handle }
     }
 
     /// The View queries are answered from.
@@ -49,10 +49,17 @@ impl App {
         self.view.clone()
     }
 
+    /// Commands for the state owner (reload, …).
+    pub fn handle(&self) -> StateHandle {
+        self.handle.clone()
+    }
+
     /// Serves DNS on `listeners` until `shutdown` is cancelled, then stops accepting,
     /// lets in-flight queries finish and returns within `shutdown_timeout`.
     pub async fn run(self, listeners: Listeners, shutdown: CancellationToken) -> std::io::Result<()> {
+        crate::health::raise_file_limit();
         let tasks = TaskTracker::new();
+        tasks.spawn(self.state.run(shutdown.clone()));
         let mut udp_workers = Vec::new();
         for socket in listeners.udp {
             udp_workers.push(server::serve_udp(socket, self.view.clone(), shutdown.clone())?);

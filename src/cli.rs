@@ -76,24 +76,41 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let server = &loaded.config.server;
     let listeners = Listeners::bind(&server.listen, server.udp_workers)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let path = path.to_path_buf();
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
+        let app = App::new(loaded);
+        tokio::spawn(signals(shutdown.clone(), app.handle(), path));
         for address in listeners.local_addrs() {
             tracing::info!("serving DNS on {address} (UDP and TCP)");
         }
-        App::new(loaded).run(listeners, shutdown).await
+        app.run(listeners, shutdown).await
     })?;
     Ok(())
 }
 
-/// Cancels `shutdown` on SIGTERM or Ctrl-C.
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// SIGHUP reloads; SIGTERM or Ctrl-C cancels `shutdown`.
+async fn signals(shutdown: CancellationToken, state: crate::state::StateHandle, path: PathBuf) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let mut hangup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hangup.recv() => reload(&state, &path).await,
+        }
     }
     shutdown.cancel();
+}
+
+/// Re-reads the config and every file it names; on any error the running config stays.
+async fn reload(state: &crate::state::StateHandle, path: &std::path::Path) {
+    let result = match app::load(path) {
+        Ok(loaded) => state.reload(loaded).await.map_err(|e| e.to_string()),
+        Err(errors) => Err(errors.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::error!("reload failed, the running config is kept:\n{e}");
+    }
 }

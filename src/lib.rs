@@ -9,6 +9,8 @@
 //! | [`zone`] | static zones from RFC 1035 files, indexed for SPEC §5.1 lookups |
 //! | [`steer`] | the answer stages (candidates → policy → order → cap), pure functions |
 //! | [`view`] | the immutable [`view::View`] every query is answered from |
+//! | [`health`] | probes (HTTP(S), TCP), the rise/fall machine, the fixed-rate scheduler |
+//! | [`state`] | the single owner of mutable state: applies verdicts and reloads, publishes Views |
 //! | [`dns`] | `respond(&View, request bytes) → response bytes`: parse, resolve, emit |
 //! | [`server`] | sockets: steerdns's own UDP loop, TCP through hickory-server |
 //! | [`app`] | wiring: load, build the View, serve, reload, stop |
@@ -24,14 +26,21 @@
 //!                                     no I/O, no await)
 //! ```
 //!
-//! Everything that changes answers builds a new View and publishes it with one atomic
-//! swap; readers never lock.
+//! Everything that changes answers goes through the state owner, which builds a new
+//! View and publishes it with one atomic swap; readers never lock:
+//!
+//! ```text
+//! config file / SIGHUP ──► app::load ──┐
+//! health::Runner ──► Verdicts ─────────┼─► state::State ──► ArcSwap<View> ──► dns::respond
+//! ```
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod health;
 pub mod server;
+pub mod state;
 pub mod steer;
 pub mod view;
 pub mod zone;

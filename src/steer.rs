@@ -2,7 +2,7 @@
 //! cap. No I/O, no time, no locks: the only shared state touched is a service's
 //! round-robin counter (one atomic add).
 
-use crate::config::Order;
+use crate::config::{Order, Policy, WhenAllDown};
 use crate::view::ServiceView;
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
@@ -41,18 +41,14 @@ pub struct Answer {
     pub scope: u8,
 }
 
-/// A candidate: its address, the weight the orders use, and its sticky score.
+/// A candidate: its address, what the policy and orders need, and its sticky score.
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
     address: IpAddr,
     weight: u32,
+    priority: u8,
+    healthy: bool,
     score: f64,
-}
-
-impl Candidate {
-    fn new(address: IpAddr, weight: u32) -> Self {
-        Candidate { address, weight, score: 0.0 }
-    }
 }
 
 /// Whether the service has any candidate of `family` (used by ANY: A, else AAAA).
@@ -68,8 +64,11 @@ pub fn answer(service: &ServiceView, family: Family, client: &Client, out: &mut 
     }
     out.clear();
     let mut scope = 0;
+    let mut halve = false;
     SET.with_borrow_mut(|set| {
         candidates(service, family, set);
+        halve = policy(service, set);
+        positive_weights(set);
         match service.order {
             Order::RoundRobin => round_robin(service, family, set, out),
             Order::Weighted => weighted(set, service.max_answers, out),
@@ -81,18 +80,80 @@ pub fn answer(service: &ServiceView, family: Family, client: &Client, out: &mut 
         }
     });
     out.truncate(service.max_answers);
-    Answer { ttl: service.ttl, scope }
+    Answer { ttl: if halve { halved(service.ttl) } else { service.ttl }, scope }
 }
 
-/// Targets of the family; weight-0 targets only when none has a positive weight (then
-/// they all count as weight 1, so every order still spreads over them).
+/// The TTL while a target that could change the answer is down: half, at least 1 s,
+/// and 0 stays 0.
+fn halved(ttl: u32) -> u32 {
+    if ttl == 0 { 0 } else { (ttl / 2).max(1) }
+}
+
+/// The service's answer TTL for a query that computes no answer (other types at the
+/// service name): halved while any of its targets is down, for every policy but `all`.
+pub fn current_ttl(service: &ServiceView) -> u32 {
+    let down = service.policy != Policy::All && service.targets.iter().any(|t| !t.healthy);
+    if down { halved(service.ttl) } else { service.ttl }
+}
+
+/// Stage 1: the targets of the query's family.
 fn candidates(service: &ServiceView, family: Family, set: &mut Vec<Candidate>) {
     set.clear();
-    let of_family = || service.targets.iter().filter(move |t| family.matches(&t.address));
-    if of_family().any(|t| t.weight > 0) {
-        set.extend(of_family().filter(|t| t.weight > 0).map(|t| Candidate::new(t.address, t.weight)));
+    set.extend(service.targets.iter().filter(|t| family.matches(&t.address)).map(|t| Candidate {
+        address: t.address,
+        weight: t.weight,
+        priority: t.priority,
+        healthy: t.healthy,
+        score: 0.0,
+    }));
+}
+
+/// Stage 2: keeps the set the policy answers from. Returns whether a target whose
+/// recovery could change this answer is down (the TTL rule of SPEC §1).
+fn policy(service: &ServiceView, set: &mut Vec<Candidate>) -> bool {
+    match service.policy {
+        Policy::All => false,
+        // gslb answers as healthy until regions are built
+        Policy::Healthy | Policy::Gslb => {
+            let down = set.iter().any(|c| !c.healthy);
+            if set.iter().any(|c| c.healthy) {
+                set.retain(|c| c.healthy);
+            } else {
+                fail_open(service, set, |_| true);
+            }
+            down
+        }
+        Policy::Failover => match set.iter().filter(|c| c.healthy).map(|c| c.priority).min() {
+            Some(tier) => {
+                let down = set.iter().any(|c| !c.healthy && c.priority <= tier);
+                set.retain(|c| c.healthy && c.priority == tier);
+                down
+            }
+            None => {
+                let lowest = set.iter().map(|c| c.priority).min();
+                fail_open(service, set, |c| Some(c.priority) == lowest);
+                lowest.is_some()
+            }
+        },
+    }
+}
+
+/// All down: with `when_all_down = "all"` the policy runs again as if every candidate
+/// were healthy (`keep` says which it then picks); with "none" nothing is answered.
+fn fail_open(service: &ServiceView, set: &mut Vec<Candidate>, keep: impl Fn(&Candidate) -> bool) {
+    match service.when_all_down {
+        WhenAllDown::All => set.retain(keep),
+        WhenAllDown::None => set.clear(),
+    }
+}
+
+/// Weight-0 targets are answered only when none of positive weight is left; then they
+/// all count as weight 1, so every order still spreads over them.
+fn positive_weights(set: &mut Vec<Candidate>) {
+    if set.iter().any(|c| c.weight > 0) {
+        set.retain(|c| c.weight > 0);
     } else {
-        set.extend(of_family().map(|t| Candidate::new(t.address, 1)));
+        set.iter_mut().for_each(|c| c.weight = 1);
     }
 }
 

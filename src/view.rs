@@ -3,7 +3,8 @@
 //! Round-robin counters live in [`Rotation`]s that a rebuild carries over from the
 //! previous View, so a rebuild does not reset rotation.
 
-use crate::config::{Config, Order, Policy, Service, WhenAllDown};
+use crate::config::{CheckKind, Config, Order, Policy, Service, WhenAllDown};
+use crate::health::{Health, ProbeKey};
 use crate::zone::Zones;
 use hickory_proto::rr::Name;
 use rustc_hash::FxHashMap;
@@ -49,9 +50,14 @@ pub struct TargetView {
 pub struct Rotation(pub [AtomicUsize; 2]);
 
 impl View {
-    /// Builds a View from a validated config and its zones, keeping the rotation
-    /// counters of services that `previous` already had.
-    pub fn build(config: &Config, zones: Arc<Zones>, previous: Option<&View>) -> View {
+    /// Builds a View from a validated config, its zones and the health of each probe
+    /// key, keeping the rotation counters of services that `previous` already had.
+    pub fn build(
+        config: &Config,
+        zones: Arc<Zones>,
+        previous: Option<&View>,
+        health: &dyn Fn(&ProbeKey) -> Health,
+    ) -> View {
         let services = config
             .services
             .iter()
@@ -59,7 +65,17 @@ impl View {
                 let rotation = previous
                     .and_then(|p| p.services.get(&s.name))
                     .map_or_else(Arc::default, |old| old.rotation.clone());
-                (s.name.clone(), ServiceView::new(s, rotation))
+                // a target is down only when its probe says so: no check, kind none and
+                // unknown all count as healthy
+                let probed =
+                    s.check.as_ref().filter(|c| config.checks.get(*c).is_some_and(|c| c.kind != CheckKind::None));
+                let healthy = |t: &crate::config::Target| {
+                    probed.is_none_or(|check| {
+                        let key = ProbeKey { check: check.clone(), address: t.check_address.unwrap_or(t.address) };
+                        health(&key) != Health::Down
+                    })
+                };
+                (s.name.clone(), ServiceView::new(s, rotation, &healthy))
             })
             .collect();
         View { zones, services, identity: config.server.identity.clone() }
@@ -67,7 +83,7 @@ impl View {
 }
 
 impl ServiceView {
-    fn new(service: &Service, rotation: Arc<Rotation>) -> Self {
+    fn new(service: &Service, rotation: Arc<Rotation>, healthy: &dyn Fn(&crate::config::Target) -> bool) -> Self {
         let targets = service
             .targets
             .iter()
@@ -76,7 +92,7 @@ impl ServiceView {
                 weight: t.weight,
                 priority: t.priority,
                 region: t.region.clone(),
-                healthy: true,
+                healthy: healthy(t),
             })
             .collect();
         ServiceView {

@@ -492,7 +492,6 @@ impl<'a> Validator<'a> {
         let mut out = BTreeMap::new();
         for (name, check) in raw {
             let Some(check) = check else { continue };
-            self.unbuilt("checks", &name);
             let key = format!("checks.{}", name.get_ref());
             if let Some(c) = self.check(check, &key) {
                 out.insert(name.into_inner(), c);
@@ -633,8 +632,8 @@ impl<'a> Validator<'a> {
                 Policy::All
             }
         };
-        if let Some(p) = raw.policy.as_ref().filter(|_| policy != Policy::All) {
-            self.unbuilt(&format!("services.policy = \"{}\"", p.get_ref()), p);
+        if let Some(p) = raw.policy.as_ref().filter(|_| policy == Policy::Gslb) {
+            self.unbuilt("services.policy = \"gslb\"", p);
         }
         let order = match raw.order.as_ref().map(|o| o.get_ref().as_str()) {
             None | Some("round-robin") => Order::RoundRobin,
@@ -653,7 +652,7 @@ impl<'a> Validator<'a> {
             Some(c) if !checks.contains(c.get_ref()) => {
                 self.err(c, &format!("{key}.check"), format!("names no check; known: {}", names(checks.iter())));
             }
-            Some(c) => self.unbuilt("services.check", c),
+            Some(_) => {}
             None if policy != Policy::All => {
                 self.err(&raw.name, &format!("{key}.check"), "is required for every policy but \"all\"");
             }
@@ -677,9 +676,6 @@ impl<'a> Validator<'a> {
                 WhenAllDown::All
             }
         };
-        if let Some(w) = &raw.when_all_down {
-            self.unbuilt("services.when_all_down", w);
-        }
         let max_registrations = raw.max_registrations.as_ref().map_or(1000, |m| {
             self.unbuilt("services.max_registrations", m);
             self.int(m, &format!("{key}.max_registrations"), 0, 100_000) as u32
@@ -743,7 +739,6 @@ impl<'a> Validator<'a> {
                 target.weight = self.int(w, &format!("{key}.weight"), 0, 1000) as u32;
             }
             if let Some(p) = &t.priority {
-                self.unbuilt("services.targets.priority", p);
                 target.priority = self.int(p, &format!("{key}.priority"), 1, 255) as u8;
             }
             if let Some(r) = &t.region {
@@ -755,7 +750,6 @@ impl<'a> Validator<'a> {
                 }
             }
             if let Some(c) = &t.check_address {
-                self.unbuilt("services.targets.check_address", c);
                 target.check_address = self.unicast(c, &format!("{key}.check_address"));
             }
         }

@@ -112,7 +112,7 @@ fn computed(
 /// NODATA or NXDOMAIN at `name`; at a service name the SOA TTL is capped at the
 /// service's TTL, so a recovered service is seen within one service TTL.
 fn negative(view: &View, name: &Name, rcode: Rcode) -> End {
-    let ttl_cap = view.services.get(name).map_or(u32::MAX, |s| s.ttl);
+    let ttl_cap = view.services.get(name).map_or(u32::MAX, steer::current_ttl);
     End::Negative { rcode, ttl_cap }
 }
 

@@ -151,3 +151,89 @@ fn no_candidate_of_the_family_answers_nothing() {
     assert!(run(&s, Family::V6, &anyone()).is_empty());
     assert!(!has_candidates(&s, Family::V6));
 }
+
+/// A service of `policy` whose targets are (address, priority, healthy).
+fn with_health(policy: Policy, targets: &[(&str, u8, bool)], when_all_down: WhenAllDown) -> ServiceView {
+    let mut s = service(Order::RoundRobin, &[], 8);
+    s.policy = policy;
+    s.when_all_down = when_all_down;
+    s.targets = targets
+        .iter()
+        .map(|(a, p, h)| TargetView { address: a.parse().unwrap(), weight: 1, priority: *p, region: None, healthy: *h })
+        .collect();
+    s
+}
+
+fn sorted_answer(s: &ServiceView) -> (Vec<String>, u32) {
+    let mut out = Vec::new();
+    let a = answer(s, Family::V4, &anyone(), &mut out);
+    let mut got: Vec<String> = out.iter().map(ToString::to_string).collect();
+    got.sort();
+    (got, a.ttl)
+}
+
+#[test]
+fn policies_fail_open_and_halve_the_ttl() {
+    use Policy::*;
+    use WhenAllDown::{All as Open, None as Closed};
+    type Case<'a> = (Policy, &'a [(&'a str, u8, bool)], WhenAllDown, &'a [&'a str], u32);
+    let cases: &[Case] = &[
+        // all: health ignored, TTL never halved
+        (All, &[("127.0.0.1", 1, false), ("127.0.0.2", 1, true)], Open, &["127.0.0.1", "127.0.0.2"], 30),
+        // healthy: only the healthy; a down candidate halves the TTL
+        (Healthy, &[("127.0.0.1", 1, false), ("127.0.0.2", 1, true)], Open, &["127.0.0.2"], 15),
+        (Healthy, &[("127.0.0.1", 1, true), ("127.0.0.2", 1, true)], Open, &["127.0.0.1", "127.0.0.2"], 30),
+        (Healthy, &[("127.0.0.1", 1, false), ("127.0.0.2", 1, false)], Open, &["127.0.0.1", "127.0.0.2"], 15),
+        (Healthy, &[("127.0.0.1", 1, false)], Closed, &[], 15),
+        // failover: the first tier with a healthy candidate
+        (Failover, &[("127.0.0.1", 1, true), ("127.0.0.2", 2, true)], Open, &["127.0.0.1"], 30),
+        (
+            Failover,
+            &[("127.0.0.1", 1, false), ("127.0.0.2", 2, true), ("127.0.0.3", 3, true)],
+            Open,
+            &["127.0.0.2"],
+            15,
+        ),
+        // a down target in a later tier cannot change this answer: no halving
+        (Failover, &[("127.0.0.1", 1, true), ("127.0.0.2", 2, false)], Open, &["127.0.0.1"], 30),
+        // all tiers down: the priority-1 tier, not every tier
+        (
+            Failover,
+            &[("127.0.0.1", 1, false), ("127.0.0.4", 1, false), ("127.0.0.2", 2, false)],
+            Open,
+            &["127.0.0.1", "127.0.0.4"],
+            15,
+        ),
+        (Failover, &[("127.0.0.2", 2, false), ("127.0.0.3", 3, false)], Open, &["127.0.0.2"], 15),
+        (Failover, &[("127.0.0.1", 1, false)], Closed, &[], 15),
+    ];
+    for (policy, targets, down, want, ttl) in cases {
+        let s = with_health(*policy, targets, *down);
+        let (got, got_ttl) = sorted_answer(&s);
+        assert_eq!(
+            (got, got_ttl),
+            (want.iter().map(ToString::to_string).collect::<Vec<_>>(), *ttl),
+            "{policy:?} {targets:?} {down:?}"
+        );
+    }
+}
+
+#[test]
+fn halving_keeps_at_least_one_second_and_zero_stays_zero() {
+    assert_eq!((halved(30), halved(1), halved(0), halved(3)), (15, 1, 0, 1));
+    let mut s = with_health(Policy::Healthy, &[("127.0.0.1", 1, false), ("127.0.0.2", 1, true)], WhenAllDown::All);
+    assert_eq!(current_ttl(&s), 15);
+    s.policy = Policy::All;
+    assert_eq!(current_ttl(&s), 30);
+}
+
+#[test]
+fn policies_compose_with_weights_and_orders() {
+    // a healthy weight-0 target is answered when the only positive one is down
+    let mut s = with_health(Policy::Healthy, &[("127.0.0.1", 1, false), ("127.0.0.2", 1, true)], WhenAllDown::All);
+    s.targets[1].weight = 0;
+    assert_eq!(sorted_answer(&s).0, ["127.0.0.2"]);
+    s.order = Order::Sticky;
+    s.max_answers = 1;
+    assert_eq!(sorted_answer(&s).0, ["127.0.0.2"]);
+}

@@ -19,7 +19,7 @@ pub struct TestServer {
     /// The first listen address; `addrs` has them all.
     pub addr: SocketAddr,
     pub addrs: Vec<SocketAddr>,
-    view: std::sync::Arc<arc_swap::ArcSwap<steerdns::view::View>>,
+    state: steerdns::state::StateHandle,
     _dir: tempfile::TempDir,
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -55,12 +55,12 @@ impl TestServer {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let app = App::new(loaded);
-        let view = app.view();
+        let state = app.handle();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(app.run(listeners, token)).unwrap();
         });
-        TestServer { addr, addrs, view, _dir: dir, shutdown, thread: Some(thread) }
+        TestServer { addr, addrs, state, _dir: dir, shutdown, thread: Some(thread) }
     }
 
     /// The quickstart's services and zone.
@@ -68,11 +68,11 @@ impl TestServer {
         Self::start(&quickstart_config())
     }
 
-    /// Rebuilds and publishes the View from `config` (as a reload will).
-    pub fn rebuild(&self, config: &str) {
+    /// Reloads the server with `config`, as SIGHUP does.
+    pub fn reload(&self, config: &str) -> Result<(), steerdns::state::ReloadError> {
         let path = self._dir.path().join("steerdns.toml");
         std::fs::write(&path, config).unwrap();
-        app::publish(&self.view, &app::load(&path).unwrap());
+        self.state.reload_blocking(app::load(&path).unwrap())
     }
 
     pub fn udp(&self, query: &Message) -> Message {

@@ -67,7 +67,7 @@ fn sticky_keeps_each_client_network_and_moves_only_a_lost_targets_clients() {
     assert_eq!(spread.len(), 4, "{spread:?}");
     assert!(spread.values().all(|&c| (50..=150).contains(&c)), "{spread:?}");
 
-    s.rebuild(&config("sticky", "\"127.0.2.1\", \"127.0.2.3\", \"127.0.2.4\"", ""));
+    s.reload(&config("sticky", "\"127.0.2.1\", \"127.0.2.3\", \"127.0.2.4\"", "")).unwrap();
     for (n, (target, _)) in networks.iter().zip(&before) {
         let (now, _) = sticky_answer(&s, n);
         if target == "127.0.2.2" {

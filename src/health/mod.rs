@@ -1,0 +1,47 @@
+//! Health checks (SPEC §6): probes keyed by (check, probe address), each run on its own
+//! fixed-rate schedule, their outcomes sent to the state owner as [`Verdict`]s.
+//!
+//! `rise_fall` is the pure state machine, `probe` one probe (HTTP(S) or TCP), `runner`
+//! the scheduler that starts, keeps and stops a task per key.
+
+mod probe;
+mod rise_fall;
+mod runner;
+
+pub use probe::{Outcome, Probe};
+pub use rise_fall::{Health, RiseFall, Transition};
+pub use runner::Runner;
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+/// What is probed: a check's definition applied to one address. Services that share a
+/// backend share its probe.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProbeKey {
+    pub check: String,
+    pub address: IpAddr,
+}
+
+/// One probe's outcome, for the state owner.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub key: ProbeKey,
+    pub outcome: Outcome,
+    pub at: SystemTime,
+}
+
+/// Raises the soft open-file limit to the hard one, so that probes in flight are not
+/// capped below what the configured pairs need.
+pub fn raise_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the open-file limit: {e}"),
+    }
+}
