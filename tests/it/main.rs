@@ -1,10 +1,12 @@
 //! The integration tests: one binary, a real server per test on 127.0.0.1, real
 //! UDP/TCP sockets and processes.
 
+mod backend;
 mod cli;
 mod dns;
 mod examples;
 mod harness;
+mod health;
 mod orders;
 mod pktinfo;
 mod robustness;
