@@ -82,7 +82,12 @@ impl State {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(verdict) = verdicts.recv() => {
-                    if self.apply(verdict) {
+                    // a burst of verdicts costs one rebuild
+                    let mut changed = self.apply(verdict);
+                    while let Ok(more) = verdicts.try_recv() {
+                        changed |= self.apply(more);
+                    }
+                    if changed {
                         self.publish();
                     }
                 }
@@ -96,8 +101,9 @@ impl State {
         runner.stop().await;
     }
 
-    /// Takes one verdict; true when the key's health changed. A verdict of a probe the
-    /// config no longer has (stopped during a reload) finds no entry and is dropped.
+    /// Takes one verdict; true when answers may change (a key went down or came back:
+    /// unknown and up answer alike). A verdict of a probe the config no longer has
+    /// (stopped during a reload) finds no entry and is dropped.
     fn apply(&mut self, verdict: Verdict) -> bool {
         let Some(known) = self.health.get_mut(&verdict.key) else { return false };
         let transition = known.machine.observe(verdict.outcome.passed);
@@ -113,7 +119,7 @@ impl State {
             );
         }
         known.last = Some(verdict);
-        transition.is_some()
+        transition.is_some_and(|t| (t.from == Health::Down) != (t.to == Health::Down))
     }
 
     /// Keeps the health of probes whose key and check are unchanged; new probes start

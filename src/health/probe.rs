@@ -26,21 +26,50 @@ pub struct Probe {
 
 #[derive(Debug)]
 enum Kind {
-    Http { client: reqwest::Client, url: String, expect_status: Vec<u16>, expect_body: Option<String> },
+    Http {
+        client: reqwest::Client,
+        url: String,
+        /// The Host header, when the URL's authority is the probe address.
+        host: Option<String>,
+        expect_status: Vec<u16>,
+        expect_body: Option<String>,
+    },
     Tcp(SocketAddr),
     Pass,
 }
 
+/// Plain-HTTP probes of one check share a client (an HTTPS client carries its
+/// host-to-address mapping, so each HTTPS probe key has its own).
+#[derive(Debug, Clone, Default)]
+pub struct Clients {
+    http: Option<reqwest::Client>,
+}
+
 impl Probe {
-    /// Builds the probe; an HTTP(S) probe gets its own client: no proxy, no redirects,
-    /// no idle connections, and the check's `host` resolved to the probe address so
-    /// that Host and SNI are `host`.
-    pub fn new(check: &Check, address: IpAddr) -> Result<Probe, reqwest::Error> {
+    /// Builds the probe. HTTP(S) clients use no proxy, no redirects and no idle
+    /// connections; HTTPS resolves the check's `host` to the probe address so that SNI
+    /// is `host`, plain HTTP sends `host` as the Host header.
+    pub fn new(check: &Check, address: IpAddr, clients: &mut Clients) -> Result<Probe, reqwest::Error> {
         let target = SocketAddr::new(address, check.port);
         let kind = match check.kind {
             CheckKind::None => Kind::Pass,
             CheckKind::Tcp => Kind::Tcp(target),
-            CheckKind::Http | CheckKind::Https => http(check, target)?,
+            CheckKind::Http => {
+                let client = match &clients.http {
+                    Some(c) => c.clone(),
+                    None => clients.http.insert(client_builder().build()?).clone(),
+                };
+                let host = check.host.as_ref().map(|h| format!("{h}:{}", check.port));
+                let url = format!("http://{target}{}", check.path);
+                Kind::Http {
+                    client,
+                    url,
+                    host,
+                    expect_status: check.expect_status.clone(),
+                    expect_body: check.expect_body.clone(),
+                }
+            }
+            CheckKind::Https => https(check, target)?,
         };
         Ok(Probe { kind, timeout: check.timeout })
     }
@@ -66,8 +95,12 @@ impl Probe {
                 Ok(_) => Ok("connected".into()),
                 Err(e) => Err(io_reason(&e)),
             },
-            Kind::Http { client, url, expect_status, expect_body } => {
-                let mut response = client.get(url).send().await.map_err(|e| http_reason(&e))?;
+            Kind::Http { client, url, host, expect_status, expect_body } => {
+                let mut request = client.get(url);
+                if let Some(host) = host {
+                    request = request.header(reqwest::header::HOST, host);
+                }
+                let mut response = request.send().await.map_err(|e| http_reason(&e))?;
                 let status = response.status().as_u16();
                 if !expect_status.contains(&status) {
                     return Err(format!("status {status}"));
@@ -84,11 +117,9 @@ impl Probe {
     }
 }
 
-fn http(check: &Check, target: SocketAddr) -> Result<Kind, reqwest::Error> {
+fn client_builder() -> reqwest::ClientBuilder {
     install_crypto_provider();
-    let https = check.kind == CheckKind::Https;
-    let scheme = if https { "https" } else { "http" };
-    let mut builder = reqwest::Client::builder()
+    reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)
@@ -96,7 +127,11 @@ fn http(check: &Check, target: SocketAddr) -> Result<Kind, reqwest::Error> {
         .user_agent(concat!("steerdns/", env!("CARGO_PKG_VERSION")))
         .default_headers(
             [(reqwest::header::CONNECTION, reqwest::header::HeaderValue::from_static("close"))].into_iter().collect(),
-        );
+        )
+}
+
+fn https(check: &Check, target: SocketAddr) -> Result<Kind, reqwest::Error> {
+    let mut builder = client_builder();
     let authority = match &check.host {
         Some(host) => {
             builder = builder.resolve(host, target);
@@ -104,12 +139,13 @@ fn http(check: &Check, target: SocketAddr) -> Result<Kind, reqwest::Error> {
         }
         None => target.to_string(),
     };
-    if https && !check.tls_verify {
+    if !check.tls_verify {
         builder = builder.tls_danger_accept_invalid_certs(true);
     }
     Ok(Kind::Http {
         client: builder.build()?,
-        url: format!("{scheme}://{authority}{}", check.path),
+        url: format!("https://{authority}{}", check.path),
+        host: None,
         expect_status: check.expect_status.clone(),
         expect_body: check.expect_body.clone(),
     })

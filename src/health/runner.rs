@@ -1,6 +1,6 @@
 //! The scheduler: one task per probe key, each on a fixed phase and a fixed rate.
 
-use super::{Outcome, Probe, ProbeKey, Verdict};
+use super::{Clients, Outcome, Probe, ProbeKey, Verdict};
 use crate::config::Check;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -33,12 +33,17 @@ impl Runner {
             keep
         });
         let mut started = Vec::new();
+        let mut clients: HashMap<&str, Clients> = HashMap::new();
         for (key, check) in wanted {
             if self.running.contains_key(key) {
                 continue;
             }
             let cancel = CancellationToken::new();
-            self.tasks.spawn(schedule(key.clone(), check.clone(), self.verdicts.clone(), cancel.clone()));
+            let probe = Probe::new(check, key.address, clients.entry(&key.check).or_default()).map_err(|e| {
+                tracing::error!("check {} for {}: cannot build the probe: {e}", key.check, key.address);
+                format!("cannot build the probe: {e}")
+            });
+            self.tasks.spawn(schedule(key.clone(), check.clone(), probe, self.verdicts.clone(), cancel.clone()));
             self.running.insert(key.clone(), (check.clone(), cancel));
             started.push(key.clone());
         }
@@ -66,14 +71,13 @@ fn phase(key: &ProbeKey, interval: Duration) -> Duration {
 
 /// Probes `key` at its phase, then every `interval` (fixed rate). A probe still
 /// running when the next is due makes that next one count as a failure.
-async fn schedule(key: ProbeKey, check: Check, verdicts: mpsc::Sender<Verdict>, cancel: CancellationToken) {
-    let probe = match Probe::new(&check, key.address) {
-        Ok(p) => Ok(p),
-        Err(e) => {
-            tracing::error!("check {} for {}: cannot build the probe: {e}", key.check, key.address);
-            Err(format!("cannot build the probe: {e}"))
-        }
-    };
+async fn schedule(
+    key: ProbeKey,
+    check: Check,
+    probe: Result<Probe, String>,
+    verdicts: mpsc::Sender<Verdict>,
+    cancel: CancellationToken,
+) {
     let mut next = Instant::now() + phase(&key, check.interval);
     loop {
         tokio::select! {

@@ -1,0 +1,334 @@
+//! Health-check benchmarks (issue: health checks and live answers).
+//!
+//!   cargo bench --bench health -- [failover] [scale] [callgrind]
+//!
+//! failover:  time from a backend's death (refused, or hanging) to the first DNS answer
+//!            without it, interval 250 ms, timeout 200 ms, fall 2; 20 runs each.
+//! scale:     10,000 targets probed every 10 s (1,000 probes/s) against one HTTP
+//!            listener on a wildcard port (every 127.x address reaches it): the
+//!            server's CPU µs per probe and its peak RSS.
+//! callgrind: instructions per query of the UDP worker thread (valgrind --tool=callgrind
+//!            --separate-threads=yes) with and without those 10,000 probes running.
+//!
+//! steerdns runs as its own process (the release binary); everything is on 127.0.0.0/8.
+
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_steerdns");
+const ZONE: &str =
+    "$ORIGIN bench.test.\n$TTL 300\n@ SOA ns h 1 2 3 4 300\n@ NS ns\nns A 127.0.0.53\nstatic A 127.0.0.80\n";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let all = args.is_empty();
+    if all || args.iter().any(|a| a == "failover") {
+        failover();
+    }
+    if all || args.iter().any(|a| a == "scale") {
+        scale();
+    }
+    if all || args.iter().any(|a| a == "callgrind") {
+        callgrind();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn workdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("steerdns-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bench.zone"), ZONE).unwrap();
+    dir
+}
+
+fn serve(config: &Path) -> Child {
+    Command::new(BIN).args(["serve", "--config"]).arg(config).stderr(Stdio::null()).spawn().unwrap()
+}
+
+/// The A answer of `name`, or None when no reply came.
+fn ask(server: SocketAddr, name: &str) -> Option<Vec<String>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut q = Message::query();
+    q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    socket.send_to(&q.to_vec().unwrap(), server).ok()?;
+    let mut buf = [0u8; 1500];
+    let n = socket.recv(&mut buf).ok()?;
+    let r = Message::from_vec(&buf[..n]).ok()?;
+    Some(
+        r.answers.iter().filter_map(|a| if let RData::A(a) = &a.data { Some(a.0.to_string()) } else { None }).collect(),
+    )
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A backend at `addr` that answers 200 until `alive` is false; then, when `hang`,
+/// it accepts and never answers, else it closes its listener (connections refused).
+fn backend(addr: SocketAddr, alive: Arc<AtomicBool>, hang: bool) {
+    std::thread::spawn(move || {
+        let mut listener: Option<TcpListener> = None;
+        loop {
+            let up = alive.load(Ordering::SeqCst);
+            if !up && !hang {
+                listener = None;
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let l = listener.get_or_insert_with(|| {
+                let l = TcpListener::bind(addr).unwrap();
+                l.set_nonblocking(true).unwrap();
+                l
+            });
+            match l.accept() {
+                Ok((mut stream, _)) if up => {
+                    stream.set_nonblocking(false).unwrap();
+                    let mut buf = [0u8; 2048];
+                    let _ = stream.read(&mut buf);
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
+                }
+                Ok((stream, _)) => std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(2));
+                    drop(stream);
+                })
+                .join()
+                .map_or((), |_| ()),
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    });
+}
+
+fn failover() {
+    for hang in [false, true] {
+        let dir = workdir();
+        let (dns, http) = (free_port(), free_port());
+        let config = dir.join("failover.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:{dns}\"]\nadmin_listen = \"127.0.0.1:{}\"\n[store]\nbackend = \"memory\"\n\
+                 [[zones]]\norigin = \"bench.test.\"\nfile = \"bench.zone\"\n\
+                 [checks.web]\nport = {http}\ninterval = \"250ms\"\ntimeout = \"200ms\"\nfall = 2\nrise = 1\n\
+                 [[services]]\nname = \"f.bench.test.\"\npolicy = \"healthy\"\ncheck = \"web\"\ntargets = [\"127.0.20.1\", \"127.0.20.2\"]\n",
+                free_port()
+            ),
+        )
+        .unwrap();
+        let alive = Arc::new(AtomicBool::new(true));
+        backend(SocketAddr::from(([127, 0, 20, 1], http)), alive.clone(), hang);
+        backend(SocketAddr::from(([127, 0, 20, 2], http)), Arc::new(AtomicBool::new(true)), false);
+        let mut server = serve(&config);
+        let addr = SocketAddr::from(([127, 0, 0, 1], dns));
+        let has = |ip: &str| ask(addr, "f.bench.test.").is_some_and(|a| a.iter().any(|x| x == ip));
+        let mut samples = Vec::new();
+        for run in 0..20u64 {
+            wait_until("target up", || has("127.0.20.1"));
+            // die at a different point of the probe cycle each run
+            std::thread::sleep(Duration::from_millis(300 + run * 37 % 250));
+            alive.store(false, Ordering::SeqCst);
+            let died = Instant::now();
+            wait_until("target gone", || !has("127.0.20.1"));
+            samples.push(died.elapsed());
+            alive.store(true, Ordering::SeqCst);
+        }
+        server.kill().unwrap();
+        let _ = server.wait();
+        samples.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "failover ({}): min {:.0} ms, median {:.0} ms, p90 {:.0} ms, max {:.0} ms; goal: within fall × interval + timeout + 50 ms = 750 ms",
+            if hang { "backend hangs: probes time out" } else { "backend refuses connections" },
+            ms(samples[0]),
+            ms(samples[samples.len() / 2]),
+            ms(samples[samples.len() * 9 / 10]),
+            ms(samples[samples.len() - 1])
+        );
+    }
+}
+
+/// One HTTP listener on 0.0.0.0:`port` answering 200 to every 127.x address; counts requests.
+fn wildcard_backend(port: u16) -> Arc<AtomicU64> {
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.unwrap();
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { continue };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 2048];
+                    let _ = stream.read(&mut buf).await;
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK").await;
+                    counter.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+        });
+    });
+    hits
+}
+
+/// The fast-path services, plus (when `probes`) 10,000 probed targets in 100 services.
+fn probes_config(dir: &Path, dns: u16, http: u16, probes: bool) -> PathBuf {
+    let mut text = format!(
+        "[server]\nlisten = [\"127.0.0.1:{dns}\"]\nudp_workers = 1\n[[zones]]\norigin = \"bench.test.\"\nfile = \"bench.zone\"\n\
+         [[services]]\nname = \"all.bench.test.\"\ntargets = [\"127.0.3.1\", \"127.0.3.2\", \"127.0.3.3\", \"127.0.3.4\"]\n"
+    );
+    if probes {
+        text.push_str(&format!("[checks.web]\nport = {http}\ninterval = \"10s\"\ntimeout = \"2s\"\n"));
+        for s in 0..100 {
+            let targets: Vec<String> = (0..100).map(|t| format!("\"127.1.{s}.{}\"", t + 1)).collect();
+            text.push_str(&format!(
+                "[[services]]\nname = \"s{s}.bench.test.\"\npolicy = \"healthy\"\ncheck = \"web\"\ntargets = [{}]\n",
+                targets.join(", ")
+            ));
+        }
+    }
+    let path = dir.join(if probes { "probes.toml" } else { "plain.toml" });
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
+    debug_assert_ne!(file, "stat");
+    text.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
+}
+
+/// (utime, stime) of a process, in clock ticks.
+fn user_sys(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<u64> =
+        text.rsplit(')').next().unwrap().split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap()).collect();
+    (fields[0], fields[1])
+}
+
+fn scale() {
+    let dir = workdir();
+    let (dns, http) = (free_port(), free_port());
+    let hits = wildcard_backend(http);
+    let config = probes_config(&dir, dns, http, true);
+    let mut server = serve(&config);
+    let pid = server.id();
+    // every key starts within its first second, then every 10 s: let two rounds pass
+    std::thread::sleep(Duration::from_secs(12));
+    let (ticks, probes) = (user_sys(pid).0 + user_sys(pid).1, hits.load(Ordering::Relaxed));
+    let (user0, sys0) = user_sys(pid);
+    let window = Duration::from_secs(30);
+    std::thread::sleep(window);
+    let ticks = user_sys(pid).0 + user_sys(pid).1 - ticks;
+    let probes = hits.load(Ordering::Relaxed) - probes;
+    let hz = 100.0; // USER_HZ on Linux
+    let cpu_us = ticks as f64 / hz * 1e6;
+    println!(
+        "scale: 10,000 targets every 10 s: {:.0} probes/s, {:.1} µs server CPU per probe ({:.1} user, {:.1} system; {:.1}% of a core), peak RSS {:.1} MB; goals: ≤ 100 µs, < 100 MB",
+        probes as f64 / window.as_secs_f64(),
+        cpu_us / probes.max(1) as f64,
+        (user_sys(pid).0 - user0) as f64 / hz * 1e6 / probes.max(1) as f64,
+        (user_sys(pid).1 - sys0) as f64 / hz * 1e6 / probes.max(1) as f64,
+        cpu_us / window.as_secs_f64() / 1e4,
+        proc_field(pid, "status", "VmHWM") as f64 / 1024.0
+    );
+    assert!(ask(SocketAddr::from(([127, 0, 0, 1], dns)), "s1.bench.test.").is_some_and(|a| a.len() == 8));
+    server.kill().unwrap();
+    let _ = server.wait();
+}
+
+/// Instructions per query of the UDP worker thread, with and without the probes.
+fn callgrind() {
+    let dir = workdir();
+    let http = free_port();
+    let _hits = wildcard_backend(http);
+    let mut results = Vec::new();
+    for probes in [false, true] {
+        let dns = free_port();
+        let config = probes_config(&dir, dns, http, probes);
+        let out = dir.join(format!("cg-{probes}"));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        let mut server = Command::new("valgrind")
+            .args(["--tool=callgrind", "--separate-threads=yes"])
+            .arg(format!("--callgrind-out-file={}/cg.%p", out.display()))
+            .args([BIN, "serve", "--config"])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], dns));
+        wait_until("server under valgrind answers", || ask(addr, "all.bench.test.").is_some());
+        std::thread::sleep(Duration::from_secs(if probes { 15 } else { 2 }));
+        let pid = server.id().to_string();
+        let queries = dir.join("q");
+        std::fs::write(&queries, "all.bench.test A\n").unwrap();
+        let dnsperf = |n: &str| {
+            let out = Command::new("dnsperf")
+                .args(["-s", "127.0.0.1", "-p", &dns.to_string(), "-n", n, "-Q", "1000", "-t", "10", "-d"])
+                .arg(&queries)
+                .output()
+                .expect("dnsperf (Debian package dnsperf)");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines()
+                .find(|l| l.contains("Queries completed:"))
+                .unwrap()
+                .split_whitespace()
+                .nth(2)
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        };
+        dnsperf("200");
+        Command::new("callgrind_control").args(["-z", &pid]).output().unwrap();
+        let completed = dnsperf("5000");
+        Command::new("callgrind_control").args(["-d", &pid]).output().unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        let instructions = worker_instructions(&out);
+        server.kill().unwrap();
+        let _ = server.wait();
+        println!(
+            "callgrind, {}: {:.0} instructions per query in the UDP worker ({completed} queries)",
+            if probes { "10,000 probes running" } else { "no probes" },
+            instructions / completed
+        );
+        results.push(instructions / completed);
+    }
+    println!(
+        "callgrind: probes add {:+.1}% instructions per query (goal: at most +5%)",
+        (results[1] / results[0] - 1.0) * 100.0
+    );
+}
+
+/// The Ir total of the dumped thread that ran the UDP worker loop.
+fn worker_instructions(dir: &Path) -> f64 {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        // the worker thread is the one that calls recvmmsg (Rust names are compressed away)
+        if path.to_string_lossy().contains(".1-")
+            && text.contains("recvmmsg")
+            && let Some(total) = text.lines().find(|l| l.starts_with("totals:"))
+        {
+            return total.split_whitespace().nth(1).unwrap().parse().unwrap();
+        }
+    }
+    panic!("no callgrind dump of the UDP worker in {}", dir.display());
+}
