@@ -44,11 +44,6 @@ impl App {
         App { config, view, state, handle }
     }
 
-    /// The View queries are answered from.
-    pub fn view(&self) -> Arc<ArcSwap<View>> {
-        self.view.clone()
-    }
-
     /// Commands for the state owner (reload, …).
     pub fn handle(&self) -> StateHandle {
         self.handle.clone()

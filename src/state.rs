@@ -52,7 +52,6 @@ impl StateHandle {
 struct KeyHealth {
     check: Check,
     machine: RiseFall,
-    last: Option<Verdict>,
 }
 
 /// The state owner.
@@ -118,7 +117,6 @@ impl State {
                 verdict.outcome.reason
             );
         }
-        known.last = Some(verdict);
         transition.is_some_and(|t| (t.from == Health::Down) != (t.to == Health::Down))
     }
 
@@ -127,11 +125,9 @@ impl State {
     fn track(&mut self, wanted: &BTreeMap<ProbeKey, Check>) {
         self.health.retain(|key, known| wanted.get(key) == Some(&known.check));
         for (key, check) in wanted {
-            self.health.entry(key.clone()).or_insert_with(|| KeyHealth {
-                check: check.clone(),
-                machine: RiseFall::new(check.rise, check.fall),
-                last: None,
-            });
+            self.health
+                .entry(key.clone())
+                .or_insert_with(|| KeyHealth { check: check.clone(), machine: RiseFall::new(check.rise, check.fall) });
         }
     }
 

@@ -47,11 +47,6 @@ impl RiseFall {
         self.health
     }
 
-    /// Consecutive passes and failures so far.
-    pub fn streak(&self) -> (u32, u32) {
-        (self.passes, self.fails)
-    }
-
     /// Takes one probe outcome; returns the transition it caused, if any.
     pub fn observe(&mut self, passed: bool) -> Option<Transition> {
         if passed {
@@ -111,6 +106,5 @@ mod tests {
         assert_eq!(m.observe(true), Some(Transition { from: Health::Unknown, to: Health::Up }));
         assert_eq!(m.observe(true), None);
         assert_eq!(m.observe(false), Some(Transition { from: Health::Up, to: Health::Down }));
-        assert_eq!(m.streak(), (0, 1));
     }
 }

@@ -23,8 +23,8 @@ impl Runner {
     }
 
     /// Makes the running probes those of `wanted`: probes of vanished keys, or whose
-    /// check changed, stop; new ones start at their phase. Returns the keys started.
-    pub fn sync(&mut self, wanted: &BTreeMap<ProbeKey, Check>) -> Vec<ProbeKey> {
+    /// check changed, stop; new ones start at their phase.
+    pub fn sync(&mut self, wanted: &BTreeMap<ProbeKey, Check>) {
         self.running.retain(|key, (check, cancel)| {
             let keep = wanted.get(key) == Some(check);
             if !keep {
@@ -32,7 +32,6 @@ impl Runner {
             }
             keep
         });
-        let mut started = Vec::new();
         let mut clients: HashMap<&str, Clients> = HashMap::new();
         for (key, check) in wanted {
             if self.running.contains_key(key) {
@@ -45,9 +44,7 @@ impl Runner {
             });
             self.tasks.spawn(schedule(key.clone(), check.clone(), probe, self.verdicts.clone(), cancel.clone()));
             self.running.insert(key.clone(), (check.clone(), cancel));
-            started.push(key.clone());
         }
-        started
     }
 
     /// Stops every probe and waits for their tasks.

@@ -16,7 +16,6 @@ pub struct Zone {
     origin: Name,
     /// The SOA with its TTL lowered to MINIMUM, ready for negative answers (RFC 2308).
     negative_soa: Record,
-    soa: RRset,
     /// Owner name → its RRsets (small: a name rarely has more than a few types).
     nodes: HashMap<Name, Vec<RRset>>,
     /// Names that exist: owners, services and every ancestor of either, up to the origin.
@@ -60,7 +59,7 @@ impl Zone {
                 None => sets.push(RRset { rtype: record.record_type(), records: vec![record] }),
             }
         }
-        let soa = nodes[&origin].iter().find(|s| s.rtype == RecordType::SOA).expect("checked by load").clone();
+        let soa = nodes[&origin].iter().find(|s| s.rtype == RecordType::SOA).expect("checked by load");
         let mut negative_soa = soa.records[0].clone();
         if let RData::SOA(s) = &negative_soa.data {
             negative_soa.ttl = negative_soa.ttl.min(s.minimum);
@@ -77,7 +76,7 @@ impl Zone {
                 n = n.base_name();
             }
         }
-        Zone { origin, negative_soa, soa, nodes, existing, cuts }
+        Zone { origin, negative_soa, nodes, existing, cuts }
     }
 
     pub fn origin(&self) -> &Name {
@@ -89,17 +88,9 @@ impl Zone {
         &self.negative_soa
     }
 
-    pub fn soa(&self) -> &RRset {
-        &self.soa
-    }
-
     /// All records at `name` of `rtype`, regardless of cuts (for glue and checks).
     pub fn rrset(&self, name: &Name, rtype: RecordType) -> Option<&RRset> {
         self.nodes.get(name)?.iter().find(|s| s.rtype == rtype)
-    }
-
-    pub fn is_cut(&self, name: &Name) -> bool {
-        self.cuts.contains(name)
     }
 
     /// The zone cut at or above `name`, if any: a name strictly between the origin and

@@ -29,10 +29,6 @@ impl Zones {
     pub fn find(&self, name: &Name) -> Option<&Zone> {
         self.zones.iter().find(|z| z.origin().zone_of(name))
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Zone> {
-        self.zones.iter()
-    }
 }
 
 #[cfg(test)]
