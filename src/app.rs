@@ -3,6 +3,7 @@
 //! `shutdown_timeout`.
 
 use crate::config::{self, Config, ConfigErrors};
+use crate::geo::Geo;
 use crate::server::{self, Listeners};
 use crate::state::{State, StateHandle};
 use crate::view::View;
@@ -13,18 +14,20 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A config with its zones, validated together.
+/// A config with its zones and regions, validated together.
 #[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
     pub zones: Arc<Zones>,
+    pub geo: Arc<Geo>,
 }
 
 /// Reads and validates the config file and every file it names.
 pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     let config = config::load(path)?;
     let zones = Arc::new(zone::load_zones(&config)?);
-    Ok(Loaded { config, zones })
+    let geo = Arc::new(Geo::build(&config)?);
+    Ok(Loaded { config, zones, geo })
 }
 
 /// A steerdns ready to run: the published View, and its state owner.
@@ -38,7 +41,12 @@ pub struct App {
 impl App {
     pub fn new(loaded: Loaded) -> App {
         let config = loaded.config.clone();
-        let empty = View { zones: Arc::default(), services: Default::default(), identity: String::new() };
+        let empty = View {
+            zones: Arc::default(),
+            geo: loaded.geo.clone(),
+            services: Default::default(),
+            identity: String::new(),
+        };
         let view = Arc::new(ArcSwap::from_pointee(empty));
         let (state, handle) = State::new(loaded, view.clone());
         App { config, view, state, handle }

@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | [`config`] | TOML → validated [`config::Config`]; every error with file:line:col and key |
 //! | [`zone`] | static zones from RFC 1035 files, indexed for SPEC §5.1 lookups |
+//! | [`geo`] | client address (ECS or source) → region and ECS scope; gslb try orders |
 //! | [`steer`] | the answer stages (candidates → policy → order → cap), pure functions |
 //! | [`view`] | the immutable [`view::View`] every query is answered from |
 //! | [`health`] | probes (HTTP(S), TCP), the rise/fall machine, the fixed-rate scheduler |
@@ -38,6 +39,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod geo;
 pub mod health;
 pub mod server;
 pub mod state;

@@ -144,7 +144,7 @@ impl State {
 
     fn publish(&self) {
         let health = |key: &ProbeKey| self.health.get(key).map_or(Health::Unknown, |k| k.machine.health());
-        let view = View::build(&self.loaded.config, self.loaded.zones.clone(), Some(&self.view.load()), &health);
+        let view = View::build(&self.loaded, Some(&self.view.load()), &health);
         self.view.store(Arc::new(view));
     }
 }

@@ -3,6 +3,7 @@
 //! round-robin counter (one atomic add).
 
 use crate::config::{Order, Policy, WhenAllDown};
+use crate::geo::{Geo, RegionId};
 use crate::view::ServiceView;
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
@@ -47,6 +48,7 @@ struct Candidate {
     address: IpAddr,
     weight: u32,
     priority: u8,
+    region: Option<RegionId>,
     healthy: bool,
     score: f64,
 }
@@ -57,7 +59,7 @@ pub fn has_candidates(service: &ServiceView, family: Family) -> bool {
 }
 
 /// Computes the answer for one query into `out` (cleared first).
-pub fn answer(service: &ServiceView, family: Family, client: &Client, out: &mut Vec<IpAddr>) -> Answer {
+pub fn answer(service: &ServiceView, family: Family, client: &Client, geo: &Geo, out: &mut Vec<IpAddr>) -> Answer {
     thread_local! {
         // reused across queries, so answering allocates nothing
         static SET: std::cell::RefCell<Vec<Candidate>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -65,20 +67,30 @@ pub fn answer(service: &ServiceView, family: Family, client: &Client, out: &mut 
     out.clear();
     let mut scope = 0;
     let mut halve = false;
+    // only gslb asks where the client is; its answer then holds for the client's block
+    let placement = (service.policy == Policy::Gslb).then(|| geo.locate(client.address)).flatten();
     SET.with_borrow_mut(|set| {
         candidates(service, family, set);
-        halve = policy(service, set);
+        halve = match &placement {
+            Some(place) => gslb(service, set, geo.order(place.region)),
+            None => policy(service, set),
+        };
         positive_weights(set);
+        scope = placement.map_or(0, |p| p.scope);
         match service.order {
             Order::RoundRobin => round_robin(service, family, set, out),
             Order::Weighted => weighted(set, service.max_answers, out),
             Order::Sticky => {
                 let (network, prefix) = client_network(client);
                 sticky(set, network, prefix, out);
-                scope = if client.ecs_source.is_some() { prefix } else { 0 };
+                scope = scope.max(prefix);
             }
         }
     });
+    if client.ecs_source.is_none() {
+        // without ECS the answer depends on the resolver, not on a client subnet
+        scope = 0;
+    }
     out.truncate(service.max_answers);
     Answer { ttl: if halve { halved(service.ttl) } else { service.ttl }, scope }
 }
@@ -103,6 +115,7 @@ fn candidates(service: &ServiceView, family: Family, set: &mut Vec<Candidate>) {
         address: t.address,
         weight: t.weight,
         priority: t.priority,
+        region: t.region,
         healthy: t.healthy,
         score: 0.0,
     }));
@@ -113,7 +126,8 @@ fn candidates(service: &ServiceView, family: Family, set: &mut Vec<Candidate>) {
 fn policy(service: &ServiceView, set: &mut Vec<Candidate>) -> bool {
     match service.policy {
         Policy::All => false,
-        // gslb answers as healthy until regions are built
+        // gslb without any region to place the client in (no default_region: only
+        // possible when no service is gslb) answers as healthy
         Policy::Healthy | Policy::Gslb => {
             let down = set.iter().any(|c| !c.healthy);
             if set.iter().any(|c| c.healthy) {
@@ -136,6 +150,25 @@ fn policy(service: &ServiceView, set: &mut Vec<Candidate>) -> bool {
             }
         },
     }
+}
+
+/// gslb: the healthy candidates of the first region in the client's try order that has
+/// any (the client's region, its fallback list, the nearest, then by name). Returns
+/// whether a candidate is down in a region tried up to the answered one.
+fn gslb(service: &ServiceView, set: &mut Vec<Candidate>, order: &[RegionId]) -> bool {
+    let mut down = false;
+    for &region in order {
+        let mut in_region = set.iter().filter(|c| c.region == Some(region));
+        down |= in_region.clone().any(|c| !c.healthy);
+        if in_region.any(|c| c.healthy) {
+            set.retain(|c| c.healthy && c.region == Some(region));
+            return down;
+        }
+    }
+    // all down: the same order as if every candidate were healthy
+    let first = order.iter().copied().find(|&r| set.iter().any(|c| c.region == Some(r)));
+    fail_open(service, set, |c| c.region == first);
+    down
 }
 
 /// All down: with `when_all_down = "all"` the policy runs again as if every candidate

@@ -3,7 +3,9 @@
 //! Round-robin counters live in [`Rotation`]s that a rebuild carries over from the
 //! previous View, so a rebuild does not reset rotation.
 
-use crate::config::{CheckKind, Config, Order, Policy, Service, WhenAllDown};
+use crate::app::Loaded;
+use crate::config::{CheckKind, Order, Policy, Service, WhenAllDown};
+use crate::geo::{Geo, RegionId};
 use crate::health::{Health, ProbeKey};
 use crate::zone::Zones;
 use hickory_proto::rr::Name;
@@ -16,6 +18,7 @@ use std::sync::atomic::AtomicUsize;
 #[derive(Debug)]
 pub struct View {
     pub zones: Arc<Zones>,
+    pub geo: Arc<Geo>,
     /// Service name (case-insensitive, as `Name` compares) → its live picture.
     pub services: FxHashMap<Name, ServiceView>,
     /// The `identity` for CHAOS and NSID.
@@ -41,7 +44,7 @@ pub struct TargetView {
     pub address: IpAddr,
     pub weight: u32,
     pub priority: u8,
-    pub region: Option<String>,
+    pub region: Option<RegionId>,
     pub healthy: bool,
 }
 
@@ -50,14 +53,11 @@ pub struct TargetView {
 pub struct Rotation(pub [AtomicUsize; 2]);
 
 impl View {
-    /// Builds a View from a validated config, its zones and the health of each probe
-    /// key, keeping the rotation counters of services that `previous` already had.
-    pub fn build(
-        config: &Config,
-        zones: Arc<Zones>,
-        previous: Option<&View>,
-        health: &dyn Fn(&ProbeKey) -> Health,
-    ) -> View {
+    /// Builds a View from a validated config (with its zones and regions) and the
+    /// health of each probe key, keeping the rotation counters of services that
+    /// `previous` already had.
+    pub fn build(loaded: &Loaded, previous: Option<&View>, health: &dyn Fn(&ProbeKey) -> Health) -> View {
+        let config = &loaded.config;
         let services = config
             .services
             .iter()
@@ -75,15 +75,25 @@ impl View {
                         health(&key) != Health::Down
                     })
                 };
-                (s.name.clone(), ServiceView::new(s, rotation, &healthy))
+                (s.name.clone(), ServiceView::new(s, rotation, &healthy, &loaded.geo))
             })
             .collect();
-        View { zones, services, identity: config.server.identity.clone() }
+        View {
+            zones: loaded.zones.clone(),
+            geo: loaded.geo.clone(),
+            services,
+            identity: config.server.identity.clone(),
+        }
     }
 }
 
 impl ServiceView {
-    fn new(service: &Service, rotation: Arc<Rotation>, healthy: &dyn Fn(&crate::config::Target) -> bool) -> Self {
+    fn new(
+        service: &Service,
+        rotation: Arc<Rotation>,
+        healthy: &dyn Fn(&crate::config::Target) -> bool,
+        geo: &Geo,
+    ) -> Self {
         let targets = service
             .targets
             .iter()
@@ -91,7 +101,7 @@ impl ServiceView {
                 address: t.address,
                 weight: t.weight,
                 priority: t.priority,
-                region: t.region.clone(),
+                region: t.region.as_deref().and_then(|r| geo.id(r)),
                 healthy: healthy(t),
             })
             .collect();

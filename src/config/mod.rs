@@ -77,6 +77,8 @@ pub struct ZoneConfig {
 pub struct GeoConfig {
     pub default_region: Option<String>,
     pub mmdb: Option<PathBuf>,
+    /// Where `mmdb` stands in the config file (line, column), for its read errors.
+    pub mmdb_at: (usize, usize),
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

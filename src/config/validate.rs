@@ -366,7 +366,6 @@ impl<'a> Validator<'a> {
 
     fn geo(&mut self, raw: RawGeo, regions: &BTreeMap<String, Region>, services: &[Service]) -> GeoConfig {
         if let Some(r) = &raw.default_region {
-            self.unbuilt("geo.default_region", r);
             if !regions.contains_key(r.get_ref()) {
                 self.err(r, "geo.default_region", format!("names no region; known: {}", names(regions.keys())));
             }
@@ -382,11 +381,9 @@ impl<'a> Validator<'a> {
                 message: format!("is required because service {} uses policy = \"gslb\"", s.name),
             });
         }
-        let mmdb = raw.mmdb.as_ref().map(|m| {
-            self.unbuilt("geo.mmdb", m);
-            self.path(m)
-        });
-        GeoConfig { default_region: raw.default_region.map(S::into_inner), mmdb }
+        let mmdb = raw.mmdb.as_ref().map(|m| self.path(m));
+        let mmdb_at = raw.mmdb.as_ref().map_or((0, 0), |m| self.location(m.span()));
+        GeoConfig { default_region: raw.default_region.map(S::into_inner), mmdb, mmdb_at }
     }
 
     fn errors_file(&self) -> PathBuf {
@@ -399,7 +396,6 @@ impl<'a> Validator<'a> {
         let mut places: HashMap<String, String> = HashMap::new();
         let mut out = BTreeMap::new();
         for (name, region) in raw {
-            self.unbuilt("regions", &name);
             let region = region.unwrap_or_default();
             let key = format!("regions.{}", name.get_ref());
             let mut r = Region::default();
@@ -632,9 +628,6 @@ impl<'a> Validator<'a> {
                 Policy::All
             }
         };
-        if let Some(p) = raw.policy.as_ref().filter(|_| policy == Policy::Gslb) {
-            self.unbuilt("services.policy = \"gslb\"", p);
-        }
         let order = match raw.order.as_ref().map(|o| o.get_ref().as_str()) {
             None | Some("round-robin") => Order::RoundRobin,
             Some("weighted") => Order::Weighted,
@@ -742,7 +735,6 @@ impl<'a> Validator<'a> {
                 target.priority = self.int(p, &format!("{key}.priority"), 1, 255) as u8;
             }
             if let Some(r) = &t.region {
-                self.unbuilt("services.targets.region", r);
                 if regions.contains_key(r.get_ref()) {
                     target.region = Some(r.get_ref().clone());
                 } else {

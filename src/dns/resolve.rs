@@ -36,7 +36,7 @@ pub(super) fn resolve(view: &View, q: &Question, client: &Client, writer: &mut W
         if let Some(service) = view.services.get(&name)
             && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
         {
-            break computed(service, owner, qtype, client, writer, &mut reply);
+            break computed(service, owner, qtype, client, &view.geo, writer, &mut reply);
         }
         match zone.lookup(&name, qtype) {
             Lookup::Records { rrset, .. } => break write_rrset(writer, Section::Answer, owner, rrset),
@@ -81,6 +81,7 @@ fn computed(
     owner: Owner,
     qtype: RecordType,
     client: &Client,
+    geo: &crate::geo::Geo,
     writer: &mut Writer,
     reply: &mut Reply,
 ) -> End {
@@ -94,7 +95,7 @@ fn computed(
         static ADDRESSES: std::cell::RefCell<Vec<std::net::IpAddr>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     ADDRESSES.with_borrow_mut(|addresses| {
-        let answer = steer::answer(service, family, client, addresses);
+        let answer = steer::answer(service, family, client, geo, addresses);
         if addresses.is_empty() {
             // a negative answer depends on no client: scope 0
             return End::Negative { rcode: Rcode::NoError, ttl_cap: answer.ttl };

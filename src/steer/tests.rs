@@ -24,13 +24,27 @@ fn service(order: Order, targets: &[(&str, u32)], max_answers: usize) -> Service
     }
 }
 
+/// A Geo built from `regions` (TOML tables) with default region `default`.
+fn regions(regions: &str, default: &str) -> crate::geo::Geo {
+    let text = format!("[geo]\ndefault_region = \"{default}\"\n{regions}");
+    let config = crate::config::from_toml(&text, std::path::Path::new("t.toml")).unwrap();
+    crate::geo::Geo::build(&config).unwrap()
+}
+
+fn no_regions() -> &'static crate::geo::Geo {
+    static GEO: std::sync::OnceLock<crate::geo::Geo> = std::sync::OnceLock::new();
+    GEO.get_or_init(|| {
+        crate::geo::Geo::build(&crate::config::from_toml("", std::path::Path::new("t.toml")).unwrap()).unwrap()
+    })
+}
+
 fn client(address: &str, ecs_source: Option<u8>) -> Client {
     Client { address: address.parse().unwrap(), ecs_source }
 }
 
 fn run(s: &ServiceView, family: Family, c: &Client) -> Vec<String> {
     let mut out = Vec::new();
-    answer(s, family, c, &mut out);
+    answer(s, family, c, no_regions(), &mut out);
     out.iter().map(ToString::to_string).collect()
 }
 
@@ -138,11 +152,11 @@ fn sticky_weights_shift_the_share() {
 fn sticky_scope_is_the_hashed_prefix_only_with_ecs() {
     let s = service(Order::Sticky, &[("127.0.0.1", 1)], 1);
     let mut out = Vec::new();
-    assert_eq!(answer(&s, Family::V4, &client("10.1.2.0", Some(24)), &mut out).scope, 24);
-    assert_eq!(answer(&s, Family::V4, &client("10.1.0.0", Some(16)), &mut out).scope, 16);
-    assert_eq!(answer(&s, Family::V4, &client("10.1.2.3", None), &mut out).scope, 0);
+    assert_eq!(answer(&s, Family::V4, &client("10.1.2.0", Some(24)), no_regions(), &mut out).scope, 24);
+    assert_eq!(answer(&s, Family::V4, &client("10.1.0.0", Some(16)), no_regions(), &mut out).scope, 16);
+    assert_eq!(answer(&s, Family::V4, &client("10.1.2.3", None), no_regions(), &mut out).scope, 0);
     let rr = service(Order::RoundRobin, &[("127.0.0.1", 1)], 1);
-    assert_eq!(answer(&rr, Family::V4, &client("10.1.2.0", Some(24)), &mut out).scope, 0);
+    assert_eq!(answer(&rr, Family::V4, &client("10.1.2.0", Some(24)), no_regions(), &mut out).scope, 0);
 }
 
 #[test]
@@ -166,7 +180,7 @@ fn with_health(policy: Policy, targets: &[(&str, u8, bool)], when_all_down: When
 
 fn sorted_answer(s: &ServiceView) -> (Vec<String>, u32) {
     let mut out = Vec::new();
-    let a = answer(s, Family::V4, &anyone(), &mut out);
+    let a = answer(s, Family::V4, &anyone(), no_regions(), &mut out);
     let mut got: Vec<String> = out.iter().map(ToString::to_string).collect();
     got.sort();
     (got, a.ttl)
@@ -236,4 +250,108 @@ fn policies_compose_with_weights_and_orders() {
     s.order = Order::Sticky;
     s.max_answers = 1;
     assert_eq!(sorted_answer(&s).0, ["127.0.0.2"]);
+}
+
+const REGIONS: &str = r#"
+[regions.eu]
+networks = ["10.1.0.0/16"]
+fallback = ["us"]
+location = [50.1, 8.7]
+[regions.us]
+networks = ["10.2.0.0/16"]
+location = [39.0, -77.5]
+[regions.asia]
+networks = ["10.3.0.0/16"]
+location = [35.7, 139.7]
+[regions.africa]
+networks = ["10.4.0.0/16"]
+location = [-1.3, 36.8]
+[regions.zz]
+networks = ["10.5.0.0/16"]
+fallback = ["asia"]
+"#;
+
+/// A gslb service with targets (address, region id by name, healthy).
+fn gslb_service(geo: &crate::geo::Geo, targets: &[(&str, &str, bool)]) -> ServiceView {
+    let mut s = service(Order::RoundRobin, &[], 8);
+    s.policy = Policy::Gslb;
+    s.targets = targets
+        .iter()
+        .map(|(a, r, h)| TargetView {
+            address: a.parse().unwrap(),
+            weight: 1,
+            priority: 1,
+            region: geo.id(r),
+            healthy: *h,
+        })
+        .collect();
+    s
+}
+
+fn gslb_answer(geo: &crate::geo::Geo, s: &ServiceView, from: &str) -> (Vec<String>, u32, u8) {
+    let mut out = Vec::new();
+    let a = answer(s, Family::V4, &client(from, Some(24)), geo, &mut out);
+    let mut got: Vec<String> = out.iter().map(ToString::to_string).collect();
+    got.sort();
+    (got, a.ttl, a.scope)
+}
+
+#[test]
+fn gslb_answers_the_clients_region_then_fallback_then_nearest_then_by_name() {
+    let geo = regions(REGIONS, "eu");
+    let all_up = [
+        ("127.0.1.1", "eu", true),
+        ("127.0.2.1", "us", true),
+        ("127.0.3.1", "asia", true),
+        ("127.0.4.1", "africa", true),
+    ];
+    let s = gslb_service(&geo, &all_up);
+    assert_eq!(gslb_answer(&geo, &s, "10.1.7.0"), (vec!["127.0.1.1".into()], 30, 16));
+    assert_eq!(gslb_answer(&geo, &s, "10.2.7.0").0, ["127.0.2.1"]);
+    assert_eq!(gslb_answer(&geo, &s, "192.0.2.0").0, ["127.0.1.1"], "the default region");
+    // eu down: its fallback (us), TTL halved
+    let mut down = all_up;
+    down[0].2 = false;
+    let s = gslb_service(&geo, &down);
+    assert_eq!(gslb_answer(&geo, &s, "10.1.7.0"), (vec!["127.0.2.1".into()], 15, 16));
+    // a later region's failure cannot change the answer: full TTL
+    assert_eq!(gslb_answer(&geo, &s, "10.2.7.0"), (vec!["127.0.2.1".into()], 30, 16));
+    // eu and us down: fallback lists are not transitive, so the nearest to eu: africa
+    down[1].2 = false;
+    let s = gslb_service(&geo, &down);
+    assert_eq!(gslb_answer(&geo, &s, "10.1.7.0").0, ["127.0.4.1"]);
+    // zz has no location and no candidates: its fallback asia
+    assert_eq!(gslb_answer(&geo, &s, "10.5.7.0").0, ["127.0.3.1"]);
+}
+
+#[test]
+fn gslb_without_location_goes_by_region_name() {
+    let geo = regions(REGIONS, "eu");
+    let s = gslb_service(&geo, &[("127.0.1.1", "eu", true), ("127.0.2.1", "us", true)]);
+    // zz: fallback asia has no candidates, zz has no location: by name, eu before us
+    assert_eq!(gslb_answer(&geo, &s, "10.5.0.1").0, ["127.0.1.1"]);
+}
+
+#[test]
+fn gslb_all_down_fails_open_to_the_clients_region_first() {
+    let geo = regions(REGIONS, "eu");
+    let targets = [("127.0.1.1", "eu", false), ("127.0.2.1", "us", false), ("127.0.3.1", "asia", false)];
+    let s = gslb_service(&geo, &targets);
+    assert_eq!(gslb_answer(&geo, &s, "10.2.0.1"), (vec!["127.0.2.1".into()], 15, 16), "its own region, never all");
+    assert_eq!(gslb_answer(&geo, &s, "10.4.0.1").0, ["127.0.1.1"], "africa has none: nearest with candidates");
+    let mut closed = gslb_service(&geo, &targets);
+    closed.when_all_down = WhenAllDown::None;
+    assert!(gslb_answer(&geo, &closed, "10.2.0.1").0.is_empty());
+}
+
+#[test]
+fn gslb_scope_is_raised_to_the_sticky_prefix_and_zero_without_ecs() {
+    let geo = regions("[regions.eu]\nnetworks = [\"10.0.0.0/8\"]\n[regions.us]\nnetworks = [\"10.1.0.0/16\"]\n", "eu");
+    let mut s = gslb_service(&geo, &[("127.0.1.1", "eu", true), ("127.0.2.1", "us", true)]);
+    assert_eq!(gslb_answer(&geo, &s, "10.2.0.0").2, 15);
+    s.order = Order::Sticky;
+    s.max_answers = 1;
+    assert_eq!(gslb_answer(&geo, &s, "10.2.0.0").2, 24);
+    let mut out = Vec::new();
+    assert_eq!(answer(&s, Family::V4, &client("10.2.0.0", None), &geo, &mut out).scope, 0);
 }
