@@ -111,27 +111,32 @@ impl Geo {
             let decided = Decided::Network(found.network_len.unwrap_or(found.scope));
             return Some(Placement { region, decided, scope: found.scope });
         }
-        let database = self.mmdb.as_ref().and_then(|db| self.look_up_database(db, address));
+        // with a database, its network for this address bounds the block too, whatever
+        // it maps to (a neighbouring database network may map to another region)
+        let (database, database_len) = self.mmdb.as_ref().map_or((None, 0), |db| self.look_up_database(db, address));
+        let scope = found.scope.max(database_len);
         match database {
-            Some((region, decided, len)) => Some(Placement { region, decided, scope: found.scope.max(len) }),
-            None => self.default.map(|region| Placement { region, decided: Decided::Default, scope: found.scope }),
+            Some((region, decided)) => Some(Placement { region, decided, scope }),
+            None => self.default.map(|region| Placement { region, decided: Decided::Default, scope }),
         }
     }
 
     /// The country, then the continent, of the database's entry for `address`, mapped
-    /// to a region; the database network's length comes along for the scope.
-    fn look_up_database(&self, db: &maxminddb::Reader<Vec<u8>>, address: IpAddr) -> Option<(RegionId, Decided, u8)> {
-        let result = db.lookup(address).ok()?;
-        let len = result.network().ok()?.prefix();
-        let record: maxminddb::geoip2::Country = result.decode().ok()??;
+    /// to a region, and the length of the database network holding `address`.
+    fn look_up_database(&self, db: &maxminddb::Reader<Vec<u8>>, address: IpAddr) -> (Option<(RegionId, Decided)>, u8) {
+        let Ok(result) = db.lookup(address) else { return (None, 0) };
+        let len = result.network().map_or(0, |n| n.prefix());
+        let Ok(Some(record)) = result.decode::<maxminddb::geoip2::Country>() else { return (None, len) };
         if let Some(code) = record.country.iso_code
             && let Some(&region) = self.countries.get(code)
         {
-            return Some((region, Decided::Country(code.to_string(), len), len));
+            return (Some((region, Decided::Country(code.to_string(), len))), len);
         }
-        let code = record.continent.code?;
-        let region = *self.continents.get(code)?;
-        Some((region, Decided::Continent(code.to_string(), len), len))
+        let mapped = record
+            .continent
+            .code
+            .and_then(|code| Some((*self.continents.get(code)?, Decided::Continent(code.to_string(), len))));
+        (mapped, len)
     }
 }
 

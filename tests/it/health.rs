@@ -74,7 +74,9 @@ fn the_first_probe_decides_at_once_and_one_failure_below_fall_keeps_a_target() {
     )));
     wait_for("bad dropped", || answer(&s, "h.lb.example.").0 == ips(&["127.0.11.2"]));
     assert!(bad.hits() < 5, "dropped by its first probe, not after fall = 5 ({} probes)", bad.hits());
-    // one failure (below fall) must not drop the good one
+    // one failure (below fall) must not drop the good one; inject it only once the
+    // good one's first probe (which decides at once) has passed
+    wait_for("good probed twice", || good.hits() >= 2);
     let before = good.hits();
     good.fail_next(1);
     wait_for("the failure and probes after it", || good.hits() >= before + 3);

@@ -5,6 +5,7 @@ mod backend;
 mod cli;
 mod dns;
 mod examples;
+mod gslb;
 mod harness;
 mod health;
 mod orders;
