@@ -1,16 +1,19 @@
-//! Wiring: load the config and zones, start the state owner (which runs the probes and
-//! publishes the View), serve DNS until the shutdown token fires, then drain within
-//! `shutdown_timeout`.
+//! Wiring: load the config and zones, open the store, start the state owner (which runs
+//! the probes and publishes the View), the admin API and then DNS; on shutdown make
+//! /healthz 503, stop DNS, let in-flight queries finish within `shutdown_timeout`.
 
+use crate::admin::{self, AdminContext};
 use crate::config::{self, Config, ConfigErrors};
 use crate::geo::Geo;
 use crate::server::{self, Listeners};
 use crate::state::{State, StateHandle};
+use crate::store::{Store, StoreError};
 use crate::view::View;
 use crate::zone::{self, Zones};
 use arc_swap::ArcSwap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,8 +42,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(loaded: Loaded) -> App {
+    /// Opens the store (a corrupt one stops the start) and builds the first View.
+    pub fn new(loaded: Loaded) -> Result<App, StoreError> {
         let config = loaded.config.clone();
+        let (store, stored) = Store::open(&config.store)?;
         let empty = View {
             zones: Arc::default(),
             geo: loaded.geo.clone(),
@@ -48,35 +53,61 @@ impl App {
             identity: String::new(),
         };
         let view = Arc::new(ArcSwap::from_pointee(empty));
-        let (state, handle) = State::new(loaded, view.clone());
-        App { config, view, state, handle }
+        let (state, handle) = State::new(loaded, store, stored, view.clone());
+        Ok(App { config, view, state, handle })
     }
 
-    /// Commands for the state owner (reload, …).
+    /// Commands for the state owner (reload, admin states, status).
     pub fn handle(&self) -> StateHandle {
         self.handle.clone()
     }
 
-    /// Serves DNS on `listeners` until `shutdown` is cancelled, then stops accepting,
-    /// lets in-flight queries finish and returns within `shutdown_timeout`.
+    /// Serves the admin API, then DNS on `listeners`, until `shutdown` is cancelled;
+    /// then /healthz turns 503, DNS stops accepting and in-flight queries finish within
+    /// `shutdown_timeout`.
     pub async fn run(self, listeners: Listeners, shutdown: CancellationToken) -> std::io::Result<()> {
         crate::health::raise_file_limit();
-        let tasks = TaskTracker::new();
-        tasks.spawn(self.state.run(shutdown.clone()));
+        // the admin API and the state owner outlive DNS, so /healthz says 503 while it drains
+        let after_dns = CancellationToken::new();
+        let background = TaskTracker::new();
+        background.spawn(self.state.run(after_dns.clone()));
+        let serving = Arc::new(AtomicBool::new(false));
+        if let Some(listener) = listeners.admin {
+            let context = AdminContext {
+                state: self.handle.clone(),
+                config_file: self.config.file.clone(),
+                token: self.config.server.admin_token.clone(),
+                serving: serving.clone(),
+            };
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let stop = after_dns.clone();
+            background.spawn(async move {
+                let router = admin::router(Arc::new(context));
+                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+                    tracing::error!("admin API stopped: {e}");
+                }
+            });
+        }
+        let dns = TaskTracker::new();
         let mut udp_workers = Vec::new();
         for socket in listeners.udp {
             udp_workers.push(server::serve_udp(socket, self.view.clone(), shutdown.clone())?);
         }
-        tasks.spawn_blocking(move || udp_workers.into_iter().for_each(|w| w.join().unwrap_or(())));
+        dns.spawn_blocking(move || udp_workers.into_iter().for_each(|w| w.join().unwrap_or(())));
         let tcp = listeners.tcp.into_iter().map(tokio::net::TcpListener::from_std).collect::<Result<Vec<_>, _>>()?;
-        let idle = self.config.server.tcp_idle_timeout;
-        tasks.spawn(server::serve_tcp(tcp, self.view.clone(), idle, shutdown.clone()));
-        tasks.close();
+        dns.spawn(server::serve_tcp(tcp, self.view.clone(), self.config.server.tcp_idle_timeout, shutdown.clone()));
+        dns.close();
+        serving.store(true, Ordering::SeqCst);
         shutdown.cancelled().await;
+        serving.store(false, Ordering::SeqCst);
         tracing::info!("stopping: finishing in-flight queries");
-        if tokio::time::timeout(self.config.server.shutdown_timeout, tasks.wait()).await.is_err() {
+        let deadline = tokio::time::Instant::now() + self.config.server.shutdown_timeout;
+        if tokio::time::timeout_at(deadline, dns.wait()).await.is_err() {
             tracing::warn!("shutdown_timeout passed with queries in flight; stopping anyway");
         }
+        after_dns.cancel();
+        background.close();
+        let _ = tokio::time::timeout_at(deadline, background.wait()).await;
         Ok(())
     }
 }

@@ -15,6 +15,9 @@
 //! | [`dns`] | `respond(&View, request bytes) → response bytes`: parse, resolve, emit |
 //! | [`server`] | sockets: steerdns's own UDP loop, TCP through hickory-server |
 //! | [`app`] | wiring: load, build the View, serve, reload, stop |
+//! | [`admin`] | the admin HTTP API (axum): status, admin states, reload, healthz |
+//! | [`api`] | the API's JSON types, shared with the CLI |
+//! | [`store`] | run-time state kept across restarts (memory, or a JSON file) |
 //! | [`cli`] | the `steerdns` command line |
 //!
 //! # The query path
@@ -35,6 +38,8 @@
 //! health::Runner ──► Verdicts ─────────┼─► state::State ──► ArcSwap<View> ──► dns::respond
 //! ```
 
+pub mod admin;
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -44,5 +49,6 @@ pub mod health;
 pub mod server;
 pub mod state;
 pub mod steer;
+pub mod store;
 pub mod view;
 pub mod zone;

@@ -1,14 +1,20 @@
-//! The single owner of mutable state. Health verdicts and reloads arrive here; on a
-//! change the owner rebuilds the View and publishes it with one swap. Readers (the
-//! query path) never lock, and nothing else writes.
+//! The single owner of mutable state. Health verdicts, admin states and reloads arrive
+//! here; on a change the owner rebuilds the View and publishes it with one swap.
+//! Readers (the query path) never lock, and nothing else writes.
 
+use crate::api::{self, AdminState, StoredState};
 use crate::app::Loaded;
 use crate::config::{Check, CheckKind, Config};
 use crate::health::{Health, ProbeKey, RiseFall, Runner, Verdict};
+use crate::steer::{self, Client, Family};
+use crate::store::{Store, Stored};
 use crate::view::View;
 use arc_swap::ArcSwap;
+use hickory_proto::rr::Name;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -21,8 +27,21 @@ pub enum ReloadError {
     Stopping,
 }
 
+/// Why an admin state was not set; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetStateError {
+    #[error("unknown service {0}")]
+    UnknownService(String),
+    #[error("store unavailable: {0}")]
+    Store(String),
+    #[error("steerdns is stopping")]
+    Stopping,
+}
+
 enum Command {
     Reload(Box<Loaded>, oneshot::Sender<Result<(), ReloadError>>),
+    SetState(Name, IpAddr, AdminState, oneshot::Sender<Result<(), SetStateError>>),
+    Status(oneshot::Sender<api::Status>),
 }
 
 /// Sends commands to the state owner.
@@ -32,11 +51,15 @@ pub struct StateHandle {
 }
 
 impl StateHandle {
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(command(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
     /// Replaces the running config with `loaded` (already validated).
     pub async fn reload(&self, loaded: Loaded) -> Result<(), ReloadError> {
-        let (reply, done) = oneshot::channel();
-        self.commands.send(Command::Reload(Box::new(loaded), reply)).await.map_err(|_| ReloadError::Stopping)?;
-        done.await.map_err(|_| ReloadError::Stopping)?
+        self.ask(|r| Command::Reload(Box::new(loaded), r)).await.unwrap_or(Err(ReloadError::Stopping))
     }
 
     /// [`StateHandle::reload`] for callers outside the runtime.
@@ -45,6 +68,16 @@ impl StateHandle {
         self.commands.blocking_send(Command::Reload(Box::new(loaded), reply)).map_err(|_| ReloadError::Stopping)?;
         done.blocking_recv().map_err(|_| ReloadError::Stopping)?
     }
+
+    /// Sets the admin state of (service, address), persisted before it applies.
+    pub async fn set_state(&self, service: Name, address: IpAddr, state: AdminState) -> Result<(), SetStateError> {
+        self.ask(|r| Command::SetState(service, address, state, r)).await.unwrap_or(Err(SetStateError::Stopping))
+    }
+
+    /// The status document.
+    pub async fn status(&self) -> Option<api::Status> {
+        self.ask(Command::Status).await
+    }
 }
 
 /// What is known of one probe key.
@@ -52,21 +85,33 @@ impl StateHandle {
 struct KeyHealth {
     check: Check,
     machine: RiseFall,
+    last: Option<Verdict>,
+    change: Option<api::ChangeStatus>,
+    last_failure: Option<String>,
 }
 
 /// The state owner.
 pub struct State {
     loaded: Loaded,
     health: HashMap<ProbeKey, KeyHealth>,
+    /// Admin states other than auto, by (service, address).
+    admin: BTreeMap<(Name, IpAddr), AdminState>,
+    store: Store,
     view: Arc<ArcSwap<View>>,
     commands: mpsc::Receiver<Command>,
 }
 
 impl State {
-    /// The owner of `loaded`, publishing to `view`, and a handle to command it.
-    pub fn new(loaded: Loaded, view: Arc<ArcSwap<View>>) -> (State, StateHandle) {
-        let (tx, commands) = mpsc::channel(16);
-        let mut state = State { loaded, health: HashMap::new(), view, commands };
+    /// The owner of `loaded` and of what `store` holds, publishing to `view`, and a
+    /// handle to command it.
+    pub fn new(loaded: Loaded, store: Store, stored: Stored, view: Arc<ArcSwap<View>>) -> (State, StateHandle) {
+        let (tx, commands) = mpsc::channel(64);
+        let admin = stored
+            .admin_states
+            .into_iter()
+            .filter_map(|s| Some(((service_name(&s.service)?, s.address), s.state)))
+            .collect();
+        let mut state = State { loaded, health: HashMap::new(), admin, store, view, commands };
         state.track(&wanted_probes(&state.loaded.config));
         state.publish();
         (state, StateHandle { commands: tx })
@@ -90,14 +135,24 @@ impl State {
                         self.publish();
                     }
                 }
-                Some(command) = self.commands.recv() => match command {
-                    Command::Reload(loaded, reply) => {
-                        let _ = reply.send(self.reload(*loaded, &mut runner));
-                    }
-                },
+                Some(command) = self.commands.recv() => self.command(command, &mut runner),
             }
         }
         runner.stop().await;
+    }
+
+    fn command(&mut self, command: Command, runner: &mut Runner) {
+        match command {
+            Command::Reload(loaded, reply) => {
+                let _ = reply.send(self.reload(*loaded, runner));
+            }
+            Command::SetState(service, address, state, reply) => {
+                let _ = reply.send(self.set_state(service, address, state));
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+        }
     }
 
     /// Takes one verdict; true when answers may change (a key went down or came back:
@@ -106,17 +161,21 @@ impl State {
     fn apply(&mut self, verdict: Verdict) -> bool {
         let Some(known) = self.health.get_mut(&verdict.key) else { return false };
         let transition = known.machine.observe(verdict.outcome.passed);
+        if !verdict.outcome.passed {
+            known.last_failure = Some(verdict.outcome.reason.clone());
+        }
         if let Some(t) = transition {
             let key = &verdict.key;
-            tracing::info!(
-                "check {} on {}: {} → {} ({})",
-                key.check,
-                key.address,
-                t.from,
-                t.to,
-                verdict.outcome.reason
-            );
+            let reason = &verdict.outcome.reason;
+            tracing::info!("check {} on {}: {} → {} ({reason})", key.check, key.address, t.from, t.to);
+            known.change = Some(api::ChangeStatus {
+                at: unix(verdict.at),
+                from: t.from.to_string(),
+                to: t.to.to_string(),
+                reason: reason.clone(),
+            });
         }
+        known.last = Some(verdict);
         transition.is_some_and(|t| (t.from == Health::Down) != (t.to == Health::Down))
     }
 
@@ -125,9 +184,13 @@ impl State {
     fn track(&mut self, wanted: &BTreeMap<ProbeKey, Check>) {
         self.health.retain(|key, known| wanted.get(key) == Some(&known.check));
         for (key, check) in wanted {
-            self.health
-                .entry(key.clone())
-                .or_insert_with(|| KeyHealth { check: check.clone(), machine: RiseFall::new(check.rise, check.fall) });
+            self.health.entry(key.clone()).or_insert_with(|| KeyHealth {
+                check: check.clone(),
+                machine: RiseFall::new(check.rise, check.fall),
+                last: None,
+                change: None,
+                last_failure: None,
+            });
         }
     }
 
@@ -142,11 +205,138 @@ impl State {
         Ok(())
     }
 
+    /// Stores the new state first: if the store fails, nothing changes.
+    fn set_state(&mut self, service: Name, address: IpAddr, state: AdminState) -> Result<(), SetStateError> {
+        if !self.loaded.config.services.iter().any(|s| s.name == service) {
+            return Err(SetStateError::UnknownService(service.to_string()));
+        }
+        let key = (service, address);
+        let before = match state {
+            AdminState::Auto => self.admin.remove(&key),
+            _ => self.admin.insert(key.clone(), state),
+        };
+        if let Err(e) = self.store.save(&self.stored()) {
+            match before {
+                Some(old) => self.admin.insert(key, old),
+                None => self.admin.remove(&key),
+            };
+            tracing::error!("admin state not changed: {e}");
+            return Err(SetStateError::Store(e.to_string()));
+        }
+        tracing::info!("admin state of {} on {}: {state}", key.0, key.1);
+        self.publish();
+        Ok(())
+    }
+
+    fn stored(&self) -> Stored {
+        let admin_states = self
+            .admin
+            .iter()
+            .map(|((service, address), state)| StoredState {
+                service: service.to_string(),
+                address: *address,
+                state: *state,
+            })
+            .collect();
+        Stored { version: 1, admin_states }
+    }
+
+    fn admin_state(&self, service: &Name, address: IpAddr) -> AdminState {
+        self.admin.get(&(service.clone(), address)).copied().unwrap_or(AdminState::Auto)
+    }
+
     fn publish(&self) {
         let health = |key: &ProbeKey| self.health.get(key).map_or(Health::Unknown, |k| k.machine.health());
-        let view = View::build(&self.loaded, Some(&self.view.load()), &health);
+        let admin = |service: &Name, address: IpAddr| self.admin_state(service, address);
+        let view = View::build(&self.loaded, Some(&self.view.load()), &health, &admin);
         self.view.store(Arc::new(view));
     }
+
+    fn status(&self) -> api::Status {
+        let view = self.view.load();
+        let config = &self.loaded.config;
+        let services = config.services.iter().map(|s| self.service_status(s, &view)).collect();
+        let unmatched_states = self
+            .admin
+            .iter()
+            .filter(|((service, address), _)| {
+                !config.services.iter().any(|s| s.name == *service && s.targets.iter().any(|t| t.address == *address))
+            })
+            .map(|((service, address), state)| StoredState {
+                service: service.to_string(),
+                address: *address,
+                state: *state,
+            })
+            .collect();
+        api::Status { services, unmatched_states }
+    }
+
+    fn service_status(&self, service: &crate::config::Service, view: &View) -> api::ServiceStatus {
+        // answered for a client of the default region (address 0.0.0.0 is in no network)
+        let client = Client { address: IpAddr::from([0, 0, 0, 0]), ecs_source: None };
+        let answered: Vec<IpAddr> = view.services.get(&service.name).map_or_else(Vec::new, |sv| {
+            [Family::V4, Family::V6].iter().flat_map(|f| steer::eligible(sv, *f, &client, &view.geo)).collect()
+        });
+        let probed = service
+            .check
+            .as_ref()
+            .filter(|c| self.loaded.config.checks.get(*c).is_some_and(|c| c.kind != CheckKind::None));
+        let targets = service
+            .targets
+            .iter()
+            .map(|t| {
+                let probe_address = t.check_address.unwrap_or(t.address);
+                let known =
+                    probed.and_then(|c| self.health.get(&ProbeKey { check: c.clone(), address: probe_address }));
+                let (passes, fails) = known.map_or((0, 0), |k| k.machine.streak());
+                api::TargetStatus {
+                    address: t.address,
+                    origin: "config".into(),
+                    region: t.region.clone(),
+                    weight: t.weight,
+                    priority: t.priority,
+                    health: known.map_or("unchecked".into(), |k| k.machine.health().to_string()),
+                    admin: self.admin_state(&service.name, t.address),
+                    answered: answered.contains(&t.address),
+                    probe_address: probed.map(|_| probe_address),
+                    passes,
+                    fails,
+                    last_probe: known.and_then(|k| k.last.as_ref()).map(|v| api::ProbeStatus {
+                        at: unix(v.at),
+                        latency_ms: v.outcome.latency.as_secs_f64() * 1000.0,
+                        passed: v.outcome.passed,
+                        reason: v.outcome.reason.clone(),
+                    }),
+                    last_change: known.and_then(|k| k.change.clone()),
+                    last_failure: known.and_then(|k| k.last_failure.clone()),
+                }
+            })
+            .collect();
+        api::ServiceStatus {
+            name: service.name.to_string(),
+            policy: format!("{:?}", service.policy).to_lowercase(),
+            order: match service.order {
+                crate::config::Order::RoundRobin => "round-robin".into(),
+                crate::config::Order::Weighted => "weighted".into(),
+                crate::config::Order::Sticky => "sticky".into(),
+            },
+            check: service.check.clone(),
+            answered: answered.len(),
+            targets,
+        }
+    }
+}
+
+/// A service name as the API and the store write it: any case, with or without the
+/// trailing dot.
+pub fn service_name(text: &str) -> Option<Name> {
+    let mut name = Name::from_ascii(text).ok()?.to_lowercase();
+    name.set_fqdn(true);
+    Some(name)
+}
+
+fn unix(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Every (check, probe address) the config needs probed, with its check.

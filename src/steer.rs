@@ -70,12 +70,7 @@ pub fn answer(service: &ServiceView, family: Family, client: &Client, geo: &Geo,
     // only gslb asks where the client is; its answer then holds for the client's block
     let placement = (service.policy == Policy::Gslb).then(|| geo.locate(client.address)).flatten();
     SET.with_borrow_mut(|set| {
-        candidates(service, family, set);
-        halve = match &placement {
-            Some(place) => gslb(service, set, geo.order(place.region)),
-            None => policy(service, set),
-        };
-        positive_weights(set);
+        halve = select(service, family, placement.as_ref(), geo, set);
         scope = placement.map_or(0, |p| p.scope);
         match service.order {
             Order::RoundRobin => round_robin(service, family, set, out),
@@ -93,6 +88,33 @@ pub fn answer(service: &ServiceView, family: Family, client: &Client, geo: &Geo,
     }
     out.truncate(service.max_answers);
     Answer { ttl: if halve { halved(service.ttl) } else { service.ttl }, scope }
+}
+
+/// Stages 1 and 2 (and the weight-0 rule): the set the order then arranges. Returns
+/// whether the TTL is halved.
+fn select(
+    service: &ServiceView,
+    family: Family,
+    placement: Option<&crate::geo::Placement>,
+    geo: &Geo,
+    set: &mut Vec<Candidate>,
+) -> bool {
+    candidates(service, family, set);
+    let halve = match placement {
+        Some(place) => gslb(service, set, geo.order(place.region)),
+        None => policy(service, set),
+    };
+    positive_weights(set);
+    halve
+}
+
+/// The addresses a client would be answered from (before order and cap), without
+/// touching any counter: for status and explain.
+pub fn eligible(service: &ServiceView, family: Family, client: &Client, geo: &Geo) -> Vec<IpAddr> {
+    let placement = (service.policy == Policy::Gslb).then(|| geo.locate(client.address)).flatten();
+    let mut set = Vec::new();
+    select(service, family, placement.as_ref(), geo, &mut set);
+    set.iter().map(|c| c.address).collect()
 }
 
 /// The TTL while a target that could change the answer is down: half, at least 1 s,

@@ -3,6 +3,7 @@
 //! Round-robin counters live in [`Rotation`]s that a rebuild carries over from the
 //! previous View, so a rebuild does not reset rotation.
 
+use crate::api::AdminState;
 use crate::app::Loaded;
 use crate::config::{CheckKind, Order, Policy, Service, WhenAllDown};
 use crate::geo::{Geo, RegionId};
@@ -56,7 +57,12 @@ impl View {
     /// Builds a View from a validated config (with its zones and regions) and the
     /// health of each probe key, keeping the rotation counters of services that
     /// `previous` already had.
-    pub fn build(loaded: &Loaded, previous: Option<&View>, health: &dyn Fn(&ProbeKey) -> Health) -> View {
+    pub fn build(
+        loaded: &Loaded,
+        previous: Option<&View>,
+        health: &dyn Fn(&ProbeKey) -> Health,
+        admin: &dyn Fn(&Name, IpAddr) -> AdminState,
+    ) -> View {
         let config = &loaded.config;
         let services = config
             .services
@@ -69,11 +75,15 @@ impl View {
                 // unknown all count as healthy
                 let probed =
                     s.check.as_ref().filter(|c| config.checks.get(*c).is_some_and(|c| c.kind != CheckKind::None));
-                let healthy = |t: &crate::config::Target| {
-                    probed.is_none_or(|check| {
+                // None: drained, left out of the candidates
+                let healthy = |t: &crate::config::Target| match admin(&s.name, t.address) {
+                    AdminState::Up => Some(true),
+                    AdminState::Down => Some(false),
+                    AdminState::Drain => None,
+                    AdminState::Auto => Some(probed.is_none_or(|check| {
                         let key = ProbeKey { check: check.clone(), address: t.check_address.unwrap_or(t.address) };
                         health(&key) != Health::Down
-                    })
+                    })),
                 };
                 (s.name.clone(), ServiceView::new(s, rotation, &healthy, &loaded.geo))
             })
@@ -88,21 +98,24 @@ impl View {
 }
 
 impl ServiceView {
+    /// `healthy` says None for a drained target, which is left out of the candidates.
     fn new(
         service: &Service,
         rotation: Arc<Rotation>,
-        healthy: &dyn Fn(&crate::config::Target) -> bool,
+        healthy: &dyn Fn(&crate::config::Target) -> Option<bool>,
         geo: &Geo,
     ) -> Self {
         let targets = service
             .targets
             .iter()
-            .map(|t| TargetView {
-                address: t.address,
-                weight: t.weight,
-                priority: t.priority,
-                region: t.region.as_deref().and_then(|r| geo.id(r)),
-                healthy: healthy(t),
+            .filter_map(|t| {
+                Some(TargetView {
+                    address: t.address,
+                    weight: t.weight,
+                    priority: t.priority,
+                    region: t.region.as_deref().and_then(|r| geo.id(r)),
+                    healthy: healthy(t)?,
+                })
             })
             .collect();
         ServiceView {

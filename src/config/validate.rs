@@ -191,19 +191,13 @@ impl<'a> Validator<'a> {
             None => listen.push(SocketAddr::from(([127, 0, 0, 1], 5353))),
         }
         let admin_listen = match &raw.admin_listen {
-            Some(s) => {
-                self.unbuilt("server.admin_listen", s);
-                s.get_ref().parse().unwrap_or_else(|_| {
-                    self.err(s, "server.admin_listen", "must be IP:PORT, e.g. \"127.0.0.1:8053\"");
-                    SocketAddr::from(([127, 0, 0, 1], 8053))
-                })
-            }
+            Some(s) => s.get_ref().parse().unwrap_or_else(|_| {
+                self.err(s, "server.admin_listen", "must be IP:PORT, e.g. \"127.0.0.1:8053\"");
+                SocketAddr::from(([127, 0, 0, 1], 8053))
+            }),
             None => SocketAddr::from(([127, 0, 0, 1], 8053)),
         };
-        let admin_token = raw.admin_token_file.as_ref().and_then(|f| {
-            self.unbuilt("server.admin_token_file", f);
-            self.token(f, "server.admin_token_file")
-        });
+        let admin_token = raw.admin_token_file.as_ref().and_then(|f| self.token(f, "server.admin_token_file"));
         if admin_token.is_none() && raw.admin_token_file.is_none() && !admin_listen.ip().is_loopback() {
             let span = raw.admin_listen.as_ref().map(S::span).unwrap_or(0..0);
             self.errors.at(
@@ -262,8 +256,8 @@ impl<'a> Validator<'a> {
 
     fn store(&mut self, raw: RawStore) -> StoreConfig {
         let backend = raw.backend.as_ref().map_or("file", |b| b.get_ref().as_str()).to_string();
-        if let Some(b) = &raw.backend {
-            self.unbuilt("store.backend", b);
+        if let Some(b) = raw.backend.as_ref().filter(|b| b.get_ref() == "etcd") {
+            self.unbuilt("store.backend = \"etcd\"", b);
         }
         let etcd_only: [(&str, Option<Range<usize>>); 7] = [
             ("endpoints", raw.endpoints.as_ref().map(S::span)),

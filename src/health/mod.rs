@@ -8,7 +8,7 @@ mod probe;
 mod rise_fall;
 mod runner;
 
-pub use probe::{Clients, Outcome, Probe};
+pub use probe::{Clients, Outcome, Probe, install_crypto_provider};
 pub use rise_fall::{Health, RiseFall, Transition};
 pub use runner::Runner;
 

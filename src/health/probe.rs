@@ -152,7 +152,8 @@ fn https(check: &Check, target: SocketAddr) -> Result<Kind, reqwest::Error> {
 }
 
 /// rustls needs one process-wide crypto provider: ring (aws-lc is a long C build).
-fn install_crypto_provider() {
+/// Every HTTP client steerdns builds calls this first.
+pub fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -47,6 +47,11 @@ impl RiseFall {
         self.health
     }
 
+    /// Consecutive passes and failures so far.
+    pub fn streak(&self) -> (u32, u32) {
+        (self.passes, self.fails)
+    }
+
     /// Takes one probe outcome; returns the transition it caused, if any.
     pub fn observe(&mut self, passed: bool) -> Option<Transition> {
         if passed {

@@ -17,12 +17,14 @@ use std::net::SocketAddr;
 pub struct Listeners {
     pub udp: Vec<std::net::UdpSocket>,
     pub tcp: Vec<std::net::TcpListener>,
+    /// The admin API's listener, when it is served.
+    pub admin: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
     /// Binds UDP and TCP on each address; port 0 gets one free port shared by UDP and TCP.
     pub fn bind(addresses: &[SocketAddr], udp_workers: usize) -> io::Result<Listeners> {
-        let mut listeners = Listeners { udp: Vec::new(), tcp: Vec::new() };
+        let mut listeners = Listeners { udp: Vec::new(), tcp: Vec::new(), admin: None };
         for address in addresses {
             let tcp = bind_tcp(*address)?;
             let address = tcp.local_addr()?;
@@ -32,6 +34,17 @@ impl Listeners {
             listeners.tcp.push(tcp);
         }
         Ok(listeners)
+    }
+
+    /// Adds the admin API's listener.
+    pub fn with_admin(mut self, address: SocketAddr) -> io::Result<Listeners> {
+        self.admin = Some(bind_tcp(address)?);
+        Ok(self)
+    }
+
+    /// The admin API's address (with the port actually bound).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The addresses DNS is served on (with the ports actually bound).

@@ -72,6 +72,6 @@ fn keys_not_acted_on_yet_get_one_warning_each() {
     let out = Command::new(BIN).args(["check", "--config"]).arg(examples().join("reference.toml")).output().unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.matches("store.backend: accepted and validated").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("services.max_registrations: accepted and validated").count(), 1, "{stderr}");
     assert!(!stderr.contains("checks") && !stderr.contains("regions"), "built: {stderr}");
 }

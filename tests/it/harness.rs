@@ -19,6 +19,8 @@ pub struct TestServer {
     /// The first listen address; `addrs` has them all.
     pub addr: SocketAddr,
     pub addrs: Vec<SocketAddr>,
+    /// The admin API's base URL.
+    pub admin: String,
     state: steerdns::state::StateHandle,
     _dir: tempfile::TempDir,
     shutdown: CancellationToken,
@@ -49,23 +51,29 @@ impl TestServer {
     /// Serves the config at `path` on `listen` (port 0: a free port each).
     pub fn start_on(dir: tempfile::TempDir, path: PathBuf, listen: &[SocketAddr]) -> TestServer {
         let loaded = app::load(&path).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
-        let listeners = Listeners::bind(listen, 2).unwrap();
+        let listeners = Listeners::bind(listen, 2).unwrap().with_admin("127.0.0.1:0".parse().unwrap()).unwrap();
+        let admin = format!("http://{}", listeners.admin_addr().unwrap());
         let addrs = listeners.local_addrs();
         let addr = addrs[0];
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let app = App::new(loaded);
+        let app = App::new(loaded).unwrap();
         let state = app.handle();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(app.run(listeners, token)).unwrap();
         });
-        TestServer { addr, addrs, state, _dir: dir, shutdown, thread: Some(thread) }
+        TestServer { addr, addrs, admin, state, _dir: dir, shutdown, thread: Some(thread) }
     }
 
     /// The quickstart's services and zone.
     pub fn quickstart() -> TestServer {
         Self::start(&quickstart_config())
+    }
+
+    /// The directory holding the config (`steerdns.toml`) and its files.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// Reloads the server with `config`, as SIGHUP does.
@@ -264,4 +272,23 @@ pub fn additional_only(m: &Message) -> Message {
     let mut out = Message::query();
     out.answers = m.additionals.clone();
     out
+}
+
+/// One HTTP/1.1 request over a real socket: (status, body).
+pub fn http(base: &str, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> (u16, String) {
+    let authority = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(authority).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.unwrap_or("");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
 }

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, a real server per test on 127.0.0.1, real
 //! UDP/TCP sockets and processes.
 
+mod admin;
 mod backend;
 mod cli;
 mod dns;

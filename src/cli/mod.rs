@@ -1,4 +1,7 @@
-//! The `steerdns` command line.
+//! The `steerdns` command line: `serve` and `check` here, the admin API's clients
+//! (`status`, `state`, `reload`) in `client`.
+
+mod client;
 
 use crate::app::{self, App};
 use crate::server::Listeners;
@@ -26,6 +29,30 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Show every service and target with its health and admin state.
+    Status {
+        #[command(flatten)]
+        admin: client::Admin,
+        /// Redraw every second until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Print the API's JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a target's admin state (kept across restarts).
+    State {
+        service: String,
+        address: String,
+        state: client::StateArg,
+        #[command(flatten)]
+        admin: client::Admin,
+    },
+    /// Re-read the config and every file it names; on errors the running config stays.
+    Reload {
+        #[command(flatten)]
+        admin: client::Admin,
+    },
 }
 
 /// Parses the command line and runs it.
@@ -35,6 +62,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(&config),
+        Command::Status { admin, watch, json } => client::status(&admin, watch, json),
+        Command::State { service, address, state, admin } => client::state(&admin, &service, &address, state),
+        Command::Reload { admin } => client::reload(&admin),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,19 +104,23 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let loaded = load(path)?;
     let server = &loaded.config.server;
-    let listeners = Listeners::bind(&server.listen, server.udp_workers)?;
+    let listeners = Listeners::bind(&server.listen, server.udp_workers)?.with_admin(server.admin_listen)?;
+    let admin = listeners.admin_addr();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let path = path.to_path_buf();
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
-        let app = App::new(loaded);
+        let app = App::new(loaded)?;
         tokio::spawn(signals(shutdown.clone(), app.handle(), path));
+        if let Some(admin) = admin {
+            tracing::info!("admin API on http://{admin}");
+        }
         for address in listeners.local_addrs() {
             tracing::info!("serving DNS on {address} (UDP and TCP)");
         }
-        app.run(listeners, shutdown).await
-    })?;
-    Ok(())
+        app.run(listeners, shutdown).await?;
+        anyhow::Ok(())
+    })
 }
 
 /// SIGHUP reloads; SIGTERM or Ctrl-C cancels `shutdown`.

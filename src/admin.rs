@@ -1,0 +1,126 @@
+//! The admin HTTP API (SPEC §4): thin axum handlers over the state owner, with errors
+//! mapped to status codes in one place.
+
+use crate::api::{ErrorBody, StateRequest};
+use crate::app;
+use crate::state::{ReloadError, SetStateError, StateHandle, service_name};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What the handlers share.
+pub struct AdminContext {
+    pub state: StateHandle,
+    pub config_file: PathBuf,
+    /// Mutating calls need it as a Bearer token, when set.
+    pub token: Option<String>,
+    /// True while DNS is serving; false from the moment shutdown starts.
+    pub serving: Arc<AtomicBool>,
+}
+
+/// An error response: a status code and a JSON body.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, ErrorBody);
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError(status, ErrorBody { error: error.into(), errors: Vec::new() })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<SetStateError> for ApiError {
+    fn from(e: SetStateError) -> Self {
+        let status = match e {
+            SetStateError::UnknownService(_) => StatusCode::NOT_FOUND,
+            SetStateError::Store(_) | SetStateError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+pub fn router(context: Arc<AdminContext>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/services/{name}/targets/{address}/state", put(set_state))
+        .route("/v1/reload", post(reload))
+        .route("/healthz", get(healthz))
+        .with_state(context)
+}
+
+type Context = State<Arc<AdminContext>>;
+
+async fn status(State(context): Context) -> Result<Response, ApiError> {
+    let status =
+        context.state.status().await.ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping"))?;
+    Ok(Json(status).into_response())
+}
+
+async fn set_state(
+    State(context): Context,
+    headers: HeaderMap,
+    Path((name, address)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&context, &headers)?;
+    let service = service_name(&name)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("service name: not a domain name: {name:?}")))?;
+    let address: IpAddr = address
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("address: not an IP address: {address:?}")))?;
+    let request: StateRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    context.state.set_state(service.clone(), address, request.state).await?;
+    let done = serde_json::json!({ "service": service.to_string(), "address": address, "state": request.state });
+    Ok(Json(done).into_response())
+}
+
+async fn reload(State(context): Context, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&context, &headers)?;
+    let file = context.config_file.clone();
+    let loaded = tokio::task::spawn_blocking(move || app::load(&file))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let loaded = loaded.map_err(|errors| {
+        let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            ErrorBody { error: format!("{} error(s); the running config is kept", list.len()), errors: list },
+        )
+    })?;
+    match context.state.reload(loaded).await {
+        Ok(()) => Ok(Json(serde_json::json!({ "reloaded": context.config_file })).into_response()),
+        Err(e @ ReloadError::NeedsRestart(_)) => Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
+async fn healthz(State(context): Context) -> Response {
+    if context.serving.load(Ordering::SeqCst) {
+        (StatusCode::OK, "serving\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not serving\n").into_response()
+    }
+}
+
+fn authorize(context: &AdminContext, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &context.token else { return Ok(()) };
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong Authorization: Bearer token"))
+    }
+}

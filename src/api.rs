@@ -1,0 +1,110 @@
+//! The admin API's JSON documents, shared by the server and the CLI (serde only).
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// An operator's state for one (service, address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminState {
+    /// Health decides (the default; setting it deletes the stored state).
+    Auto,
+    /// Removed from the candidates.
+    Drain,
+    /// Healthy whatever the probes say.
+    Up,
+    /// Unhealthy whatever the probes say.
+    Down,
+}
+
+impl std::fmt::Display for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AdminState::Auto => "auto",
+            AdminState::Drain => "drain",
+            AdminState::Up => "up",
+            AdminState::Down => "down",
+        })
+    }
+}
+
+/// Body of `PUT /v1/services/{name}/targets/{address}/state`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateRequest {
+    pub state: AdminState,
+}
+
+/// A stored admin state (in `GET /v1/status`, those that match no target).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredState {
+    pub service: String,
+    pub address: IpAddr,
+    pub state: AdminState,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub services: Vec<ServiceStatus>,
+    /// Stored states of addresses that are no target of their service (now).
+    pub unmatched_states: Vec<StoredState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub policy: String,
+    pub order: String,
+    pub check: Option<String>,
+    /// Targets a client of the default region is answered from now (A and AAAA).
+    pub answered: usize,
+    pub targets: Vec<TargetStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetStatus {
+    pub address: IpAddr,
+    /// "config" (registrations come later).
+    pub origin: String,
+    pub region: Option<String>,
+    pub weight: u32,
+    pub priority: u8,
+    /// "up", "down", "unknown" (not probed yet), or "unchecked" (no check).
+    pub health: String,
+    pub admin: AdminState,
+    pub answered: bool,
+    pub probe_address: Option<IpAddr>,
+    pub passes: u32,
+    pub fails: u32,
+    pub last_probe: Option<ProbeStatus>,
+    pub last_change: Option<ChangeStatus>,
+    pub last_failure: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    /// Unix time, seconds.
+    pub at: f64,
+    pub latency_ms: f64,
+    pub passed: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeStatus {
+    /// Unix time, seconds.
+    pub at: f64,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    /// Every problem, for a failed reload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}

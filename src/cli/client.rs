@@ -1,0 +1,180 @@
+//! The admin API's clients: `status` (a table, `--watch`, `--json`), `state`, `reload`.
+//! They talk HTTP only.
+
+use crate::api::{ErrorBody, Status, TargetStatus};
+use anyhow::{Context, bail};
+use comfy_table::{Cell, Color, Table, presets};
+use std::io::IsTerminal;
+use std::time::{Duration, SystemTime};
+
+/// Where the admin API is, and its token.
+#[derive(Debug, clap::Args)]
+pub struct Admin {
+    /// The admin API's URL.
+    #[arg(long = "admin", env = "STEERDNS_ADMIN", default_value = "http://127.0.0.1:8053")]
+    pub url: String,
+    /// Bearer token for mutating calls.
+    #[arg(long, env = "STEERDNS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StateArg {
+    Auto,
+    Drain,
+    Up,
+    Down,
+}
+
+/// Sends one request; an unreachable server is one clear line.
+fn call(admin: &Admin, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let url = format!("{}{path}", admin.url.trim_end_matches('/'));
+    crate::health::install_crypto_provider();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?;
+        let mut request = client.request(method, &url);
+        if let Some(token) = &admin.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the steerdns admin API at {}: {}", admin.url, short(&e)))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            let error: Option<ErrorBody> = serde_json::from_str(&text).ok();
+            match error {
+                Some(e) if e.errors.is_empty() => bail!("{status}: {}", e.error),
+                Some(e) => bail!("{status}: {}\n{}", e.error, e.errors.join("\n")),
+                None => bail!("{status}: {text}"),
+            }
+        }
+        Ok(text)
+    })
+}
+
+/// The innermost cause: "Connection refused (os error 111)", not reqwest's whole chain.
+fn short(error: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = error;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    source.to_string()
+}
+
+pub fn state(admin: &Admin, service: &str, address: &str, state: StateArg) -> anyhow::Result<()> {
+    let state = format!("{state:?}").to_lowercase();
+    let path = format!("/v1/services/{service}/targets/{address}/state");
+    call(admin, reqwest::Method::PUT, &path, Some(serde_json::json!({ "state": state })))?;
+    println!("{service} {address}: {state}");
+    Ok(())
+}
+
+pub fn reload(admin: &Admin) -> anyhow::Result<()> {
+    call(admin, reqwest::Method::POST, "/v1/reload", None)?;
+    println!("reloaded");
+    Ok(())
+}
+
+pub fn status(admin: &Admin, watch: bool, json: bool) -> anyhow::Result<()> {
+    loop {
+        let text = call(admin, reqwest::Method::GET, "/v1/status", None)?;
+        if json {
+            println!("{text}");
+        } else {
+            let status: Status = serde_json::from_str(&text).context("the status document")?;
+            if watch {
+                // clear the screen and go home, then redraw in place
+                print!("\x1b[2J\x1b[H");
+            }
+            print!("{}", render(&status, std::io::stdout().is_terminal()));
+        }
+        if !watch {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The status as a person reads it: a line per service, a table of its targets.
+pub fn render(status: &Status, colour: bool) -> String {
+    let mut out = String::new();
+    for service in &status.services {
+        out.push_str(&format!(
+            "{}  policy {}  order {}  check {}  answering {} of {}\n",
+            service.name,
+            service.policy,
+            service.order,
+            service.check.as_deref().unwrap_or("-"),
+            service.answered,
+            service.targets.len()
+        ));
+        let mut table = Table::new();
+        table.load_preset(presets::UTF8_BORDERS_ONLY);
+        if !colour {
+            table.force_no_tty();
+        }
+        table.set_header([
+            "target",
+            "origin",
+            "region",
+            "health",
+            "admin",
+            "answered",
+            "latency",
+            "passes/fails",
+            "changed",
+            "last failure",
+        ]);
+        for t in &service.targets {
+            table.add_row(row(t, colour));
+        }
+        out.push_str(&format!("{table}\n\n"));
+    }
+    if !status.unmatched_states.is_empty() {
+        out.push_str("stored states that match no target:\n");
+        for s in &status.unmatched_states {
+            out.push_str(&format!("  {} {}: {}\n", s.service, s.address, s.state));
+        }
+    }
+    out
+}
+
+fn row(t: &TargetStatus, colour: bool) -> Vec<Cell> {
+    let health = Cell::new(&t.health);
+    let health = match (colour, t.health.as_str()) {
+        (true, "up") => health.fg(Color::Green),
+        (true, "down") => health.fg(Color::Red),
+        (true, _) => health.fg(Color::Yellow),
+        (false, _) => health,
+    };
+    let latency = t.last_probe.as_ref().map_or("-".into(), |p| format!("{:.1} ms", p.latency_ms));
+    let changed = t.last_change.as_ref().map_or("-".into(), |c| format!("{} ago ({} → {})", ago(c.at), c.from, c.to));
+    vec![
+        Cell::new(t.address),
+        Cell::new(&t.origin),
+        Cell::new(t.region.as_deref().unwrap_or("-")),
+        health,
+        Cell::new(t.admin),
+        Cell::new(if t.answered { "yes" } else { "no" }),
+        Cell::new(latency),
+        Cell::new(format!("{}/{}", t.passes, t.fails)),
+        Cell::new(changed),
+        Cell::new(t.last_failure.as_deref().unwrap_or("-")),
+    ]
+}
+
+fn ago(at: f64) -> String {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let seconds = (now - at).max(0.0) as u64;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m{}s", seconds / 60, seconds % 60),
+        _ => format!("{}h{}m", seconds / 3600, seconds % 3600 / 60),
+    }
+}
