@@ -11,6 +11,8 @@
 //!            --separate-threads=yes) with and without those 10,000 probes running.
 //!
 //! steerdns runs as its own process (the release binary); everything is on 127.0.0.0/8.
+//! Each probe leaves a TIME_WAIT socket for a minute: start `scale` on a quiet machine
+//! (`ss -s`), since tens of thousands left by a previous run make connects dearer.
 
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
