@@ -84,6 +84,8 @@ impl StateHandle {
 #[derive(Debug)]
 struct KeyHealth {
     check: Check,
+    /// The generation of the probe run whose verdicts count.
+    generation: u64,
     machine: RiseFall,
     last: Option<Verdict>,
     change: Option<api::ChangeStatus>,
@@ -121,7 +123,8 @@ impl State {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let (tx, mut verdicts) = mpsc::channel(4096);
         let mut runner = Runner::new(tx);
-        runner.sync(&wanted_probes(&self.loaded.config));
+        let started = runner.sync(&wanted_probes(&self.loaded.config));
+        self.follow(started);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -159,7 +162,9 @@ impl State {
     /// unknown and up answer alike). A verdict of a probe the config no longer has
     /// (stopped during a reload) finds no entry and is dropped.
     fn apply(&mut self, verdict: Verdict) -> bool {
-        let Some(known) = self.health.get_mut(&verdict.key) else { return false };
+        let Some(known) = self.health.get_mut(&verdict.key).filter(|k| k.generation == verdict.generation) else {
+            return false;
+        };
         let transition = known.machine.observe(verdict.outcome.passed);
         if !verdict.outcome.passed {
             known.last_failure = Some(verdict.outcome.reason.clone());
@@ -186,6 +191,7 @@ impl State {
         for (key, check) in wanted {
             self.health.entry(key.clone()).or_insert_with(|| KeyHealth {
                 check: check.clone(),
+                generation: 0,
                 machine: RiseFall::new(check.rise, check.fall),
                 last: None,
                 change: None,
@@ -194,11 +200,21 @@ impl State {
         }
     }
 
+    /// Counts, from now on, only the verdicts of the probe runs just started.
+    fn follow(&mut self, started: Vec<(ProbeKey, u64)>) {
+        for (key, generation) in started {
+            if let Some(known) = self.health.get_mut(&key) {
+                known.generation = generation;
+            }
+        }
+    }
+
     fn reload(&mut self, loaded: Loaded, runner: &mut Runner) -> Result<(), ReloadError> {
         needs_restart(&self.loaded.config, &loaded.config)?;
         let wanted = wanted_probes(&loaded.config);
         self.track(&wanted);
-        runner.sync(&wanted);
+        let started = runner.sync(&wanted);
+        self.follow(started);
         self.loaded = loaded;
         self.publish();
         tracing::info!("reloaded {}", self.loaded.config.file.display());

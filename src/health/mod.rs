@@ -27,6 +27,9 @@ pub struct ProbeKey {
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub key: ProbeKey,
+    /// Which run of the key's probe sent it: a probe restarted by a reload gets a new
+    /// generation, so verdicts its predecessor left queued are told apart.
+    pub generation: u64,
     pub outcome: Outcome,
     pub at: SystemTime,
 }

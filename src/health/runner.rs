@@ -15,16 +15,19 @@ pub struct Runner {
     running: HashMap<ProbeKey, (Check, CancellationToken)>,
     verdicts: mpsc::Sender<Verdict>,
     tasks: TaskTracker,
+    generations: u64,
 }
 
 impl Runner {
     pub fn new(verdicts: mpsc::Sender<Verdict>) -> Self {
-        Runner { running: HashMap::new(), verdicts, tasks: TaskTracker::new() }
+        Runner { running: HashMap::new(), verdicts, tasks: TaskTracker::new(), generations: 0 }
     }
 
     /// Makes the running probes those of `wanted`: probes of vanished keys, or whose
-    /// check changed, stop; new ones start at their phase.
-    pub fn sync(&mut self, wanted: &BTreeMap<ProbeKey, Check>) {
+    /// check changed, stop; new ones start at their phase. Returns the probes started,
+    /// with their generations.
+    pub fn sync(&mut self, wanted: &BTreeMap<ProbeKey, Check>) -> Vec<(ProbeKey, u64)> {
+        let mut started = Vec::new();
         self.running.retain(|key, (check, cancel)| {
             let keep = wanted.get(key) == Some(check);
             if !keep {
@@ -42,9 +45,13 @@ impl Runner {
                 tracing::error!("check {} for {}: cannot build the probe: {e}", key.check, key.address);
                 format!("cannot build the probe: {e}")
             });
-            self.tasks.spawn(schedule(key.clone(), check.clone(), probe, self.verdicts.clone(), cancel.clone()));
+            self.generations += 1;
+            let run = Run { key: key.clone(), generation: self.generations, verdicts: self.verdicts.clone() };
+            self.tasks.spawn(schedule(run, check.clone(), probe, cancel.clone()));
             self.running.insert(key.clone(), (check.clone(), cancel));
+            started.push((key.clone(), self.generations));
         }
+        started
     }
 
     /// Stops every probe and waits for their tasks.
@@ -68,14 +75,22 @@ fn phase(key: &ProbeKey, interval: Duration) -> Duration {
 
 /// Probes `key` at its phase, then every `interval` (fixed rate). A probe still
 /// running when the next is due makes that next one count as a failure.
-async fn schedule(
+/// One run of a key's probe: where its verdicts go, stamped with its generation.
+struct Run {
     key: ProbeKey,
-    check: Check,
-    probe: Result<Probe, String>,
+    generation: u64,
     verdicts: mpsc::Sender<Verdict>,
-    cancel: CancellationToken,
-) {
-    let mut next = Instant::now() + phase(&key, check.interval);
+}
+
+impl Run {
+    async fn send(&self, outcome: Outcome) -> Result<(), ()> {
+        let verdict = Verdict { key: self.key.clone(), generation: self.generation, outcome, at: SystemTime::now() };
+        self.verdicts.send(verdict).await.map_err(|_| ())
+    }
+}
+
+async fn schedule(run: Run, check: Check, probe: Result<Probe, String>, cancel: CancellationToken) {
+    let mut next = Instant::now() + phase(&run.key, check.interval);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -88,24 +103,19 @@ async fn schedule(
             },
             Err(reason) => Outcome { passed: false, latency: Duration::ZERO, reason: reason.clone() },
         };
-        if send(&verdicts, &key, outcome).await.is_err() {
+        if run.send(outcome).await.is_err() {
             return;
         }
         next += check.interval;
         while next < Instant::now() {
             let overrun =
                 Outcome { passed: false, latency: check.interval, reason: "probe overran its interval".into() };
-            if send(&verdicts, &key, overrun).await.is_err() {
+            if run.send(overrun).await.is_err() {
                 return;
             }
             next += check.interval;
         }
     }
-}
-
-async fn send(verdicts: &mpsc::Sender<Verdict>, key: &ProbeKey, outcome: Outcome) -> Result<(), ()> {
-    let verdict = Verdict { key: key.clone(), outcome, at: SystemTime::now() };
-    verdicts.send(verdict).await.map_err(|_| ())
 }
 
 #[cfg(test)]
