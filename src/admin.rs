@@ -56,6 +56,7 @@ pub fn router(context: Arc<AdminContext>) -> Router {
         .route("/v1/services/{name}/targets/{address}/state", put(set_state))
         .route("/v1/reload", post(reload))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .with_state(context)
 }
 
@@ -93,6 +94,7 @@ async fn reload(State(context): Context, headers: HeaderMap) -> Result<Response,
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let loaded = loaded.map_err(|errors| {
+        context.state.count_failed_reload();
         let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -104,6 +106,12 @@ async fn reload(State(context): Context, headers: HeaderMap) -> Result<Response,
         Err(e @ ReloadError::NeedsRestart(_)) => Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string())),
         Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
+}
+
+async fn metrics(State(context): Context) -> Result<Response, ApiError> {
+    let text =
+        context.state.metrics().await.ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping"))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
 async fn healthz(State(context): Context) -> Response {

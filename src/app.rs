@@ -51,6 +51,7 @@ impl App {
             geo: loaded.geo.clone(),
             services: Default::default(),
             identity: String::new(),
+            metrics: Arc::default(),
         };
         let view = Arc::new(ArcSwap::from_pointee(empty));
         let (state, handle) = State::new(loaded, store, stored, view.clone());

@@ -17,6 +17,7 @@
 //! | [`app`] | wiring: load, build the View, serve, reload, stop |
 //! | [`admin`] | the admin HTTP API (axum): status, admin states, reload, healthz |
 //! | [`api`] | the API's JSON types, shared with the CLI |
+//! | [`metrics`] | counters (atomics on the query path) and the Prometheus exposition |
 //! | [`store`] | run-time state kept across restarts (memory, or a JSON file) |
 //! | [`cli`] | the `steerdns` command line |
 //!
@@ -46,6 +47,7 @@ pub mod config;
 pub mod dns;
 pub mod geo;
 pub mod health;
+pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod steer;

@@ -42,12 +42,14 @@ enum Command {
     Reload(Box<Loaded>, oneshot::Sender<Result<(), ReloadError>>),
     SetState(Name, IpAddr, AdminState, oneshot::Sender<Result<(), SetStateError>>),
     Status(oneshot::Sender<api::Status>),
+    Metrics(oneshot::Sender<String>),
 }
 
 /// Sends commands to the state owner.
 #[derive(Clone)]
 pub struct StateHandle {
     commands: mpsc::Sender<Command>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl StateHandle {
@@ -77,6 +79,16 @@ impl StateHandle {
     /// The status document.
     pub async fn status(&self) -> Option<api::Status> {
         self.ask(Command::Status).await
+    }
+
+    /// The Prometheus exposition.
+    pub async fn metrics(&self) -> Option<String> {
+        self.ask(Command::Metrics).await
+    }
+
+    /// Counts a reload that failed before reaching the owner (config errors).
+    pub fn count_failed_reload(&self) {
+        self.metrics.reloads_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -116,7 +128,8 @@ impl State {
         let mut state = State { loaded, health: HashMap::new(), admin, store, view, commands };
         state.track(&wanted_probes(&state.loaded.config));
         state.publish();
-        (state, StateHandle { commands: tx })
+        let metrics = state.view.load().metrics.clone();
+        (state, StateHandle { commands: tx, metrics })
     }
 
     /// Applies verdicts and commands until `shutdown`, then stops the probes.
@@ -147,13 +160,32 @@ impl State {
     fn command(&mut self, command: Command, runner: &mut Runner) {
         match command {
             Command::Reload(loaded, reply) => {
-                let _ = reply.send(self.reload(*loaded, runner));
+                let result = self.reload(*loaded, runner);
+                let counter = if result.is_ok() { &self.metrics().reloads_ok } else { &self.metrics().reloads_failed };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = reply.send(result);
             }
             Command::SetState(service, address, state, reply) => {
                 let _ = reply.send(self.set_state(service, address, state));
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Command::Metrics(reply) => {
+                let view = self.view.load();
+                let services: Vec<(String, String, u64, u64)> = self
+                    .loaded
+                    .config
+                    .services
+                    .iter()
+                    .filter_map(|s| {
+                        let counters = &view.services.get(&s.name)?.counters;
+                        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+                        let policy = format!("{:?}", s.policy).to_lowercase();
+                        Some((s.name.to_string(), policy, load(&counters.answers), load(&counters.fail_opens)))
+                    })
+                    .collect();
+                let _ = reply.send(self.metrics().render(&self.status(), &services));
             }
         }
     }
@@ -162,9 +194,11 @@ impl State {
     /// unknown and up answer alike). A verdict of a probe the config no longer has
     /// (stopped during a reload) finds no entry and is dropped.
     fn apply(&mut self, verdict: Verdict) -> bool {
+        let metrics = self.view.load().metrics.clone();
         let Some(known) = self.health.get_mut(&verdict.key).filter(|k| k.generation == verdict.generation) else {
             return false;
         };
+        metrics.observe_probe(&verdict.key.check, verdict.outcome.latency.as_secs_f64());
         let transition = known.machine.observe(verdict.outcome.passed);
         if !verdict.outcome.passed {
             known.last_failure = Some(verdict.outcome.reason.clone());
@@ -173,6 +207,7 @@ impl State {
             let key = &verdict.key;
             let reason = &verdict.outcome.reason;
             tracing::info!("check {} on {}: {} → {} ({reason})", key.check, key.address, t.from, t.to);
+            metrics.count_transition(&key.check, &t.to.to_string());
             known.change = Some(api::ChangeStatus {
                 at: unix(verdict.at),
                 from: t.from.to_string(),
@@ -231,7 +266,9 @@ impl State {
             AdminState::Auto => self.admin.remove(&key),
             _ => self.admin.insert(key.clone(), state),
         };
-        if let Err(e) = self.store.save(&self.stored()) {
+        let saved = self.store.save(&self.stored());
+        self.metrics().store_up.store(saved.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = saved {
             match before {
                 Some(old) => self.admin.insert(key, old),
                 None => self.admin.remove(&key),
@@ -265,7 +302,12 @@ impl State {
         let health = |key: &ProbeKey| self.health.get(key).map_or(Health::Unknown, |k| k.machine.health());
         let admin = |service: &Name, address: IpAddr| self.admin_state(service, address);
         let view = View::build(&self.loaded, Some(&self.view.load()), &health, &admin);
+        view.metrics.view_rebuilds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.view.store(Arc::new(view));
+    }
+
+    fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.view.load().metrics.clone()
     }
 
     fn status(&self) -> api::Status {

@@ -71,6 +71,10 @@ pub fn answer(service: &ServiceView, family: Family, client: &Client, geo: &Geo,
     let placement = (service.policy == Policy::Gslb).then(|| geo.locate(client.address)).flatten();
     SET.with_borrow_mut(|set| {
         halve = select(service, family, placement.as_ref(), geo, set);
+        // only failing open keeps an unhealthy candidate
+        if service.policy != Policy::All && set.iter().any(|c| !c.healthy) {
+            service.counters.fail_opens.fetch_add(1, Ordering::Relaxed);
+        }
         scope = placement.map_or(0, |p| p.scope);
         match service.order {
             Order::RoundRobin => round_robin(service, family, set, out),
@@ -87,6 +91,9 @@ pub fn answer(service: &ServiceView, family: Family, client: &Client, geo: &Geo,
         scope = 0;
     }
     out.truncate(service.max_answers);
+    if !out.is_empty() {
+        service.counters.answers.fetch_add(1, Ordering::Relaxed);
+    }
     Answer { ttl: if halve { halved(service.ttl) } else { service.ttl }, scope }
 }
 
@@ -217,7 +224,7 @@ fn round_robin(service: &ServiceView, family: Family, set: &[Candidate], out: &m
     if set.is_empty() {
         return;
     }
-    let start = service.rotation.0[family.index()].fetch_add(1, Ordering::Relaxed) % set.len();
+    let start = service.counters.rotation[family.index()].fetch_add(1, Ordering::Relaxed) % set.len();
     out.extend(set[start..].iter().chain(&set[..start]).map(|c| c.address));
 }
 

@@ -1,7 +1,8 @@
 //! The View: everything a query needs, immutable, built whole and swapped whole.
 //!
-//! Round-robin counters live in [`Rotation`]s that a rebuild carries over from the
-//! previous View, so a rebuild does not reset rotation.
+//! A service's counters (round-robin positions, answers, fail-opens) live in
+//! [`ServiceCounters`] that a rebuild carries over from the previous View, so a rebuild
+//! resets none of them.
 
 use crate::api::AdminState;
 use crate::app::Loaded;
@@ -13,7 +14,7 @@ use hickory_proto::rr::Name;
 use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 /// One immutable snapshot of what steerdns answers.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub struct View {
     pub services: FxHashMap<Name, ServiceView>,
     /// The `identity` for CHAOS and NSID.
     pub identity: String,
+    /// Process-wide counters, the same across Views.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A service as the query path sees it.
@@ -36,7 +39,7 @@ pub struct ServiceView {
     pub max_answers: usize,
     pub when_all_down: WhenAllDown,
     pub targets: Vec<TargetView>,
-    pub rotation: Arc<Rotation>,
+    pub counters: Arc<ServiceCounters>,
 }
 
 /// One target of a service with its current health.
@@ -49,9 +52,14 @@ pub struct TargetView {
     pub healthy: bool,
 }
 
-/// Round-robin counters of one service: [IPv4, IPv6].
+/// A service's counters, kept across View rebuilds: round-robin positions [IPv4,
+/// IPv6], computed answers, and answers given failing open.
 #[derive(Debug, Default)]
-pub struct Rotation(pub [AtomicUsize; 2]);
+pub struct ServiceCounters {
+    pub rotation: [AtomicUsize; 2],
+    pub answers: AtomicU64,
+    pub fail_opens: AtomicU64,
+}
 
 impl View {
     /// Builds a View from a validated config (with its zones and regions) and the
@@ -68,9 +76,9 @@ impl View {
             .services
             .iter()
             .map(|s| {
-                let rotation = previous
+                let counters = previous
                     .and_then(|p| p.services.get(&s.name))
-                    .map_or_else(Arc::default, |old| old.rotation.clone());
+                    .map_or_else(Arc::default, |old| old.counters.clone());
                 // a target is down only when its probe says so: no check, kind none and
                 // unknown all count as healthy
                 let probed =
@@ -85,7 +93,7 @@ impl View {
                         health(&key) != Health::Down
                     })),
                 };
-                (s.name.clone(), ServiceView::new(s, rotation, &healthy, &loaded.geo))
+                (s.name.clone(), ServiceView::new(s, counters, &healthy, &loaded.geo))
             })
             .collect();
         View {
@@ -93,6 +101,7 @@ impl View {
             geo: loaded.geo.clone(),
             services,
             identity: config.server.identity.clone(),
+            metrics: previous.map_or_else(Arc::default, |p| p.metrics.clone()),
         }
     }
 }
@@ -101,7 +110,7 @@ impl ServiceView {
     /// `healthy` says None for a drained target, which is left out of the candidates.
     fn new(
         service: &Service,
-        rotation: Arc<Rotation>,
+        counters: Arc<ServiceCounters>,
         healthy: &dyn Fn(&crate::config::Target) -> Option<bool>,
         geo: &Geo,
     ) -> Self {
@@ -126,7 +135,7 @@ impl ServiceView {
             max_answers: service.max_answers,
             when_all_down: service.when_all_down,
             targets,
-            rotation,
+            counters,
         }
     }
 }

@@ -142,7 +142,10 @@ async fn signals(shutdown: CancellationToken, state: crate::state::StateHandle, 
 async fn reload(state: &crate::state::StateHandle, path: &std::path::Path) {
     let result = match app::load(path) {
         Ok(loaded) => state.reload(loaded).await.map_err(|e| e.to_string()),
-        Err(errors) => Err(errors.to_string()),
+        Err(errors) => {
+            state.count_failed_reload();
+            Err(errors.to_string())
+        }
     };
     if let Err(e) = result {
         tracing::error!("reload failed, the running config is kept:\n{e}");

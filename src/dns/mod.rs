@@ -58,16 +58,22 @@ impl Reply {
     }
 }
 
-/// Answers one DNS message into `out`. Returns false when no reply is to be sent
-/// (a response, or not even a header).
-pub fn respond(view: &View, request: &[u8], client: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> bool {
+/// Answers one DNS message into `out` and returns the reply's RCODE; None when no
+/// reply is to be sent (a response, or not even a header).
+pub fn respond(
+    view: &View,
+    request: &[u8],
+    client: SocketAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> Option<Rcode> {
     let request = match wire::parse(request) {
         Ok(r) => r,
-        Err(Reject::Drop) => return false,
+        Err(Reject::Drop) => return None,
         Err(Reject::FormErr { id, opcode, rd }) => {
             let flags = 0x8000 | (u16::from(opcode) << 11) | if rd { 0x0100 } else { 0 } | Rcode::FormErr as u16;
             Writer::new(out, 512, None, None).finish(id, flags, None);
-            return true;
+            return Some(Rcode::FormErr);
         }
     };
     let limit = match (transport, &request.edns) {
@@ -75,11 +81,10 @@ pub fn respond(view: &View, request: &[u8], client: SocketAddr, transport: Trans
         (Transport::Udp, Some(e)) => e.payload.clamp(512, OUR_UDP_SIZE) as usize,
         (Transport::Udp, None) => 512,
     };
-    match precheck(&request) {
+    Some(match precheck(&request) {
         Some(reply) => finish_error(view, &request, reply, limit, out),
         None => answer(view, &request, client, limit, out),
-    }
-    true
+    })
 }
 
 /// The cases that get an error RCODE before any lookup, in SPEC §5's order.
@@ -108,7 +113,7 @@ fn precheck(request: &Request) -> Option<Reply> {
     Some(Reply::error(rcode))
 }
 
-fn answer(view: &View, request: &Request, source: SocketAddr, limit: usize, out: &mut Vec<u8>) {
+fn answer(view: &View, request: &Request, source: SocketAddr, limit: usize, out: &mut Vec<u8>) -> Rcode {
     let q = request.question.as_ref().expect("checked by precheck");
     if q.qclass == CLASS_CH {
         return chaos(view, request, limit, out);
@@ -128,10 +133,11 @@ fn answer(view: &View, request: &Request, source: SocketAddr, limit: usize, out:
         o
     });
     writer.finish(request.id, flags(request, reply), opt.as_ref());
+    reply.rcode
 }
 
 /// CHAOS TXT id.server. / hostname.bind. → identity; every other CHAOS query → REFUSED.
-fn chaos(view: &View, request: &Request, limit: usize, out: &mut Vec<u8>) {
+fn chaos(view: &View, request: &Request, limit: usize, out: &mut Vec<u8>) -> Rcode {
     let q = request.question.as_ref().expect("checked by precheck");
     let name = q.name.to_lowercase().to_ascii();
     let known = matches!(name.as_str(), "id.server." | "hostname.bind.");
@@ -145,12 +151,14 @@ fn chaos(view: &View, request: &Request, limit: usize, out: &mut Vec<u8>) {
         reply.tc = true;
     }
     writer.finish(request.id, flags(request, reply), opt.as_ref());
+    reply.rcode
 }
 
-fn finish_error(view: &View, request: &Request, reply: Reply, limit: usize, out: &mut Vec<u8>) {
+fn finish_error(view: &View, request: &Request, reply: Reply, limit: usize, out: &mut Vec<u8>) -> Rcode {
     let question = request.question.as_ref().filter(|_| request.qdcount == 1).map(|q| (&q.name, q.qtype, q.qclass));
     let opt = opt_for(view, request, reply.rcode, None);
     Writer::new(out, limit, question, opt.as_ref()).finish(request.id, flags(request, reply), opt.as_ref());
+    reply.rcode
 }
 
 /// Our OPT when the request had one: DO copied, NSID when asked, the extended RCODE

@@ -24,9 +24,11 @@ struct Handler {
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut handle: R) -> ResponseInfo {
         let mut bytes = Vec::new();
-        let answered = dns::respond(&self.view.load(), request.as_slice(), request.src(), Transport::Tcp, &mut bytes);
+        let view = self.view.load();
+        let rcode = dns::respond(&view, request.as_slice(), request.src(), Transport::Tcp, &mut bytes);
+        view.metrics.count_query(Transport::Tcp, rcode);
         let message = match Message::from_vec(&bytes) {
-            Ok(m) if answered => m,
+            Ok(m) if rcode.is_some() => m,
             _ => return failed(request),
         };
         let builder = MessageResponseBuilder::new(&request.queries, message.edns.as_ref());

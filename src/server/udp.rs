@@ -97,7 +97,9 @@ impl Worker {
         for (i, r) in self.received.iter().enumerate() {
             let Some((from, client)) = r.from.and_then(|a| Some((a, socket_addr(&a)?))) else { continue };
             let query = &self.queries[i][..r.len.min(MAX_QUERY)];
-            if dns::respond(&view, query, client, Transport::Udp, &mut self.replies[i]) {
+            let rcode = dns::respond(&view, query, client, Transport::Udp, &mut self.replies[i]);
+            view.metrics.count_query(Transport::Udp, rcode);
+            if rcode.is_some() {
                 self.outgoing.push((i, from, r.to));
             }
         }

@@ -20,7 +20,7 @@ fn service(order: Order, targets: &[(&str, u32)], max_answers: usize) -> Service
                 healthy: true,
             })
             .collect(),
-        rotation: Default::default(),
+        counters: Default::default(),
     }
 }
 

@@ -9,6 +9,7 @@ mod examples;
 mod gslb;
 mod harness;
 mod health;
+mod metrics;
 mod orders;
 mod pktinfo;
 mod robustness;
