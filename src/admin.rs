@@ -55,6 +55,7 @@ pub fn router(context: Arc<AdminContext>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/services/{name}/targets/{address}/state", put(set_state))
         .route("/v1/reload", post(reload))
+        .route("/v1/explain", get(explain))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(context)
@@ -66,6 +67,41 @@ async fn status(State(context): Context) -> Result<Response, ApiError> {
     let status =
         context.state.status().await.ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping"))?;
     Ok(Json(status).into_response())
+}
+
+/// `GET /v1/explain?name=&type=&client=IP[/LEN]&source=IP`.
+async fn explain(
+    State(context): Context,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let bad = |field: &str, message: String| ApiError::new(StatusCode::BAD_REQUEST, format!("{field}: {message}"));
+    let name = query.get("name").ok_or_else(|| bad("name", "required".into()))?;
+    let name = service_name(name).ok_or_else(|| bad("name", format!("not a domain name: {name:?}")))?;
+    let qtype = query.get("type").map_or("A", String::as_str);
+    let qtype = qtype
+        .to_ascii_uppercase()
+        .parse::<hickory_proto::rr::RecordType>()
+        .map_err(|_| bad("type", format!("not a record type: {qtype:?}")))?;
+    let client = match query.get("client") {
+        Some(text) => Some(
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| bad("client", format!("not IP or IP/LEN: {text:?}")))?
+                .trunc(),
+        ),
+        None => None,
+    };
+    let source = match query.get("source") {
+        Some(text) => text.parse().map_err(|_| bad("source", format!("not an IP address: {text:?}")))?,
+        None => IpAddr::from([127, 0, 0, 1]),
+    };
+    let request = crate::state::ExplainRequest { name, qtype, client, source };
+    let explanation = context
+        .state
+        .explain(request)
+        .await
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping"))?;
+    Ok(Json(explanation).into_response())
 }
 
 async fn set_state(

@@ -108,3 +108,67 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
 }
+
+/// `GET /v1/explain`: why this client gets this answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Explanation {
+    pub name: String,
+    pub qtype: String,
+    /// The ECS option sent, as ADDRESS/SOURCE, when there was one.
+    pub client_subnet: Option<String>,
+    pub source: Option<IpAddr>,
+    /// The zone lookups, in order (CNAME steps, the service reached, …).
+    pub steps: Vec<String>,
+    pub service: Option<ServiceExplanation>,
+    pub answer: ExplainedAnswer,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServiceExplanation {
+    pub name: String,
+    pub policy: String,
+    pub order: String,
+    pub family: String,
+    /// The client's address as the answer was steered by.
+    pub client_address: Option<IpAddr>,
+    pub region: Option<RegionExplanation>,
+    pub candidates: Vec<CandidateExplanation>,
+    pub policy_steps: Vec<String>,
+    pub fail_open: bool,
+    pub order_note: String,
+    pub max_answers: usize,
+    pub ttl: u32,
+    pub ttl_note: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RegionExplanation {
+    pub name: String,
+    /// "network 10.1.0.0/16", "GeoIP country DE (database network /24)", "default region".
+    pub decided_by: String,
+    pub scope: u8,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CandidateExplanation {
+    pub address: Option<IpAddr>,
+    pub region: Option<String>,
+    pub weight: u32,
+    pub priority: u8,
+    pub healthy: bool,
+    pub health: Option<String>,
+    pub admin: Option<String>,
+    /// Unix time of the last health change.
+    pub since: Option<f64>,
+    pub last_failure: Option<String>,
+    pub kept: bool,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExplainedAnswer {
+    pub rcode: String,
+    pub authoritative: bool,
+    pub records: Vec<String>,
+    pub ecs_scope: Option<u8>,
+}

@@ -1,6 +1,7 @@
 //! Wiring: load the config and zones, open the store, start the state owner (which runs
 //! the probes and publishes the View), the admin API and then DNS; on shutdown make
-//! /healthz 503, stop DNS, let in-flight queries finish within `shutdown_timeout`.
+//! /healthz 503, keep answering for a tenth of `shutdown_timeout` (at most 1 s), then
+//! stop DNS and let in-flight queries finish, all within `shutdown_timeout`.
 
 use crate::admin::{self, AdminContext};
 use crate::config::{self, Config, ConfigErrors};
@@ -90,19 +91,24 @@ impl App {
             });
         }
         let dns = TaskTracker::new();
+        let dns_stop = CancellationToken::new();
         let mut udp_workers = Vec::new();
         for socket in listeners.udp {
-            udp_workers.push(server::serve_udp(socket, self.view.clone(), shutdown.clone())?);
+            udp_workers.push(server::serve_udp(socket, self.view.clone(), dns_stop.clone())?);
         }
         dns.spawn_blocking(move || udp_workers.into_iter().for_each(|w| w.join().unwrap_or(())));
         let tcp = listeners.tcp.into_iter().map(tokio::net::TcpListener::from_std).collect::<Result<Vec<_>, _>>()?;
-        dns.spawn(server::serve_tcp(tcp, self.view.clone(), self.config.server.tcp_idle_timeout, shutdown.clone()));
+        dns.spawn(server::serve_tcp(tcp, self.view.clone(), self.config.server.tcp_idle_timeout, dns_stop.clone()));
         dns.close();
         serving.store(true, Ordering::SeqCst);
         shutdown.cancelled().await;
+        // /healthz says 503 while DNS still answers for a short grace, so whatever
+        // watches it can steer away before the listeners close
         serving.store(false, Ordering::SeqCst);
-        tracing::info!("stopping: finishing in-flight queries");
         let deadline = tokio::time::Instant::now() + self.config.server.shutdown_timeout;
+        tokio::time::sleep(self.config.server.shutdown_timeout.min(std::time::Duration::from_secs(10)) / 10).await;
+        tracing::info!("stopping: finishing in-flight queries");
+        dns_stop.cancel();
         if tokio::time::timeout_at(deadline, dns.wait()).await.is_err() {
             tracing::warn!("shutdown_timeout passed with queries in flight; stopping anyway");
         }

@@ -43,6 +43,18 @@ enum Command {
     SetState(Name, IpAddr, AdminState, oneshot::Sender<Result<(), SetStateError>>),
     Status(oneshot::Sender<api::Status>),
     Metrics(oneshot::Sender<String>),
+    Explain(ExplainRequest, oneshot::Sender<api::Explanation>),
+}
+
+/// What `explain` is asked about.
+#[derive(Debug, Clone)]
+pub struct ExplainRequest {
+    pub name: Name,
+    pub qtype: hickory_proto::rr::RecordType,
+    /// The client subnet sent as ECS, if any.
+    pub client: Option<ipnet::IpNet>,
+    /// The query's source address.
+    pub source: IpAddr,
 }
 
 /// Sends commands to the state owner.
@@ -79,6 +91,11 @@ impl StateHandle {
     /// The status document.
     pub async fn status(&self) -> Option<api::Status> {
         self.ask(Command::Status).await
+    }
+
+    /// Why a client gets its answer.
+    pub async fn explain(&self, request: ExplainRequest) -> Option<api::Explanation> {
+        self.ask(|r| Command::Explain(request, r)).await
     }
 
     /// The Prometheus exposition.
@@ -171,6 +188,9 @@ impl State {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Command::Explain(request, reply) => {
+                let _ = reply.send(self.explain(&request));
+            }
             Command::Metrics(reply) => {
                 let view = self.view.load();
                 let services: Vec<(String, String, u64, u64)> = self
@@ -181,8 +201,12 @@ impl State {
                     .filter_map(|s| {
                         let counters = &view.services.get(&s.name)?.counters;
                         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-                        let policy = format!("{:?}", s.policy).to_lowercase();
-                        Some((s.name.to_string(), policy, load(&counters.answers), load(&counters.fail_opens)))
+                        Some((
+                            s.name.to_string(),
+                            s.policy.name().into(),
+                            load(&counters.answers),
+                            load(&counters.fail_opens),
+                        ))
                     })
                     .collect();
                 let _ = reply.send(self.metrics().render(&self.status(), &services));
@@ -310,6 +334,48 @@ impl State {
         self.view.load().metrics.clone()
     }
 
+    /// The traced answer, with each candidate's health and admin state, and the
+    /// drained targets the View leaves out.
+    fn explain(&self, request: &ExplainRequest) -> api::Explanation {
+        let view = self.view.load();
+        let mut explanation = crate::dns::explain(&view, &request.name, request.qtype, request.client, request.source);
+        let Some(service) = explanation.service.as_mut() else { return explanation };
+        let Some(config) = self.loaded.config.services.iter().find(|s| s.name.to_string() == service.name) else {
+            return explanation;
+        };
+        let probed = config
+            .check
+            .as_ref()
+            .filter(|c| self.loaded.config.checks.get(*c).is_some_and(|c| c.kind != CheckKind::None));
+        let v4 = service.family.starts_with("IPv4");
+        for target in config.targets.iter().filter(|t| t.address.is_ipv4() == v4) {
+            let admin = self.admin_state(&config.name, target.address);
+            let index = service.candidates.iter().position(|c| c.address == Some(target.address));
+            let candidate = match index {
+                Some(i) => &mut service.candidates[i],
+                None => {
+                    service.candidates.push(api::CandidateExplanation {
+                        address: Some(target.address),
+                        region: target.region.clone(),
+                        weight: target.weight,
+                        priority: target.priority,
+                        why: "drained by an operator: never answered".into(),
+                        ..Default::default()
+                    });
+                    service.candidates.last_mut().expect("just pushed")
+                }
+            };
+            candidate.admin = Some(admin.to_string());
+            let key =
+                probed.map(|c| ProbeKey { check: c.clone(), address: target.check_address.unwrap_or(target.address) });
+            let known = key.and_then(|k| self.health.get(&k));
+            candidate.health = Some(known.map_or("unchecked".into(), |k| k.machine.health().to_string()));
+            candidate.since = known.and_then(|k| k.change.as_ref()).map(|c| c.at);
+            candidate.last_failure = known.and_then(|k| k.last_failure.clone());
+        }
+        explanation
+    }
+
     fn status(&self) -> api::Status {
         let view = self.view.load();
         let config = &self.loaded.config;
@@ -372,12 +438,8 @@ impl State {
             .collect();
         api::ServiceStatus {
             name: service.name.to_string(),
-            policy: format!("{:?}", service.policy).to_lowercase(),
-            order: match service.order {
-                crate::config::Order::RoundRobin => "round-robin".into(),
-                crate::config::Order::Weighted => "weighted".into(),
-                crate::config::Order::Sticky => "sticky".into(),
-            },
+            policy: service.policy.name().into(),
+            order: service.order.name().into(),
             check: service.check.clone(),
             answered: answered.len(),
             targets,

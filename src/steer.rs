@@ -2,6 +2,7 @@
 //! cap. No I/O, no time, no locks: the only shared state touched is a service's
 //! round-robin counter (one atomic add).
 
+use crate::api::{CandidateExplanation, RegionExplanation, ServiceExplanation};
 use crate::config::{Order, Policy, WhenAllDown};
 use crate::geo::{Geo, RegionId};
 use crate::view::ServiceView;
@@ -60,6 +61,20 @@ pub fn has_candidates(service: &ServiceView, family: Family) -> bool {
 
 /// Computes the answer for one query into `out` (cleared first).
 pub fn answer(service: &ServiceView, family: Family, client: &Client, geo: &Geo, out: &mut Vec<IpAddr>) -> Answer {
+    answer_traced(service, family, client, geo, out, None)
+}
+
+/// [`answer`], recording each stage's decisions into `trace` when given (for explain:
+/// the same code, with notes; round-robin then peeks at its counter instead of
+/// advancing it).
+pub fn answer_traced(
+    service: &ServiceView,
+    family: Family,
+    client: &Client,
+    geo: &Geo,
+    out: &mut Vec<IpAddr>,
+    mut trace: Option<&mut ServiceExplanation>,
+) -> Answer {
     thread_local! {
         // reused across queries, so answering allocates nothing
         static SET: std::cell::RefCell<Vec<Candidate>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -69,20 +84,51 @@ pub fn answer(service: &ServiceView, family: Family, client: &Client, geo: &Geo,
     let mut halve = false;
     // only gslb asks where the client is; its answer then holds for the client's block
     let placement = (service.policy == Policy::Gslb).then(|| geo.locate(client.address)).flatten();
+    if let Some(t) = trace.as_deref_mut() {
+        t.candidates = service
+            .targets
+            .iter()
+            .filter(|x| family.matches(&x.address))
+            .map(|x| CandidateExplanation {
+                address: Some(x.address),
+                region: x.region.map(|r| geo.name(r).to_string()),
+                weight: x.weight,
+                priority: x.priority,
+                healthy: x.healthy,
+                ..Default::default()
+            })
+            .collect();
+    }
     SET.with_borrow_mut(|set| {
-        halve = select(service, family, placement.as_ref(), geo, set);
+        let mut notes = trace.is_some().then(Vec::new);
+        halve = select(service, family, placement.as_ref(), geo, set, notes.as_mut());
         // only failing open keeps an unhealthy candidate
-        if service.policy != Policy::All && set.iter().any(|c| !c.healthy) {
+        let failed_open = service.policy != Policy::All && set.iter().any(|c| !c.healthy);
+        if failed_open && trace.is_none() {
             service.counters.fail_opens.fetch_add(1, Ordering::Relaxed);
         }
-        scope = placement.map_or(0, |p| p.scope);
-        match service.order {
-            Order::RoundRobin => round_robin(service, family, set, out),
-            Order::Weighted => weighted(set, service.max_answers, out),
+        scope = placement.as_ref().map_or(0, |p| p.scope);
+        let order_note = match service.order {
+            Order::RoundRobin => round_robin(service, family, set, out, trace.is_some()),
+            Order::Weighted => {
+                weighted(set, service.max_answers, out);
+                "weighted: each position drawn at random by weight (another query may draw another order)".into()
+            }
             Order::Sticky => {
                 let (network, prefix) = client_network(client);
                 sticky(set, network, prefix, out);
                 scope = scope.max(prefix);
+                format!("sticky: weighted rendezvous hash of the client network {network}/{prefix}")
+            }
+        };
+        if let Some(t) = trace.as_deref_mut() {
+            t.client_address = Some(client.address);
+            t.region = placement.as_ref().map(|p| explain_region(p, client, geo));
+            t.policy_steps = notes.unwrap_or_default();
+            t.fail_open = failed_open;
+            t.order_note = order_note;
+            for c in &mut t.candidates {
+                c.kept = c.address.is_some_and(|a| set.iter().any(|s| s.address == a));
             }
         }
     });
@@ -91,10 +137,42 @@ pub fn answer(service: &ServiceView, family: Family, client: &Client, geo: &Geo,
         scope = 0;
     }
     out.truncate(service.max_answers);
-    if !out.is_empty() {
+    if !out.is_empty() && trace.is_none() {
         service.counters.answers.fetch_add(1, Ordering::Relaxed);
     }
-    Answer { ttl: if halve { halved(service.ttl) } else { service.ttl }, scope }
+    let ttl = if halve { halved(service.ttl) } else { service.ttl };
+    if let Some(t) = trace {
+        t.ttl = ttl;
+        t.max_answers = service.max_answers;
+        t.ttl_note = halve.then(|| "halved: a target whose recovery could change this answer is down".to_string());
+        for c in &mut t.candidates {
+            let answered = c.address.is_some_and(|a| out.contains(&a));
+            c.why = match (c.kept, answered) {
+                (true, true) => "answered".into(),
+                (true, false) => "kept by the policy, cut by max_answers".into(),
+                _ if !c.healthy && !t.fail_open => "down: dropped by the policy".into(),
+                _ if c.weight == 0 => "weight 0 while a target of positive weight remains".into(),
+                _ => "not in the answered priority tier or region".into(),
+            };
+        }
+    }
+    Answer { ttl, scope }
+}
+
+/// The client's region and what decided it, for explain.
+fn explain_region(place: &crate::geo::Placement, client: &Client, geo: &Geo) -> RegionExplanation {
+    use crate::geo::Decided;
+    let decided_by = match &place.decided {
+        Decided::Network(len) => {
+            let net = ipnet::IpNet::new(client.address, *len)
+                .map_or_else(|_| client.address.to_string(), |n| n.trunc().to_string());
+            format!("network {net}")
+        }
+        Decided::Country(code, len) => format!("GeoIP country {code} (database network /{len})"),
+        Decided::Continent(code, len) => format!("GeoIP continent {code} (database network /{len})"),
+        Decided::Default => "default region (no network or database entry decides)".into(),
+    };
+    RegionExplanation { name: geo.name(place.region).to_string(), decided_by, scope: place.scope }
 }
 
 /// Stages 1 and 2 (and the weight-0 rule): the set the order then arranges. Returns
@@ -105,13 +183,18 @@ fn select(
     placement: Option<&crate::geo::Placement>,
     geo: &Geo,
     set: &mut Vec<Candidate>,
+    mut notes: Option<&mut Vec<String>>,
 ) -> bool {
     candidates(service, family, set);
     let halve = match placement {
-        Some(place) => gslb(service, set, geo.order(place.region)),
-        None => policy(service, set),
+        Some(place) => gslb(service, set, geo.order(place.region), geo, notes.as_deref_mut()),
+        None => policy(service, set, notes.as_deref_mut()),
     };
+    let zero = set.iter().filter(|c| c.weight == 0).count();
     positive_weights(set);
+    if let Some(n) = notes.filter(|_| zero > 0 && set.iter().any(|c| c.weight > 0)) {
+        n.push(format!("weight 0: {zero} left out while a target of positive weight remains"));
+    }
     halve
 }
 
@@ -120,7 +203,7 @@ fn select(
 pub fn eligible(service: &ServiceView, family: Family, client: &Client, geo: &Geo) -> Vec<IpAddr> {
     let placement = (service.policy == Policy::Gslb).then(|| geo.locate(client.address)).flatten();
     let mut set = Vec::new();
-    select(service, family, placement.as_ref(), geo, &mut set);
+    select(service, family, placement.as_ref(), geo, &mut set, None);
     set.iter().map(|c| c.address).collect()
 }
 
@@ -152,60 +235,124 @@ fn candidates(service: &ServiceView, family: Family, set: &mut Vec<Candidate>) {
 
 /// Stage 2: keeps the set the policy answers from. Returns whether a target whose
 /// recovery could change this answer is down (the TTL rule of SPEC §1).
-fn policy(service: &ServiceView, set: &mut Vec<Candidate>) -> bool {
+fn policy(service: &ServiceView, set: &mut Vec<Candidate>, mut notes: Option<&mut Vec<String>>) -> bool {
+    let mut note = |text: String| {
+        if let Some(n) = notes.as_deref_mut() {
+            n.push(text);
+        }
+    };
     match service.policy {
-        Policy::All => false,
+        Policy::All => {
+            note("all: every candidate, health ignored".into());
+            false
+        }
         // gslb without any region to place the client in (no default_region: only
         // possible when no service is gslb) answers as healthy
         Policy::Healthy | Policy::Gslb => {
             let down = set.iter().any(|c| !c.healthy);
-            if set.iter().any(|c| c.healthy) {
+            let healthy = set.iter().filter(|c| c.healthy).count();
+            note(format!("healthy: {healthy} of {} candidates healthy", set.len()));
+            if healthy > 0 {
                 set.retain(|c| c.healthy);
             } else {
-                fail_open(service, set, |_| true);
+                fail_open(service, set, |_| true, note);
             }
             down
         }
-        Policy::Failover => match set.iter().filter(|c| c.healthy).map(|c| c.priority).min() {
-            Some(tier) => {
-                let down = set.iter().any(|c| !c.healthy && c.priority <= tier);
-                set.retain(|c| c.healthy && c.priority == tier);
-                down
+        Policy::Failover => {
+            let mut tiers: Vec<u8> = set.iter().map(|c| c.priority).collect();
+            tiers.sort_unstable();
+            tiers.dedup();
+            for &tier in &tiers {
+                let (all, live) = (
+                    set.iter().filter(|c| c.priority == tier).count(),
+                    set.iter().filter(|c| c.priority == tier && c.healthy).count(),
+                );
+                note(format!(
+                    "priority {tier}: {live} of {all} healthy{}",
+                    if live > 0 { ", answered" } else { ", passed over" }
+                ));
+                if live > 0 {
+                    break;
+                }
             }
-            None => {
-                let lowest = set.iter().map(|c| c.priority).min();
-                fail_open(service, set, |c| Some(c.priority) == lowest);
-                lowest.is_some()
+            match set.iter().filter(|c| c.healthy).map(|c| c.priority).min() {
+                Some(tier) => {
+                    let down = set.iter().any(|c| !c.healthy && c.priority <= tier);
+                    set.retain(|c| c.healthy && c.priority == tier);
+                    down
+                }
+                None => {
+                    let lowest = set.iter().map(|c| c.priority).min();
+                    fail_open(service, set, |c| Some(c.priority) == lowest, note);
+                    lowest.is_some()
+                }
             }
-        },
+        }
     }
 }
 
 /// gslb: the healthy candidates of the first region in the client's try order that has
 /// any (the client's region, its fallback list, the nearest, then by name). Returns
 /// whether a candidate is down in a region tried up to the answered one.
-fn gslb(service: &ServiceView, set: &mut Vec<Candidate>, order: &[RegionId]) -> bool {
+fn gslb(
+    service: &ServiceView,
+    set: &mut Vec<Candidate>,
+    order: &[RegionId],
+    geo: &Geo,
+    mut notes: Option<&mut Vec<String>>,
+) -> bool {
     let mut down = false;
-    for &region in order {
-        let mut in_region = set.iter().filter(|c| c.region == Some(region));
-        down |= in_region.clone().any(|c| !c.healthy);
-        if in_region.any(|c| c.healthy) {
+    for (step, &region) in order.iter().enumerate() {
+        let all = set.iter().filter(|c| c.region == Some(region)).count();
+        let live = set.iter().filter(|c| c.region == Some(region) && c.healthy).count();
+        down |= live < all;
+        if let Some(n) = notes.as_deref_mut().filter(|_| all > 0 || step == 0) {
+            let role =
+                if step == 0 { "the client's region" } else { "next in its order: fallback, nearest, then by name" };
+            let verdict = if live > 0 { "answered" } else { "passed over" };
+            n.push(format!("region {} ({role}): {live} of {all} healthy, {verdict}", geo.name(region)));
+        }
+        if live > 0 {
             set.retain(|c| c.healthy && c.region == Some(region));
             return down;
         }
     }
     // all down: the same order as if every candidate were healthy
     let first = order.iter().copied().find(|&r| set.iter().any(|c| c.region == Some(r)));
-    fail_open(service, set, |c| c.region == first);
+    fail_open(
+        service,
+        set,
+        |c| c.region == first,
+        |text| {
+            if let Some(n) = notes.as_deref_mut() {
+                n.push(text);
+            }
+        },
+    );
     down
 }
 
 /// All down: with `when_all_down = "all"` the policy runs again as if every candidate
 /// were healthy (`keep` says which it then picks); with "none" nothing is answered.
-fn fail_open(service: &ServiceView, set: &mut Vec<Candidate>, keep: impl Fn(&Candidate) -> bool) {
+fn fail_open(
+    service: &ServiceView,
+    set: &mut Vec<Candidate>,
+    keep: impl Fn(&Candidate) -> bool,
+    mut note: impl FnMut(String),
+) {
     match service.when_all_down {
-        WhenAllDown::All => set.retain(keep),
-        WhenAllDown::None => set.clear(),
+        WhenAllDown::All => {
+            set.retain(keep);
+            note(format!(
+                "no healthy candidate: fail open (when_all_down = \"all\"): {} answered as if healthy",
+                set.len()
+            ));
+        }
+        WhenAllDown::None => {
+            set.clear();
+            note("no healthy candidate: nothing answered (when_all_down = \"none\")".into());
+        }
     }
 }
 
@@ -219,13 +366,21 @@ fn positive_weights(set: &mut Vec<Candidate>) {
     }
 }
 
-/// The set rotated by one position per query (one counter per service and family).
-fn round_robin(service: &ServiceView, family: Family, set: &[Candidate], out: &mut Vec<IpAddr>) {
+/// The set rotated by one position per query (one counter per service and family);
+/// `peek` reads the counter without moving it. Returns a note for explain.
+fn round_robin(service: &ServiceView, family: Family, set: &[Candidate], out: &mut Vec<IpAddr>, peek: bool) -> String {
     if set.is_empty() {
-        return;
+        return "round-robin: nothing to rotate".into();
     }
-    let start = service.counters.rotation[family.index()].fetch_add(1, Ordering::Relaxed) % set.len();
+    let counter = &service.counters.rotation[family.index()];
+    let position = if peek { counter.load(Ordering::Relaxed) } else { counter.fetch_add(1, Ordering::Relaxed) };
+    let start = position % set.len();
     out.extend(set[start..].iter().chain(&set[..start]).map(|c| c.address));
+    format!(
+        "round-robin: the next query starts at position {} of {} (one step further each query)",
+        start + 1,
+        set.len()
+    )
 }
 
 /// Sequential weighted sampling without replacement: each position is drawn with

@@ -1,7 +1,7 @@
 //! The admin API's clients: `status` (a table, `--watch`, `--json`), `state`, `reload`.
 //! They talk HTTP only.
 
-use crate::api::{ErrorBody, Status, TargetStatus};
+use crate::api::{ErrorBody, Explanation, Status, TargetStatus};
 use anyhow::{Context, bail};
 use comfy_table::{Cell, Color, Table, presets};
 use std::io::IsTerminal;
@@ -177,4 +177,98 @@ fn ago(at: f64) -> String {
         60..3600 => format!("{}m{}s", seconds / 60, seconds % 60),
         _ => format!("{}h{}m", seconds / 3600, seconds % 3600 / 60),
     }
+}
+
+pub fn explain(
+    admin: &Admin,
+    name: &str,
+    qtype: &str,
+    client: Option<&str>,
+    source: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut query = format!("/v1/explain?name={}&type={}", encode(name), encode(qtype));
+    if let Some(c) = client {
+        query.push_str(&format!("&client={}", encode(c)));
+    }
+    if let Some(s) = source {
+        query.push_str(&format!("&source={}", encode(s)));
+    }
+    let text = call(admin, reqwest::Method::GET, &query, None)?;
+    if json {
+        println!("{text}");
+    } else {
+        let explanation: Explanation = serde_json::from_str(&text).context("the explanation")?;
+        print!("{}", render_explanation(&explanation));
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value (names, addresses and prefixes need little).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._:".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// An explanation as a person reads it: indented, stage by stage.
+pub fn render_explanation(e: &Explanation) -> String {
+    let mut out = format!("{} {}", e.name, e.qtype);
+    if let Some(subnet) = &e.client_subnet {
+        out.push_str(&format!(" for client subnet {subnet}"));
+    }
+    if let Some(source) = e.source {
+        out.push_str(&format!(" (query from {source})"));
+    }
+    out.push('\n');
+    for step in &e.steps {
+        out.push_str(&format!("  {step}\n"));
+    }
+    if let Some(s) = &e.service {
+        out.push_str(&format!("service {}: policy {}, order {}, {}\n", s.name, s.policy, s.order, s.family));
+        if let Some(address) = s.client_address {
+            out.push_str(&format!("  client address {address}\n"));
+        }
+        if let Some(r) = &s.region {
+            out.push_str(&format!("  region {}, decided by {} (block /{})\n", r.name, r.decided_by, r.scope));
+        }
+        out.push_str("  candidates:\n");
+        for c in &s.candidates {
+            let address = c.address.map_or("-".into(), |a| a.to_string());
+            let health = c.health.as_deref().unwrap_or(if c.healthy { "healthy" } else { "down" });
+            let since = c.since.map_or(String::new(), |at| format!(" for {}", ago(at)));
+            let failure = c.last_failure.as_ref().map_or(String::new(), |f| format!(", last failure: {f}"));
+            out.push_str(&format!(
+                "    {address:<16} {health}{since}, admin {}, region {}, weight {}, priority {}{failure}\n      → {}\n",
+                c.admin.as_deref().unwrap_or("auto"),
+                c.region.as_deref().unwrap_or("-"),
+                c.weight,
+                c.priority,
+                c.why
+            ));
+        }
+        out.push_str("  policy:\n");
+        for step in &s.policy_steps {
+            out.push_str(&format!("    {step}\n"));
+        }
+        out.push_str(&format!("  order: {}\n  cap: max_answers {}\n", s.order_note, s.max_answers));
+        out.push_str(&format!("  TTL {}{}\n", s.ttl, s.ttl_note.as_ref().map_or(String::new(), |n| format!(" ({n})"))));
+    }
+    let a = &e.answer;
+    out.push_str(&format!("answer: {}{}", a.rcode, if a.authoritative { ", authoritative" } else { "" }));
+    if let Some(scope) = a.ecs_scope {
+        out.push_str(&format!(", ECS scope /{scope}"));
+    }
+    out.push('\n');
+    for record in &a.records {
+        out.push_str(&format!("  {record}\n"));
+    }
+    out
 }

@@ -48,6 +48,22 @@ pub enum Command {
         #[command(flatten)]
         admin: client::Admin,
     },
+    /// Why a client gets the answer it gets: every stage, from zone to TTL.
+    Explain {
+        name: String,
+        #[arg(long = "type", default_value = "A")]
+        qtype: String,
+        /// The client subnet, sent as ECS (IP or IP/LEN).
+        #[arg(long)]
+        client: Option<String>,
+        /// The query's source address (default 127.0.0.1).
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: client::Admin,
+    },
     /// Re-read the config and every file it names; on errors the running config stays.
     Reload {
         #[command(flatten)]
@@ -65,6 +81,9 @@ pub fn main() -> ExitCode {
         Command::Status { admin, watch, json } => client::status(&admin, watch, json),
         Command::State { service, address, state, admin } => client::state(&admin, &service, &address, state),
         Command::Reload { admin } => client::reload(&admin),
+        Command::Explain { name, qtype, client: subnet, source, json, admin } => {
+            client::explain(&admin, &name, &qtype, subnet.as_deref(), source.as_deref(), json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

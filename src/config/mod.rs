@@ -129,6 +129,29 @@ pub enum Order {
     Sticky,
 }
 
+impl Policy {
+    /// The name the config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::All => "all",
+            Policy::Healthy => "healthy",
+            Policy::Failover => "failover",
+            Policy::Gslb => "gslb",
+        }
+    }
+}
+
+impl Order {
+    /// The name the config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::RoundRobin => "round-robin",
+            Order::Weighted => "weighted",
+            Order::Sticky => "sticky",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhenAllDown {
     All,

@@ -8,6 +8,7 @@ mod resolve;
 mod wire;
 mod writer;
 
+use crate::api::{ExplainedAnswer, Explanation};
 use crate::steer::Client;
 use crate::view::View;
 use std::net::SocketAddr;
@@ -67,6 +68,18 @@ pub fn respond(
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> Option<Rcode> {
+    respond_traced(view, request, client, transport, out, None)
+}
+
+/// [`respond`], recording how the answer came about into `trace` (for explain).
+fn respond_traced(
+    view: &View,
+    request: &[u8],
+    client: SocketAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+    trace: Option<&mut Explanation>,
+) -> Option<Rcode> {
     let request = match wire::parse(request) {
         Ok(r) => r,
         Err(Reject::Drop) => return None,
@@ -83,8 +96,51 @@ pub fn respond(
     };
     Some(match precheck(&request) {
         Some(reply) => finish_error(view, &request, reply, limit, out),
-        None => answer(view, &request, client, limit, out),
+        None => answer(view, &request, client, limit, out, trace),
     })
+}
+
+/// Why `client` (an ECS subnet, or else the `source` address) gets its answer for
+/// `name` and `qtype`: a real query answered by the same code as any other, traced.
+pub fn explain(
+    view: &View,
+    name: &hickory_proto::rr::Name,
+    qtype: hickory_proto::rr::RecordType,
+    client: Option<ipnet::IpNet>,
+    source: std::net::IpAddr,
+) -> Explanation {
+    use hickory_proto::op::{Edns, Message, Query};
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+    let mut query = Message::query();
+    query.add_query(Query::query(name.clone(), qtype));
+    if let Some(net) = client {
+        let mut edns = Edns::new();
+        edns.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(net.network(), net.prefix_len(), 0)));
+        query.set_edns(edns);
+    }
+    let mut trace = Explanation {
+        name: name.to_string(),
+        qtype: qtype.to_string(),
+        client_subnet: client.map(|n| n.trunc().to_string()),
+        source: Some(source),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let bytes = query.to_vec().expect("a plain query encodes");
+    respond_traced(view, &bytes, SocketAddr::new(source, 53), Transport::Tcp, &mut out, Some(&mut trace));
+    if let Ok(reply) = Message::from_vec(&out) {
+        let scope = reply.edns.as_ref().and_then(|e| match e.option(EdnsCode::Subnet) {
+            Some(EdnsOption::Subnet(s)) => Some(s.scope_prefix()),
+            _ => None,
+        });
+        trace.answer = ExplainedAnswer {
+            rcode: format!("{:?}", reply.metadata.response_code).to_uppercase(),
+            authoritative: reply.metadata.authoritative,
+            records: reply.answers.iter().chain(&reply.authorities).map(ToString::to_string).collect(),
+            ecs_scope: scope,
+        };
+    }
+    trace
 }
 
 /// The cases that get an error RCODE before any lookup, in SPEC §5's order.
@@ -113,7 +169,14 @@ fn precheck(request: &Request) -> Option<Reply> {
     Some(Reply::error(rcode))
 }
 
-fn answer(view: &View, request: &Request, source: SocketAddr, limit: usize, out: &mut Vec<u8>) -> Rcode {
+fn answer(
+    view: &View,
+    request: &Request,
+    source: SocketAddr,
+    limit: usize,
+    out: &mut Vec<u8>,
+    trace: Option<&mut Explanation>,
+) -> Rcode {
     let q = request.question.as_ref().expect("checked by precheck");
     if q.qclass == CLASS_CH {
         return chaos(view, request, limit, out);
@@ -127,7 +190,7 @@ fn answer(view: &View, request: &Request, source: SocketAddr, limit: usize, out:
     };
     let opt = opt_for(view, request, Rcode::NoError, ecs.map(|e| (e, 0)));
     let mut writer = Writer::new(out, limit, Some((&q.name, q.qtype, q.qclass)), opt.as_ref());
-    let reply = resolve::resolve(view, q, &client, &mut writer);
+    let reply = resolve::resolve(view, q, &client, &mut writer, trace);
     let opt = opt.map(|mut o| {
         o.ecs = ecs.zip(reply.ecs_scope);
         o

@@ -4,6 +4,7 @@
 use super::wire::Question;
 use super::writer::{Owner, Section, Writer};
 use super::{Rcode, Reply};
+use crate::api::{Explanation, ServiceExplanation};
 use crate::steer::{self, Client, Family};
 use crate::view::{ServiceView, View};
 use crate::zone::{Lookup, RRset, Zone};
@@ -22,10 +23,23 @@ enum End {
     Truncated,
 }
 
-pub(super) fn resolve(view: &View, q: &Question, client: &Client, writer: &mut Writer) -> Reply {
+pub(super) fn resolve(
+    view: &View,
+    q: &Question,
+    client: &Client,
+    writer: &mut Writer,
+    mut trace: Option<&mut Explanation>,
+) -> Reply {
+    let step = |trace: &mut Option<&mut Explanation>, text: String| {
+        if let Some(t) = trace.as_deref_mut() {
+            t.steps.push(text);
+        }
+    };
     let Some(zone) = view.zones.find(&q.name) else {
+        step(&mut trace, format!("{} is in no configured zone: REFUSED", q.name));
         return Reply::error(Rcode::Refused);
     };
+    step(&mut trace, format!("zone {}", zone.origin()));
     let qtype = RecordType::from(q.qtype);
     let mut reply = Reply { rcode: Rcode::NoError, aa: true, tc: false, ecs_scope: Some(0) };
     let mut name = q.name.clone();
@@ -36,11 +50,20 @@ pub(super) fn resolve(view: &View, q: &Question, client: &Client, writer: &mut W
         if let Some(service) = view.services.get(&name)
             && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
         {
-            break computed(service, owner, qtype, client, &view.geo, writer, &mut reply);
+            step(&mut trace, format!("{name} is a service: its answer is computed"));
+            let explained = trace.as_deref_mut().map(|t| t.service.insert(ServiceExplanation::default()));
+            break computed(service, owner, qtype, client, &view.geo, writer, &mut reply, explained);
         }
         match zone.lookup(&name, qtype) {
-            Lookup::Records { rrset, .. } => break write_rrset(writer, Section::Answer, owner, rrset),
+            Lookup::Records { rrset, wildcard } => {
+                let from = if wildcard { "a wildcard" } else { "the zone file" };
+                step(&mut trace, format!("{name}: {} records from {from}", rrset.rtype));
+                break write_rrset(writer, Section::Answer, owner, rrset);
+            }
             Lookup::Cname { record, .. } => {
+                if let RData::CNAME(target) = &record.data {
+                    step(&mut trace, format!("{name} CNAME {}", target.0));
+                }
                 if writer.record(Section::Answer, owner, record.ttl, record).is_err() {
                     break End::Truncated;
                 }
@@ -52,9 +75,16 @@ pub(super) fn resolve(view: &View, q: &Question, client: &Client, writer: &mut W
                 }
                 name = target.0.clone();
             }
-            Lookup::NoData => break negative(view, &name, Rcode::NoError),
-            Lookup::NxDomain => break negative(view, &name, Rcode::NxDomain),
+            Lookup::NoData => {
+                step(&mut trace, format!("{name} exists without {qtype} records: NODATA"));
+                break negative(view, &name, Rcode::NoError);
+            }
+            Lookup::NxDomain => {
+                step(&mut trace, format!("{name} does not exist: NXDOMAIN"));
+                break negative(view, &name, Rcode::NxDomain);
+            }
             Lookup::Referral { ns, glue } => {
+                step(&mut trace, format!("{name} is at or below the delegation {}: referral", ns.records[0].name));
                 reply.aa = false;
                 break referral(writer, ns, &glue);
             }
@@ -76,6 +106,7 @@ pub(super) fn resolve(view: &View, q: &Question, client: &Client, writer: &mut W
 
 /// A service's computed A/AAAA answer (ANY: A, else AAAA when it has no IPv4
 /// candidate), cut to what fits; never TC.
+#[allow(clippy::too_many_arguments)] // the query's parts, the writer, and the trace
 fn computed(
     service: &ServiceView,
     owner: Owner,
@@ -84,6 +115,7 @@ fn computed(
     geo: &crate::geo::Geo,
     writer: &mut Writer,
     reply: &mut Reply,
+    trace: Option<&mut ServiceExplanation>,
 ) -> End {
     let family = match qtype {
         RecordType::AAAA => Family::V6,
@@ -95,7 +127,16 @@ fn computed(
         static ADDRESSES: std::cell::RefCell<Vec<std::net::IpAddr>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     ADDRESSES.with_borrow_mut(|addresses| {
-        let answer = steer::answer(service, family, client, geo, addresses);
+        let answer = match trace {
+            Some(t) => {
+                t.name = service.name.to_string();
+                t.policy = service.policy.name().into();
+                t.order = service.order.name().into();
+                t.family = if family == Family::V4 { "IPv4 (A)" } else { "IPv6 (AAAA)" }.into();
+                steer::answer_traced(service, family, client, geo, addresses, Some(t))
+            }
+            None => steer::answer(service, family, client, geo, addresses),
+        };
         if addresses.is_empty() {
             // a negative answer depends on no client: scope 0
             return End::Negative { rcode: Rcode::NoError, ttl_cap: answer.ttl };

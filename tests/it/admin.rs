@@ -190,7 +190,7 @@ fn quickstart_dir() -> tempfile::TempDir {
     std::fs::write(dir.path().join("lb.example.zone"), ZONE).unwrap();
     let config = quickstart_config()
         .replace("127.0.0.1:5353\"]", "127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"")
-        .replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"3s\"");
+        .replace("shutdown_timeout = \"2s\"", "shutdown_timeout = \"3s\"");
     std::fs::write(dir.path().join("c.toml"), config).unwrap();
     dir
 }

@@ -113,6 +113,8 @@ pub fn quickstart_config() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.toml"))
         .unwrap()
         .replace("../zones/lb.example.zone", "lb.example.zone")
+        // a short stop (its grace is a tenth of this) keeps the suite quick
+        .replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"2s\"")
 }
 
 /// Sends raw bytes over UDP; the reply's bytes, or None after a short wait.
