@@ -6,6 +6,7 @@ mod backend;
 mod cli;
 mod dns;
 mod examples;
+mod explain;
 mod gslb;
 mod harness;
 mod health;
