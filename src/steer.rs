@@ -109,16 +109,18 @@ pub fn answer_traced(
         }
         scope = placement.as_ref().map_or(0, |p| p.scope);
         let order_note = match service.order {
-            Order::RoundRobin => round_robin(service, family, set, out, trace.is_some()),
+            Order::RoundRobin => {
+                OrderNote::RoundRobin(round_robin(service, family, set, out, trace.is_some()), set.len())
+            }
             Order::Weighted => {
                 weighted(set, service.max_answers, out);
-                "weighted: each position drawn at random by weight (another query may draw another order)".into()
+                OrderNote::Weighted
             }
             Order::Sticky => {
                 let (network, prefix) = client_network(client);
                 sticky(set, network, prefix, out);
                 scope = scope.max(prefix);
-                format!("sticky: weighted rendezvous hash of the client network {network}/{prefix}")
+                OrderNote::Sticky(network, prefix)
             }
         };
         if let Some(t) = trace.as_deref_mut() {
@@ -126,7 +128,7 @@ pub fn answer_traced(
             t.region = placement.as_ref().map(|p| explain_region(p, client, geo));
             t.policy_steps = notes.unwrap_or_default();
             t.fail_open = failed_open;
-            t.order_note = order_note;
+            t.order_note = order_note.render();
             for c in &mut t.candidates {
                 c.kept = c.address.is_some_and(|a| set.iter().any(|s| s.address == a));
             }
@@ -157,6 +159,32 @@ pub fn answer_traced(
         }
     }
     Answer { ttl, scope }
+}
+
+/// What the order did, kept as plain values and only put in words when explaining.
+enum OrderNote {
+    RoundRobin(usize, usize),
+    Weighted,
+    Sticky(IpAddr, u8),
+}
+
+impl OrderNote {
+    fn render(&self) -> String {
+        match self {
+            OrderNote::RoundRobin(start, len) => {
+                format!(
+                    "round-robin: the next query starts at position {} of {len} (one step further each query)",
+                    start + 1
+                )
+            }
+            OrderNote::Weighted => {
+                "weighted: each position drawn at random by weight (another query may draw another order)".into()
+            }
+            OrderNote::Sticky(network, prefix) => {
+                format!("sticky: weighted rendezvous hash of the client network {network}/{prefix}")
+            }
+        }
+    }
 }
 
 /// The client's region and what decided it, for explain.
@@ -236,14 +264,15 @@ fn candidates(service: &ServiceView, family: Family, set: &mut Vec<Candidate>) {
 /// Stage 2: keeps the set the policy answers from. Returns whether a target whose
 /// recovery could change this answer is down (the TTL rule of SPEC §1).
 fn policy(service: &ServiceView, set: &mut Vec<Candidate>, mut notes: Option<&mut Vec<String>>) -> bool {
-    let mut note = |text: String| {
+    // written only when explaining: the query path formats nothing
+    let mut note = |text: &dyn Fn() -> String| {
         if let Some(n) = notes.as_deref_mut() {
-            n.push(text);
+            n.push(text());
         }
     };
     match service.policy {
         Policy::All => {
-            note("all: every candidate, health ignored".into());
+            note(&|| "all: every candidate, health ignored".into());
             false
         }
         // gslb without any region to place the client in (no default_region: only
@@ -251,7 +280,7 @@ fn policy(service: &ServiceView, set: &mut Vec<Candidate>, mut notes: Option<&mu
         Policy::Healthy | Policy::Gslb => {
             let down = set.iter().any(|c| !c.healthy);
             let healthy = set.iter().filter(|c| c.healthy).count();
-            note(format!("healthy: {healthy} of {} candidates healthy", set.len()));
+            note(&|| format!("healthy: {healthy} of {} candidates healthy", set.len()));
             if healthy > 0 {
                 set.retain(|c| c.healthy);
             } else {
@@ -268,10 +297,12 @@ fn policy(service: &ServiceView, set: &mut Vec<Candidate>, mut notes: Option<&mu
                     set.iter().filter(|c| c.priority == tier).count(),
                     set.iter().filter(|c| c.priority == tier && c.healthy).count(),
                 );
-                note(format!(
-                    "priority {tier}: {live} of {all} healthy{}",
-                    if live > 0 { ", answered" } else { ", passed over" }
-                ));
+                note(&|| {
+                    format!(
+                        "priority {tier}: {live} of {all} healthy{}",
+                        if live > 0 { ", answered" } else { ", passed over" }
+                    )
+                });
                 if live > 0 {
                     break;
                 }
@@ -324,9 +355,9 @@ fn gslb(
         service,
         set,
         |c| c.region == first,
-        |text| {
+        |text: &dyn Fn() -> String| {
             if let Some(n) = notes.as_deref_mut() {
-                n.push(text);
+                n.push(text());
             }
         },
     );
@@ -339,19 +370,21 @@ fn fail_open(
     service: &ServiceView,
     set: &mut Vec<Candidate>,
     keep: impl Fn(&Candidate) -> bool,
-    mut note: impl FnMut(String),
+    mut note: impl FnMut(&dyn Fn() -> String),
 ) {
     match service.when_all_down {
         WhenAllDown::All => {
             set.retain(keep);
-            note(format!(
-                "no healthy candidate: fail open (when_all_down = \"all\"): {} answered as if healthy",
-                set.len()
-            ));
+            note(&|| {
+                format!(
+                    "no healthy candidate: fail open (when_all_down = \"all\"): {} answered as if healthy",
+                    set.len()
+                )
+            });
         }
         WhenAllDown::None => {
             set.clear();
-            note("no healthy candidate: nothing answered (when_all_down = \"none\")".into());
+            note(&|| "no healthy candidate: nothing answered (when_all_down = \"none\")".into());
         }
     }
 }
@@ -367,20 +400,16 @@ fn positive_weights(set: &mut Vec<Candidate>) {
 }
 
 /// The set rotated by one position per query (one counter per service and family);
-/// `peek` reads the counter without moving it. Returns a note for explain.
-fn round_robin(service: &ServiceView, family: Family, set: &[Candidate], out: &mut Vec<IpAddr>, peek: bool) -> String {
+/// `peek` reads the counter without moving it. Returns the start position.
+fn round_robin(service: &ServiceView, family: Family, set: &[Candidate], out: &mut Vec<IpAddr>, peek: bool) -> usize {
     if set.is_empty() {
-        return "round-robin: nothing to rotate".into();
+        return 0;
     }
     let counter = &service.counters.rotation[family.index()];
     let position = if peek { counter.load(Ordering::Relaxed) } else { counter.fetch_add(1, Ordering::Relaxed) };
     let start = position % set.len();
     out.extend(set[start..].iter().chain(&set[..start]).map(|c| c.address));
-    format!(
-        "round-robin: the next query starts at position {} of {} (one step further each query)",
-        start + 1,
-        set.len()
-    )
+    start
 }
 
 /// Sequential weighted sampling without replacement: each position is drawn with

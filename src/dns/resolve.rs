@@ -30,16 +30,17 @@ pub(super) fn resolve(
     writer: &mut Writer,
     mut trace: Option<&mut Explanation>,
 ) -> Reply {
-    let step = |trace: &mut Option<&mut Explanation>, text: String| {
+    // notes are written only when explaining: the query path formats nothing
+    let step = |trace: &mut Option<&mut Explanation>, text: &dyn Fn() -> String| {
         if let Some(t) = trace.as_deref_mut() {
-            t.steps.push(text);
+            t.steps.push(text());
         }
     };
     let Some(zone) = view.zones.find(&q.name) else {
-        step(&mut trace, format!("{} is in no configured zone: REFUSED", q.name));
+        step(&mut trace, &|| format!("{} is in no configured zone: REFUSED", q.name));
         return Reply::error(Rcode::Refused);
     };
-    step(&mut trace, format!("zone {}", zone.origin()));
+    step(&mut trace, &|| format!("zone {}", zone.origin()));
     let qtype = RecordType::from(q.qtype);
     let mut reply = Reply { rcode: Rcode::NoError, aa: true, tc: false, ecs_scope: Some(0) };
     let mut name = q.name.clone();
@@ -50,19 +51,19 @@ pub(super) fn resolve(
         if let Some(service) = view.services.get(&name)
             && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
         {
-            step(&mut trace, format!("{name} is a service: its answer is computed"));
+            step(&mut trace, &|| format!("{name} is a service: its answer is computed"));
             let explained = trace.as_deref_mut().map(|t| t.service.insert(ServiceExplanation::default()));
             break computed(service, owner, qtype, client, &view.geo, writer, &mut reply, explained);
         }
         match zone.lookup(&name, qtype) {
             Lookup::Records { rrset, wildcard } => {
                 let from = if wildcard { "a wildcard" } else { "the zone file" };
-                step(&mut trace, format!("{name}: {} records from {from}", rrset.rtype));
+                step(&mut trace, &|| format!("{name}: {} records from {from}", rrset.rtype));
                 break write_rrset(writer, Section::Answer, owner, rrset);
             }
             Lookup::Cname { record, .. } => {
                 if let RData::CNAME(target) = &record.data {
-                    step(&mut trace, format!("{name} CNAME {}", target.0));
+                    step(&mut trace, &|| format!("{name} CNAME {}", target.0));
                 }
                 if writer.record(Section::Answer, owner, record.ttl, record).is_err() {
                     break End::Truncated;
@@ -76,15 +77,15 @@ pub(super) fn resolve(
                 name = target.0.clone();
             }
             Lookup::NoData => {
-                step(&mut trace, format!("{name} exists without {qtype} records: NODATA"));
+                step(&mut trace, &|| format!("{name} exists without {qtype} records: NODATA"));
                 break negative(view, &name, Rcode::NoError);
             }
             Lookup::NxDomain => {
-                step(&mut trace, format!("{name} does not exist: NXDOMAIN"));
+                step(&mut trace, &|| format!("{name} does not exist: NXDOMAIN"));
                 break negative(view, &name, Rcode::NxDomain);
             }
             Lookup::Referral { ns, glue } => {
-                step(&mut trace, format!("{name} is at or below the delegation {}: referral", ns.records[0].name));
+                step(&mut trace, &|| format!("{name} is at or below the delegation {}: referral", ns.records[0].name));
                 reply.aa = false;
                 break referral(writer, ns, &glue);
             }
