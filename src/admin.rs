@@ -3,7 +3,7 @@
 
 use crate::api::{ErrorBody, StateRequest};
 use crate::app;
-use crate::state::{ReloadError, SetStateError, StateHandle, service_name};
+use crate::state::{RegisterError, ReloadError, SetStateError, StateHandle, service_name};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +20,8 @@ pub struct AdminContext {
     pub config_file: PathBuf,
     /// Mutating calls need it as a Bearer token, when set.
     pub token: Option<String>,
+    /// Opens the registration routes only.
+    pub registration_token: Option<String>,
     /// True while DNS is serving; false from the moment shutdown starts.
     pub serving: Arc<AtomicBool>,
 }
@@ -40,6 +42,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<RegisterError> for ApiError {
+    fn from(e: RegisterError) -> Self {
+        let status = match e {
+            RegisterError::UnknownService(_) | RegisterError::NotRegistered(_) => StatusCode::NOT_FOUND,
+            RegisterError::Invalid(_) => StatusCode::BAD_REQUEST,
+            RegisterError::Configured(_) => StatusCode::CONFLICT,
+            RegisterError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            RegisterError::Store(_) | RegisterError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
 impl From<SetStateError> for ApiError {
     fn from(e: SetStateError) -> Self {
         let status = match e {
@@ -55,6 +70,8 @@ pub fn router(context: Arc<AdminContext>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/services/{name}/targets/{address}/state", put(set_state))
         .route("/v1/reload", post(reload))
+        .route("/v1/services/{name}/registrations", post(register))
+        .route("/v1/services/{name}/registrations/{address}", axum::routing::delete(deregister))
         .route("/v1/explain", get(explain))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -123,6 +140,40 @@ async fn set_state(
     Ok(Json(done).into_response())
 }
 
+async fn register(
+    State(context): Context,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    authorize_registration(&context, &headers)?;
+    let service = parse_service(&name)?;
+    let request: crate::api::RegistrationRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    let reply = context.state.register(service, request).await?;
+    Ok(Json(reply).into_response())
+}
+
+async fn deregister(
+    State(context): Context,
+    headers: HeaderMap,
+    Path((name, address)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    authorize_registration(&context, &headers)?;
+    let service = parse_service(&name)?;
+    let address: IpAddr = address
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("address: not an IP address: {address:?}")))?;
+    context.state.deregister(service.clone(), address).await?;
+    Ok(Json(serde_json::json!({ "service": service.to_string(), "address": address, "deregistered": true }))
+        .into_response())
+}
+
+fn parse_service(name: &str) -> Result<hickory_proto::rr::Name, ApiError> {
+    service_name(name)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("service name: not a domain name: {name:?}")))
+}
+
 async fn reload(State(context): Context, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&context, &headers)?;
     let file = context.config_file.clone();
@@ -156,6 +207,21 @@ async fn healthz(State(context): Context) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not serving\n").into_response()
     }
+}
+
+/// The registration routes take the admin token or the registration token (when either
+/// is set).
+fn authorize_registration(context: &AdminContext, headers: &HeaderMap) -> Result<(), ApiError> {
+    let tokens: Vec<&String> = [&context.token, &context.registration_token].into_iter().flatten().collect();
+    if tokens.is_empty() || tokens.into_iter().any(|t| bearer(headers) == Some(t.as_str())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong Authorization: Bearer token"))
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
 }
 
 fn authorize(context: &AdminContext, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -65,8 +65,11 @@ pub struct ServiceStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetStatus {
     pub address: IpAddr,
-    /// "config" (registrations come later).
+    /// "config" or "registration".
     pub origin: String,
+    /// A registration's lease expiry (Unix time, seconds).
+    #[serde(default)]
+    pub expires_at: Option<f64>,
     pub region: Option<String>,
     pub weight: u32,
     pub priority: u8,
@@ -171,4 +174,44 @@ pub struct ExplainedAnswer {
     pub authoritative: bool,
     pub records: Vec<String>,
     pub ecs_scope: Option<u8>,
+}
+
+/// Body of `POST /v1/services/{name}/registrations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationRequest {
+    pub address: IpAddr,
+    pub ttl_seconds: u64,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub weight: Option<u32>,
+    #[serde(default)]
+    pub priority: Option<u8>,
+    #[serde(default)]
+    pub check_address: Option<IpAddr>,
+}
+
+/// The reply to a registration: its lease and the service's answer TTL (a backend
+/// that leaves waits that long for resolver caches to drain).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegistrationReply {
+    pub service: String,
+    pub address: IpAddr,
+    /// Unix time, seconds.
+    pub expires_at: f64,
+    pub service_ttl: u32,
+}
+
+/// A registration as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRegistration {
+    pub service: String,
+    pub address: IpAddr,
+    pub region: Option<String>,
+    pub weight: u32,
+    pub priority: u8,
+    pub check_address: Option<IpAddr>,
+    /// Unix time, seconds.
+    pub expires_at: f64,
 }

@@ -79,6 +79,7 @@ impl App {
                 state: self.handle.clone(),
                 config_file: self.config.file.clone(),
                 token: self.config.server.admin_token.clone(),
+                registration_token: self.config.server.registration_token.clone(),
                 serving: serving.clone(),
             };
             let listener = tokio::net::TcpListener::from_std(listener)?;

@@ -27,6 +27,25 @@ pub enum ReloadError {
     Stopping,
 }
 
+/// Why a registration was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("unknown service {0}")]
+    UnknownService(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} is a configured target of this service")]
+    Configured(IpAddr),
+    #[error("the service already has max_registrations = {0} registrations")]
+    TooMany(u32),
+    #[error("no registration of {0} for this service")]
+    NotRegistered(IpAddr),
+    #[error("store unavailable: {0}")]
+    Store(String),
+    #[error("steerdns is stopping")]
+    Stopping,
+}
+
 /// Why an admin state was not set; nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetStateError {
@@ -44,6 +63,8 @@ enum Command {
     Status(oneshot::Sender<api::Status>),
     Metrics(oneshot::Sender<String>),
     Explain(ExplainRequest, oneshot::Sender<api::Explanation>),
+    Register(Name, api::RegistrationRequest, oneshot::Sender<Result<api::RegistrationReply, RegisterError>>),
+    Deregister(Name, IpAddr, oneshot::Sender<Result<(), RegisterError>>),
 }
 
 /// What `explain` is asked about.
@@ -93,6 +114,20 @@ impl StateHandle {
         self.ask(Command::Status).await
     }
 
+    /// Registers (or renews) a target of `service`.
+    pub async fn register(
+        &self,
+        service: Name,
+        request: api::RegistrationRequest,
+    ) -> Result<api::RegistrationReply, RegisterError> {
+        self.ask(|r| Command::Register(service, request, r)).await.unwrap_or(Err(RegisterError::Stopping))
+    }
+
+    /// Removes a registration.
+    pub async fn deregister(&self, service: Name, address: IpAddr) -> Result<(), RegisterError> {
+        self.ask(|r| Command::Deregister(service, address, r)).await.unwrap_or(Err(RegisterError::Stopping))
+    }
+
     /// Why a client gets its answer.
     pub async fn explain(&self, request: ExplainRequest) -> Option<api::Explanation> {
         self.ask(|r| Command::Explain(request, r)).await
@@ -121,9 +156,19 @@ struct KeyHealth {
     last_failure: Option<String>,
 }
 
+/// A target announced through the API, until its lease expires.
+#[derive(Debug, Clone, PartialEq)]
+struct Registration {
+    target: crate::config::Target,
+    expires: SystemTime,
+}
+
 /// The state owner.
 pub struct State {
     loaded: Loaded,
+    registrations: BTreeMap<(Name, IpAddr), Registration>,
+    /// Renewals not yet written to the store (written on the next tick).
+    dirty: bool,
     health: HashMap<ProbeKey, KeyHealth>,
     /// Admin states other than auto, by (service, address).
     admin: BTreeMap<(Name, IpAddr), AdminState>,
@@ -142,8 +187,26 @@ impl State {
             .into_iter()
             .filter_map(|s| Some(((service_name(&s.service)?, s.address), s.state)))
             .collect();
-        let mut state = State { loaded, health: HashMap::new(), admin, store, view, commands };
-        state.track(&wanted_probes(&state.loaded.config));
+        // leases that have not expired come back with their remaining time
+        let now = SystemTime::now();
+        let registrations = stored
+            .registrations
+            .into_iter()
+            .filter_map(|r| {
+                let expires = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(r.expires_at.max(0.0));
+                let target = crate::config::Target {
+                    address: r.address,
+                    weight: r.weight,
+                    region: r.region,
+                    priority: r.priority,
+                    check_address: r.check_address,
+                };
+                (expires > now).then_some(((service_name(&r.service)?, r.address), Registration { target, expires }))
+            })
+            .collect();
+        let mut state =
+            State { loaded, registrations, dirty: false, health: HashMap::new(), admin, store, view, commands };
+        state.track(&wanted_probes(&state.effective().config));
         state.publish();
         let metrics = state.view.load().metrics.clone();
         (state, StateHandle { commands: tx, metrics })
@@ -153,11 +216,13 @@ impl State {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let (tx, mut verdicts) = mpsc::channel(4096);
         let mut runner = Runner::new(tx);
-        let started = runner.sync(&wanted_probes(&self.loaded.config));
+        let started = runner.sync(&wanted_probes(&self.effective().config));
         self.follow(started);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = tick.tick() => self.expire(&mut runner),
                 Some(verdict) = verdicts.recv() => {
                     // a burst of verdicts costs one rebuild
                     let mut changed = self.apply(verdict);
@@ -187,6 +252,12 @@ impl State {
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Command::Register(service, request, reply) => {
+                let _ = reply.send(self.register(service, request, runner));
+            }
+            Command::Deregister(service, address, reply) => {
+                let _ = reply.send(self.deregister(service, address, runner));
             }
             Command::Explain(request, reply) => {
                 let _ = reply.send(self.explain(&request));
@@ -270,12 +341,8 @@ impl State {
 
     fn reload(&mut self, loaded: Loaded, runner: &mut Runner) -> Result<(), ReloadError> {
         needs_restart(&self.loaded.config, &loaded.config)?;
-        let wanted = wanted_probes(&loaded.config);
-        self.track(&wanted);
-        let started = runner.sync(&wanted);
-        self.follow(started);
         self.loaded = loaded;
-        self.publish();
+        self.resync(runner);
         tracing::info!("reloaded {}", self.loaded.config.file.display());
         Ok(())
     }
@@ -290,9 +357,7 @@ impl State {
             AdminState::Auto => self.admin.remove(&key),
             _ => self.admin.insert(key.clone(), state),
         };
-        let saved = self.store.save(&self.stored());
-        self.metrics().store_up.store(saved.is_ok(), std::sync::atomic::Ordering::Relaxed);
-        if let Err(e) = saved {
+        if let Err(e) = self.save() {
             match before {
                 Some(old) => self.admin.insert(key, old),
                 None => self.admin.remove(&key),
@@ -315,7 +380,127 @@ impl State {
                 state: *state,
             })
             .collect();
-        Stored { version: 1, admin_states }
+        let registrations = self
+            .registrations
+            .iter()
+            .map(|((service, address), r)| api::StoredRegistration {
+                service: service.to_string(),
+                address: *address,
+                region: r.target.region.clone(),
+                weight: r.target.weight,
+                priority: r.target.priority,
+                check_address: r.target.check_address,
+                expires_at: unix(r.expires),
+            })
+            .collect();
+        Stored { version: 1, admin_states, registrations }
+    }
+
+    /// The config with every registration among its service's targets.
+    fn effective(&self) -> Loaded {
+        let mut config = self.loaded.config.clone();
+        for ((service, _), registration) in &self.registrations {
+            if let Some(s) = config.services.iter_mut().find(|s| s.name == *service) {
+                s.targets.push(registration.target.clone());
+            }
+        }
+        Loaded { config, zones: self.loaded.zones.clone(), geo: self.loaded.geo.clone() }
+    }
+
+    /// After the targets changed: probes follow, the View is rebuilt.
+    fn resync(&mut self, runner: &mut Runner) {
+        let wanted = wanted_probes(&self.effective().config);
+        self.track(&wanted);
+        let started = runner.sync(&wanted);
+        self.follow(started);
+        self.publish();
+    }
+
+    fn save(&mut self) -> Result<(), String> {
+        let saved = self.store.save(&self.stored()).map_err(|e| e.to_string());
+        self.metrics().store_up.store(saved.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        self.dirty = saved.is_err();
+        saved
+    }
+
+    fn register(
+        &mut self,
+        service: Name,
+        request: api::RegistrationRequest,
+        runner: &mut Runner,
+    ) -> Result<api::RegistrationReply, RegisterError> {
+        let config = &self.loaded.config;
+        let Some(s) = config.services.iter().find(|s| s.name == service) else {
+            return Err(RegisterError::UnknownService(service.to_string()));
+        };
+        let target = registration_target(config, s, &request)?;
+        let key = (service.clone(), request.address);
+        let existing = self.registrations.get(&key);
+        if existing.is_none() {
+            let count = self.registrations.keys().filter(|(name, _)| *name == service).count();
+            if count >= s.max_registrations as usize {
+                return Err(RegisterError::TooMany(s.max_registrations));
+            }
+        }
+        let expires = SystemTime::now() + std::time::Duration::from_secs(request.ttl_seconds);
+        let changed = existing.is_none_or(|r| r.target != target);
+        let reply = api::RegistrationReply {
+            service: service.to_string(),
+            address: request.address,
+            expires_at: unix(expires),
+            service_ttl: s.ttl,
+        };
+        let before = self.registrations.insert(key.clone(), Registration { target, expires });
+        if changed {
+            if let Err(e) = self.save() {
+                match before {
+                    Some(old) => self.registrations.insert(key, old),
+                    None => self.registrations.remove(&key),
+                };
+                return Err(RegisterError::Store(e));
+            }
+            tracing::info!("registered {} for {service}", request.address);
+            self.resync(runner);
+        } else {
+            // a renewal that changes nothing rebuilds nothing; its expiry is written on the next tick
+            self.dirty = true;
+        }
+        Ok(reply)
+    }
+
+    fn deregister(&mut self, service: Name, address: IpAddr, runner: &mut Runner) -> Result<(), RegisterError> {
+        if !self.loaded.config.services.iter().any(|s| s.name == service) {
+            return Err(RegisterError::UnknownService(service.to_string()));
+        }
+        let key = (service, address);
+        let Some(old) = self.registrations.remove(&key) else { return Err(RegisterError::NotRegistered(address)) };
+        if let Err(e) = self.save() {
+            self.registrations.insert(key, old);
+            return Err(RegisterError::Store(e));
+        }
+        tracing::info!("deregistered {address} from {}", key.0);
+        self.resync(runner);
+        Ok(())
+    }
+
+    /// Drops expired leases (at most one tick after expiry) and writes pending renewals.
+    fn expire(&mut self, runner: &mut Runner) {
+        let now = SystemTime::now();
+        let before = self.registrations.len();
+        self.registrations.retain(|(service, address), r| {
+            let keep = r.expires > now;
+            if !keep {
+                tracing::info!("registration of {address} for {service} expired");
+            }
+            keep
+        });
+        let expired = self.registrations.len() != before;
+        if expired || self.dirty {
+            let _ = self.save();
+        }
+        if expired {
+            self.resync(runner);
+        }
     }
 
     fn admin_state(&self, service: &Name, address: IpAddr) -> AdminState {
@@ -325,7 +510,7 @@ impl State {
     fn publish(&self) {
         let health = |key: &ProbeKey| self.health.get(key).map_or(Health::Unknown, |k| k.machine.health());
         let admin = |service: &Name, address: IpAddr| self.admin_state(service, address);
-        let view = View::build(&self.loaded, Some(&self.view.load()), &health, &admin);
+        let view = View::build(&self.effective(), Some(&self.view.load()), &health, &admin);
         view.metrics.view_rebuilds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.view.store(Arc::new(view));
     }
@@ -340,7 +525,8 @@ impl State {
         let view = self.view.load();
         let mut explanation = crate::dns::explain(&view, &request.name, request.qtype, request.client, request.source);
         let Some(service) = explanation.service.as_mut() else { return explanation };
-        let Some(config) = self.loaded.config.services.iter().find(|s| s.name.to_string() == service.name) else {
+        let effective = self.effective();
+        let Some(config) = effective.config.services.iter().find(|s| s.name.to_string() == service.name) else {
             return explanation;
         };
         let probed = config
@@ -378,7 +564,8 @@ impl State {
 
     fn status(&self) -> api::Status {
         let view = self.view.load();
-        let config = &self.loaded.config;
+        let effective = self.effective();
+        let config = &effective.config;
         let services = config.services.iter().map(|s| self.service_status(s, &view)).collect();
         let unmatched_states = self
             .admin
@@ -413,9 +600,11 @@ impl State {
                 let known =
                     probed.and_then(|c| self.health.get(&ProbeKey { check: c.clone(), address: probe_address }));
                 let (passes, fails) = known.map_or((0, 0), |k| k.machine.streak());
+                let registration = self.registrations.get(&(service.name.clone(), t.address));
                 api::TargetStatus {
                     address: t.address,
-                    origin: "config".into(),
+                    origin: if registration.is_some() { "registration" } else { "config" }.into(),
+                    expires_at: registration.map(|r| unix(r.expires)),
                     region: t.region.clone(),
                     weight: t.weight,
                     priority: t.priority,
@@ -445,6 +634,51 @@ impl State {
             targets,
         }
     }
+}
+
+/// Checks a registration against SPEC §4 and the service's config.
+fn registration_target(
+    config: &Config,
+    service: &crate::config::Service,
+    request: &api::RegistrationRequest,
+) -> Result<crate::config::Target, RegisterError> {
+    let invalid = |m: String| Err(RegisterError::Invalid(m));
+    let unicast = |a: &IpAddr| match a {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.to_ipv4_mapped().is_some()),
+    };
+    if !unicast(&request.address) {
+        return invalid(format!("address: {} is not a unicast address", request.address));
+    }
+    if let Some(c) = request.check_address.filter(|c| !unicast(c)) {
+        return invalid(format!("check_address: {c} is not a unicast address"));
+    }
+    if !(3..=86400).contains(&request.ttl_seconds) {
+        return invalid(format!("ttl_seconds: must be 3 to 86400, not {}", request.ttl_seconds));
+    }
+    if let Some(w) = request.weight.filter(|w| *w > 1000) {
+        return invalid(format!("weight: must be 0 to 1000, not {w}"));
+    }
+    if let Some(p) = request.priority.filter(|p| *p == 0) {
+        return invalid(format!("priority: must be 1 to 255, not {p}"));
+    }
+    match &request.region {
+        Some(r) if !config.regions.contains_key(r) => return invalid(format!("region: no region {r:?}")),
+        None if service.policy == crate::config::Policy::Gslb => {
+            return invalid("region: required: every target of a gslb service needs a region".into());
+        }
+        _ => {}
+    }
+    if service.targets.iter().any(|t| t.address == request.address) {
+        return Err(RegisterError::Configured(request.address));
+    }
+    Ok(crate::config::Target {
+        address: request.address,
+        weight: request.weight.unwrap_or(1),
+        region: request.region.clone(),
+        priority: request.priority.unwrap_or(1),
+        check_address: request.check_address,
+    })
 }
 
 /// A service name as the API and the store write it: any case, with or without the

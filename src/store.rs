@@ -2,7 +2,7 @@
 //! file (written to a temporary file, fsynced, renamed, and the directory fsynced, so
 //! it survives kill -9 and power loss).
 
-use crate::api::StoredState;
+use crate::api::{StoredRegistration, StoredState};
 use crate::config::StoreConfig;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -24,6 +24,8 @@ pub enum StoreError {
 pub struct Stored {
     pub version: u32,
     pub admin_states: Vec<StoredState>,
+    #[serde(default)]
+    pub registrations: Vec<StoredRegistration>,
 }
 
 /// Where the state is kept.
@@ -64,7 +66,7 @@ fn read(path: &Path) -> Result<Stored, StoreError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::Corrupt { path: path.to_path_buf(), reason: e.to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stored { version: 1, admin_states: Vec::new() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stored { version: 1, ..Stored::default() }),
         Err(e) => Err(io(e)),
     }
 }
@@ -98,6 +100,7 @@ mod tests {
                 address: "127.0.0.1".parse().unwrap(),
                 state: AdminState::Drain,
             }],
+            registrations: Vec::new(),
         };
         store.save(&stored).unwrap();
         assert_eq!(Store::open(&StoreConfig::File { path }).unwrap().1, stored);

@@ -206,10 +206,8 @@ impl<'a> Validator<'a> {
                 "is not a loopback address, so server.admin_token_file is required",
             );
         }
-        let registration_token = raw.registration_token_file.as_ref().and_then(|f| {
-            self.unbuilt("server.registration_token_file", f);
-            self.token(f, "server.registration_token_file")
-        });
+        let registration_token =
+            raw.registration_token_file.as_ref().and_then(|f| self.token(f, "server.registration_token_file"));
         let identity = match raw.identity {
             Some(s) if s.get_ref().is_empty() || s.get_ref().len() > 255 => {
                 self.err(&s, "server.identity", "must be 1 to 255 bytes");
@@ -663,10 +661,10 @@ impl<'a> Validator<'a> {
                 WhenAllDown::All
             }
         };
-        let max_registrations = raw.max_registrations.as_ref().map_or(1000, |m| {
-            self.unbuilt("services.max_registrations", m);
-            self.int(m, &format!("{key}.max_registrations"), 0, 100_000) as u32
-        });
+        let max_registrations = raw
+            .max_registrations
+            .as_ref()
+            .map_or(1000, |m| self.int(m, &format!("{key}.max_registrations"), 0, 100_000) as u32);
         let targets = self.targets(&raw.targets, key, policy, regions);
         let at = self.location(raw.name.span());
         Some(Service {

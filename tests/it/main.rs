@@ -13,6 +13,7 @@ mod health;
 mod metrics;
 mod orders;
 mod pktinfo;
+mod registrations;
 mod robustness;
 mod services;
 mod zones;

@@ -1,0 +1,131 @@
+//! Registrations: leases through the API, probed and answered like configured targets.
+
+use crate::backend::{Backend, Mode};
+use crate::harness::*;
+use hickory_proto::rr::RecordType;
+use std::time::{Duration, Instant};
+
+fn register(s: &TestServer, service: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    http(&s.admin, "POST", &format!("/v1/services/{service}/registrations"), Some(body), token)
+}
+
+fn sorted(s: &TestServer, name: &str) -> Vec<String> {
+    let mut got = addresses(&s.ask(name, RecordType::A));
+    got.sort();
+    got
+}
+
+fn rebuilds(s: &TestServer) -> String {
+    let text = http(&s.admin, "GET", "/metrics", None, None).1;
+    text.lines().find(|l| l.starts_with("steerdns_view_rebuilds_total")).unwrap().to_string()
+}
+
+fn config(extra: &str) -> String {
+    format!(
+        "{}\n[[services]]\nname = \"r.lb.example.\"\nmax_registrations = 2\nttl = 20\n{extra}targets = [\"127.0.60.1\"]\n",
+        quickstart_config()
+    )
+}
+
+#[test]
+fn register_renew_update_deregister_and_the_errors() {
+    let s = TestServer::start(&config(""));
+    let (code, body) = register(&s, "R.LB.EXAMPLE", r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#, None);
+    assert_eq!(code, 200, "{body}");
+    let reply: steerdns::api::RegistrationReply = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply.service_ttl, 20);
+    assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1", "127.0.60.2"]);
+    let status: steerdns::api::Status =
+        serde_json::from_str(&http(&s.admin, "GET", "/v1/status", None, None).1).unwrap();
+    let target = status
+        .services
+        .iter()
+        .find(|x| x.name == "r.lb.example.")
+        .unwrap()
+        .targets
+        .iter()
+        .find(|t| t.address.to_string() == "127.0.60.2")
+        .unwrap()
+        .clone();
+    assert_eq!(target.origin, "registration");
+    assert!(target.expires_at.unwrap() > reply.expires_at - 1.0);
+    // a renewal that changes nothing does not rebuild the View; an update does
+    let before = rebuilds(&s);
+    assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#, None).0, 200);
+    assert_eq!(rebuilds(&s), before);
+    assert_eq!(
+        register(&s, "r.lb.example", r#"{"address": "127.0.60.2", "ttl_seconds": 30, "weight": 0}"#, None).0,
+        200
+    );
+    assert_ne!(rebuilds(&s), before);
+    assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1"], "weight 0 with a positive weight left");
+    let cases = [
+        ("r.lb.example", r#"{"address": "127.0.60.1", "ttl_seconds": 30}"#, 409, "configured"),
+        ("r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 2}"#, 400, "ttl_seconds"),
+        ("r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 86401}"#, 400, "ttl_seconds"),
+        ("r.lb.example", r#"{"address": "224.0.0.1", "ttl_seconds": 30}"#, 400, "unicast"),
+        ("r.lb.example", r#"{"address": "not-ip", "ttl_seconds": 30}"#, 400, "body"),
+        ("r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30, "region": "mars"}"#, 400, "region"),
+        ("nope.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, 404, "unknown service"),
+    ];
+    for (service, body, code, words) in cases {
+        let (got, text) = register(&s, service, body, None);
+        assert!(got == code && text.contains(words), "{body}: {got} {text}");
+    }
+    assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, None).0, 200);
+    let (code, text) = register(&s, "r.lb.example", r#"{"address": "127.0.60.4", "ttl_seconds": 30}"#, None);
+    assert!(code == 429 && text.contains("max_registrations"), "{code} {text}");
+    assert_eq!(http(&s.admin, "DELETE", "/v1/services/r.lb.example/registrations/127.0.60.3", None, None).0, 200);
+    assert_eq!(http(&s.admin, "DELETE", "/v1/services/r.lb.example/registrations/127.0.60.3", None, None).0, 404);
+    assert!(!sorted(&s, "r.lb.example.").contains(&"127.0.60.3".to_string()));
+}
+
+#[test]
+fn an_expired_lease_leaves_the_answers() {
+    let s = TestServer::start(&config(""));
+    assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.60.9", "ttl_seconds": 3}"#, None).0, 200);
+    assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1", "127.0.60.9"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sorted(&s, "r.lb.example.").len() == 2 {
+        assert!(Instant::now() < deadline, "the lease never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1"]);
+}
+
+#[test]
+fn registered_targets_are_probed_and_gslb_needs_a_region() {
+    let up = Backend::http("127.0.61.1", 0, Mode::Status(200, "OK"));
+    let port = up.addr.port();
+    let extra = "policy = \"healthy\"\ncheck = \"web\"\n";
+    let text = config(extra)
+        .replace(
+            "[[services]]\nname = \"r.lb",
+            &format!(
+                "[checks.web]\nport = {port}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\n[[services]]\nname = \"r.lb"
+            ),
+        )
+        .replace("\"127.0.60.1\"]", "\"127.0.61.1\"]");
+    let s = TestServer::start(&text);
+    assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.61.2", "ttl_seconds": 60}"#, None).0, 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sorted(&s, "r.lb.example.") != ["127.0.61.1"] {
+        assert!(Instant::now() < deadline, "the registered target without a backend to be probed down");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_registration_token_opens_only_the_registration_routes() {
+    let text =
+        config("").replace("[server]", "[server]\nadmin_token_file = \"admin\"\nregistration_token_file = \"reg\"");
+    let s = TestServer::with_files(&text, &[("lb.example.zone", ZONE), ("admin", "a-token"), ("reg", "r-token")]);
+    let body = r#"{"address": "127.0.60.5", "ttl_seconds": 30}"#;
+    assert_eq!(register(&s, "r.lb.example", body, None).0, 401);
+    assert_eq!(register(&s, "r.lb.example", body, Some("wrong")).0, 401);
+    assert_eq!(register(&s, "r.lb.example", body, Some("r-token")).0, 200);
+    assert_eq!(register(&s, "r.lb.example", body, Some("a-token")).0, 200);
+    let path = "/v1/services/r.lb.example/targets/127.0.60.1/state";
+    assert_eq!(http(&s.admin, "PUT", path, Some(r#"{"state": "drain"}"#), Some("r-token")).0, 401);
+    assert_eq!(http(&s.admin, "POST", "/v1/reload", None, Some("r-token")).0, 401);
+}
