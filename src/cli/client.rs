@@ -272,3 +272,134 @@ pub fn render_explanation(e: &Explanation) -> String {
     }
     out
 }
+
+/// `steerdns register`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct RegisterArgs {
+    pub service: String,
+    pub address: std::net::IpAddr,
+    /// The lease; renewed at a third of it.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long)]
+    pub weight: Option<u32>,
+    #[arg(long)]
+    pub priority: Option<u8>,
+    #[arg(long)]
+    pub check_address: Option<std::net::IpAddr>,
+    /// How long to wait after deregistering (default: the service's TTL, so resolver
+    /// caches drain first).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub linger: Option<Duration>,
+    /// Admin API URLs; renewals go through the first that answers.
+    #[arg(long = "admin", env = "STEERDNS_ADMIN", default_value = "http://127.0.0.1:8053")]
+    pub admin: Vec<String>,
+    #[arg(long, env = "STEERDNS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// An answer from one admin API: the reply, a refusal that will not change (exit), or
+/// no answer (try the next, retry later).
+enum Outcome<T> {
+    Done(T),
+    Refused(String),
+    Unreachable(String),
+}
+
+pub fn register(args: &RegisterArgs) -> anyhow::Result<()> {
+    crate::health::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(run_registration(args))
+}
+
+async fn run_registration(args: &RegisterArgs) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;
+    let body = serde_json::json!({
+        "address": args.address,
+        "ttl_seconds": args.ttl.as_secs().max(1),
+        "region": args.region,
+        "weight": args.weight,
+        "priority": args.priority,
+        "check_address": args.check_address,
+    });
+    let mut term = signal(SignalKind::terminate())?;
+    let mut service_ttl = None;
+    let mut unreachable = false;
+    loop {
+        let wait = match post_first(&client, args, &body).await {
+            Outcome::Done(reply) => {
+                if unreachable {
+                    eprintln!("steerdns register: the admin API answers again; registered");
+                    unreachable = false;
+                }
+                service_ttl = Some(reply.service_ttl);
+                args.ttl / 3
+            }
+            Outcome::Refused(e) => bail!("{e}"),
+            Outcome::Unreachable(e) => {
+                if !unreachable {
+                    eprintln!("steerdns register: no admin API answers ({e}); retrying until one does");
+                    unreachable = true;
+                }
+                (args.ttl / 3).min(Duration::from_secs(1))
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    deregister(&client, args).await;
+    let linger = args.linger.unwrap_or(Duration::from_secs(u64::from(service_ttl.unwrap_or(30))));
+    tokio::time::sleep(linger).await;
+    Ok(())
+}
+
+async fn post_first(
+    client: &reqwest::Client,
+    args: &RegisterArgs,
+    body: &serde_json::Value,
+) -> Outcome<crate::api::RegistrationReply> {
+    let mut last = String::new();
+    for admin in &args.admin {
+        let url = format!("{}/v1/services/{}/registrations", admin.trim_end_matches('/'), args.service);
+        let mut request = client.post(&url).json(body);
+        if let Some(token) = &args.token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
+            Ok(r) if r.status().is_success() => match r.json().await {
+                Ok(reply) => return Outcome::Done(reply),
+                Err(e) => last = format!("{admin}: {e}"),
+            },
+            Ok(r) if r.status().is_client_error() => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                let error = serde_json::from_str::<ErrorBody>(&text).map_or(text, |e| e.error);
+                return Outcome::Refused(format!("{admin}: {status}: {error}"));
+            }
+            Ok(r) => last = format!("{admin}: {}", r.status()),
+            Err(e) => last = format!("{admin}: {}", short(&e)),
+        }
+    }
+    Outcome::Unreachable(last)
+}
+
+async fn deregister(client: &reqwest::Client, args: &RegisterArgs) {
+    for admin in &args.admin {
+        let url =
+            format!("{}/v1/services/{}/registrations/{}", admin.trim_end_matches('/'), args.service, args.address);
+        let mut request = client.delete(&url);
+        if let Some(token) = &args.token {
+            request = request.bearer_auth(token);
+        }
+        if request.send().await.is_ok_and(|r| r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND) {
+            return;
+        }
+    }
+    eprintln!("steerdns register: could not deregister {}; its lease will expire", args.address);
+}

@@ -64,6 +64,9 @@ pub enum Command {
         #[command(flatten)]
         admin: client::Admin,
     },
+    /// Announce a target: register, renew at a third of the TTL, and on SIGTERM or
+    /// Ctrl-C deregister, wait --linger (default: the service's TTL) and exit.
+    Register(client::RegisterArgs),
     /// Re-read the config and every file it names; on errors the running config stays.
     Reload {
         #[command(flatten)]
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Status { admin, watch, json } => client::status(&admin, watch, json),
         Command::State { service, address, state, admin } => client::state(&admin, &service, &address, state),
         Command::Reload { admin } => client::reload(&admin),
+        Command::Register(args) => client::register(&args),
         Command::Explain { name, qtype, client: subnet, source, json, admin } => {
             client::explain(&admin, &name, &qtype, subnet.as_deref(), source.as_deref(), json)
         }

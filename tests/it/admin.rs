@@ -4,7 +4,7 @@ use crate::backend::{Backend, Mode};
 use crate::harness::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_steerdns");
@@ -147,52 +147,6 @@ fn reloads_good_and_bad_under_a_steady_stream_of_queries() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (sent, lost) = stream.join().unwrap();
     assert!(sent > 10 && lost == 0, "{lost} of {sent} queries unanswered");
-}
-
-/// A server process, killed when dropped (so a failing test leaves none behind).
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary on `dir/c.toml` with free ports; (server, DNS address, admin URL).
-fn spawn(dir: &std::path::Path) -> (Server, std::net::SocketAddr, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(dir.join("c.toml"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut dns, mut admin) = (None, None);
-    while dns.is_none() || admin.is_none() {
-        let line = lines.next().expect("the server logs its addresses").unwrap();
-        if let Some(rest) = line.split("admin API on ").nth(1) {
-            admin = Some(rest.trim().to_string());
-        }
-        if let Some(rest) = line.split("serving DNS on ").nth(1) {
-            dns = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    (Server(child), dns.unwrap(), admin.unwrap())
-}
-
-fn quickstart_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("lb.example.zone"), ZONE).unwrap();
-    let config = quickstart_config()
-        .replace("127.0.0.1:5353\"]", "127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"")
-        .replace("shutdown_timeout = \"2s\"", "shutdown_timeout = \"3s\"");
-    std::fs::write(dir.path().join("c.toml"), config).unwrap();
-    dir
 }
 
 #[test]

@@ -294,3 +294,49 @@ pub fn http(base: &str, method: &str, path: &str, body: Option<&str>, token: Opt
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
     (status, body)
 }
+
+/// A server process, killed when dropped (so a failing test leaves none behind).
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary on `dir/c.toml` with free ports; (server, DNS address, admin URL).
+pub fn spawn(dir: &std::path::Path) -> (Server, std::net::SocketAddr, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_steerdns"))
+        .args(["serve", "--config"])
+        .arg(dir.join("c.toml"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut dns, mut admin) = (None, None);
+    while dns.is_none() || admin.is_none() {
+        let line = lines.next().expect("the server logs its addresses").unwrap();
+        if let Some(rest) = line.split("admin API on ").nth(1) {
+            admin = Some(rest.trim().to_string());
+        }
+        if let Some(rest) = line.split("serving DNS on ").nth(1) {
+            dns = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (Server(child), dns.unwrap(), admin.unwrap())
+}
+
+pub fn quickstart_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lb.example.zone"), ZONE).unwrap();
+    let config = quickstart_config()
+        .replace("127.0.0.1:5353\"]", "127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"")
+        .replace("shutdown_timeout = \"2s\"", "shutdown_timeout = \"3s\"");
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    dir
+}

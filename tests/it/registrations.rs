@@ -129,3 +129,57 @@ fn the_registration_token_opens_only_the_registration_routes() {
     assert_eq!(http(&s.admin, "PUT", path, Some(r#"{"state": "drain"}"#), Some("r-token")).0, 401);
     assert_eq!(http(&s.admin, "POST", "/v1/reload", None, Some("r-token")).0, 401);
 }
+
+#[test]
+fn steerdns_register_renews_through_the_first_admin_that_answers_and_leaves_on_sigterm() {
+    let dir = quickstart_dir();
+    let (_server, dns, admin) = spawn(dir.path());
+    let ask = || every_answer(dns);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_steerdns"))
+        .args(["register", "api.lb.example", "127.0.70.1", "--ttl", "3s", "--linger", "300ms"])
+        .args(["--admin", "http://127.0.0.1:1", "--admin", &admin])
+        .spawn()
+        .unwrap();
+    let answered = |got: Vec<String>| got.contains(&"127.0.70.1".to_string());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !answered(ask()) {
+        assert!(Instant::now() < deadline, "registered through the second admin URL");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // well past the 3 s lease: renewals keep it
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(answered(ask()), "renewed");
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!answered(ask()), "deregistered before it exited");
+}
+
+#[test]
+fn a_lease_comes_back_after_kill_minus_9_with_its_remaining_time() {
+    let dir = quickstart_dir();
+    let (server, _, admin) = spawn(dir.path());
+    let path = "/v1/services/api.lb.example/registrations";
+    assert_eq!(http(&admin, "POST", path, Some(r#"{"address": "127.0.70.2", "ttl_seconds": 120}"#), None).0, 200);
+    // let the tick write nothing new: the registration itself was stored before the reply
+    drop(server); // SIGKILL
+    let (_server, dns, admin) = spawn(dir.path());
+    let got = every_answer(dns);
+    assert!(got.contains(&"127.0.70.2".to_string()), "{got:?}");
+    let status: steerdns::api::Status = serde_json::from_str(&http(&admin, "GET", "/v1/status", None, None).1).unwrap();
+    let target =
+        status.services.iter().flat_map(|s| &s.targets).find(|t| t.address.to_string() == "127.0.70.2").unwrap();
+    let left = target.expires_at.unwrap()
+        - std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(left > 60.0 && left <= 120.0, "remaining lease {left}");
+}
+
+/// Every address api.lb.example answers over eight queries (it answers 2 at a time and
+/// rotates by one position per query, so eight queries cover its five targets).
+fn every_answer(dns: std::net::SocketAddr) -> Vec<String> {
+    let mut got: Vec<String> =
+        (0..8).flat_map(|_| addresses(&udp_exchange(dns, &query("api.lb.example.", RecordType::A)).unwrap())).collect();
+    got.sort();
+    got.dedup();
+    got
+}
