@@ -155,9 +155,13 @@ fn row(t: &TargetStatus, colour: bool) -> Vec<Cell> {
     };
     let latency = t.last_probe.as_ref().map_or("-".into(), |p| format!("{:.1} ms", p.latency_ms));
     let changed = t.last_change.as_ref().map_or("-".into(), |c| format!("{} ago ({} → {})", ago(c.at), c.from, c.to));
+    let origin = match t.expires_at {
+        Some(at) => format!("{} (lease {} left)", t.origin, ago(2.0 * now() - at)),
+        None => t.origin.clone(),
+    };
     vec![
         Cell::new(t.address),
-        Cell::new(&t.origin),
+        Cell::new(origin),
         Cell::new(t.region.as_deref().unwrap_or("-")),
         health,
         Cell::new(t.admin),
@@ -169,9 +173,13 @@ fn row(t: &TargetStatus, colour: bool) -> Vec<Cell> {
     ]
 }
 
+fn now() -> f64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// How long ago `at` (Unix seconds) was, briefly.
 fn ago(at: f64) -> String {
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let seconds = (now - at).max(0.0) as u64;
+    let seconds = (now() - at).max(0.0) as u64;
     match seconds {
         0..60 => format!("{seconds}s"),
         60..3600 => format!("{}m{}s", seconds / 60, seconds % 60),
