@@ -643,10 +643,7 @@ fn registration_target(
     request: &api::RegistrationRequest,
 ) -> Result<crate::config::Target, RegisterError> {
     let invalid = |m: String| Err(RegisterError::Invalid(m));
-    let unicast = |a: &IpAddr| match a {
-        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
-        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.to_ipv4_mapped().is_some()),
-    };
+    let unicast = crate::config::is_unicast;
     if !unicast(&request.address) {
         return invalid(format!("address: {} is not a unicast address", request.address));
     }

@@ -183,6 +183,15 @@ pub struct Target {
     pub check_address: Option<IpAddr>,
 }
 
+/// SPEC §2's rule for targets: a unicast address (not unspecified, multicast,
+/// broadcast or IPv4-mapped IPv6; loopback is allowed).
+pub fn is_unicast(address: &IpAddr) -> bool {
+    match address {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.to_ipv4_mapped().is_some()),
+    }
+}
+
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {

@@ -753,11 +753,7 @@ impl<'a> Validator<'a> {
             self.err(value, key, "must be an IPv4 or IPv6 address");
             return None;
         };
-        let bad = match addr {
-            IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
-            IpAddr::V6(a) => a.is_unspecified() || a.is_multicast() || a.to_ipv4_mapped().is_some(),
-        };
-        if bad {
+        if !is_unicast(&addr) {
             self.err(value, key, format!("{addr} is not a unicast address (unspecified, multicast, broadcast and IPv4-mapped IPv6 are not allowed)"));
             return None;
         }
