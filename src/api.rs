@@ -46,9 +46,21 @@ pub struct StoredState {
 /// `GET /v1/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
+    pub store: StoreStatus,
     pub services: Vec<ServiceStatus>,
     /// Stored states of addresses that are no target of their service (now).
     pub unmatched_states: Vec<StoredState>,
+}
+
+/// Where run-time state is kept, and whether it can be written now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// "memory", "file" or "etcd".
+    pub backend: String,
+    pub up: bool,
+    /// Why it cannot be written, while it cannot.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,4 +226,6 @@ pub struct StoredRegistration {
     pub check_address: Option<IpAddr>,
     /// Unix time, seconds.
     pub expires_at: f64,
+    #[serde(default)]
+    pub ttl_seconds: u64,
 }

@@ -7,7 +7,7 @@ use crate::app::Loaded;
 use crate::config::{Check, CheckKind, Config};
 use crate::health::{Health, ProbeKey, RiseFall, Runner, Verdict};
 use crate::steer::{self, Client, Family};
-use crate::store::{Store, Stored};
+use crate::store::{self, Store, Stored};
 use crate::view::View;
 use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
@@ -65,6 +65,39 @@ enum Command {
     Explain(ExplainRequest, oneshot::Sender<api::Explanation>),
     Register(Name, api::RegistrationRequest, oneshot::Sender<Result<api::RegistrationReply, RegisterError>>),
     Deregister(Name, IpAddr, oneshot::Sender<Result<(), RegisterError>>),
+}
+
+/// A caller waiting for a write to the etcd store: answered by the store when the
+/// write fails, by the owner once it has applied the write.
+#[derive(Debug)]
+pub enum Pending {
+    State(oneshot::Sender<Result<(), SetStateError>>),
+    Register {
+        key: (Name, IpAddr),
+        reply: api::RegistrationReply,
+        to: oneshot::Sender<Result<api::RegistrationReply, RegisterError>>,
+    },
+    Deregister(oneshot::Sender<Result<(), RegisterError>>),
+}
+
+impl Pending {
+    /// Answers that the store could not make the write: nothing changed.
+    pub fn fail(self, reason: String) {
+        // a caller that has gone away needs no answer
+        match self {
+            Pending::State(to) => drop(to.send(Err(SetStateError::Store(reason)))),
+            Pending::Register { to, .. } => drop(to.send(Err(RegisterError::Store(reason)))),
+            Pending::Deregister(to) => drop(to.send(Err(RegisterError::Store(reason)))),
+        }
+    }
+
+    fn succeed(self) {
+        match self {
+            Pending::State(to) => drop(to.send(Ok(()))),
+            Pending::Register { reply, to, .. } => drop(to.send(Ok(reply))),
+            Pending::Deregister(to) => drop(to.send(Ok(()))),
+        }
+    }
 }
 
 /// What `explain` is asked about.
@@ -160,7 +193,12 @@ struct KeyHealth {
 #[derive(Debug, Clone, PartialEq)]
 struct Registration {
     target: crate::config::Target,
+    /// With the etcd store, etcd expires the lease; this node knows the expiry of the
+    /// renewals it made, and of others' only until their first renewal.
     expires: SystemTime,
+    ttl: u64,
+    /// The etcd lease.
+    lease: Option<i64>,
 }
 
 /// The state owner.
@@ -173,6 +211,10 @@ pub struct State {
     /// Admin states other than auto, by (service, address).
     admin: BTreeMap<(Name, IpAddr), AdminState>,
     store: Store,
+    /// Why the store cannot be written, while it cannot.
+    store_down: Option<String>,
+    /// The etcd revision the owner's state reflects.
+    revision: i64,
     view: Arc<ArcSwap<View>>,
     commands: mpsc::Receiver<Command>,
 }
@@ -193,7 +235,7 @@ impl State {
             .registrations
             .into_iter()
             .filter_map(|r| {
-                let expires = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(r.expires_at.max(0.0));
+                let expires = from_unix(r.expires_at);
                 let target = crate::config::Target {
                     address: r.address,
                     weight: r.weight,
@@ -201,14 +243,28 @@ impl State {
                     priority: r.priority,
                     check_address: r.check_address,
                 };
-                (expires > now).then_some(((service_name(&r.service)?, r.address), Registration { target, expires }))
+                let registration = Registration { target, expires, ttl: r.ttl_seconds, lease: None };
+                (expires > now).then_some(((service_name(&r.service)?, r.address), registration))
             })
             .collect();
-        let mut state =
-            State { loaded, registrations, dirty: false, health: HashMap::new(), admin, store, view, commands };
+        // the etcd store is down until its first snapshot
+        let store_down = matches!(store, Store::Etcd(_)).then(|| "connecting to etcd".to_string());
+        let mut state = State {
+            loaded,
+            registrations,
+            dirty: false,
+            health: HashMap::new(),
+            admin,
+            store,
+            store_down,
+            revision: 0,
+            view,
+            commands,
+        };
         state.track(&wanted_probes(&state.effective().config));
         state.publish();
-        let metrics = state.view.load().metrics.clone();
+        state.metrics().store_up.store(state.store_down.is_none(), std::sync::atomic::Ordering::Relaxed);
+        let metrics = state.metrics();
         (state, StateHandle { commands: tx, metrics })
     }
 
@@ -219,10 +275,27 @@ impl State {
         let started = runner.sync(&wanted_probes(&self.effective().config));
         self.follow(started);
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        let mut store_events = None;
+        if let Store::Etcd(shared) = &mut self.store {
+            store_events = shared.events.take();
+            tokio::spawn(shared.task.take().expect("the owner runs once"));
+        }
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => self.expire(&mut runner),
+                Some(event) = next(&mut store_events) => {
+                    // a burst of events costs one rebuild; callers hear back after it
+                    let mut done = Vec::new();
+                    let mut changed = self.store_event(event, &mut done);
+                    while let Some(more) = store_events.as_mut().and_then(|e| e.try_recv().ok()) {
+                        changed |= self.store_event(more, &mut done);
+                    }
+                    if changed {
+                        self.resync(&mut runner);
+                    }
+                    done.into_iter().for_each(Pending::succeed);
+                }
                 Some(verdict) = verdicts.recv() => {
                     // a burst of verdicts costs one rebuild
                     let mut changed = self.apply(verdict);
@@ -248,16 +321,49 @@ impl State {
                 let _ = reply.send(result);
             }
             Command::SetState(service, address, state, reply) => {
-                let _ = reply.send(self.set_state(service, address, state));
+                if !self.loaded.config.services.iter().any(|s| s.name == service) {
+                    let _ = reply.send(Err(SetStateError::UnknownService(service.to_string())));
+                } else if let Store::Etcd(_) = self.store {
+                    self.write(store::Write::State { service, address, state }, Pending::State(reply));
+                } else {
+                    let _ = reply.send(self.set_state(service, address, state));
+                }
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            Command::Register(service, request, reply) => {
-                let _ = reply.send(self.register(service, request, runner));
-            }
+            Command::Register(service, request, reply) => match self.check_registration(&service, &request) {
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+                Ok((target, answer)) if matches!(self.store, Store::Etcd(_)) => {
+                    let key = (service.clone(), request.address);
+                    let lease = self.registrations.get(&key).and_then(|r| Some((r, r.lease?)));
+                    let write = match lease {
+                        Some((r, lease)) if r.target == target && r.ttl == request.ttl_seconds => {
+                            store::Write::Renew { service, request, lease }
+                        }
+                        other => store::Write::Register { service, request, replaces: other.map(|(_, l)| l) },
+                    };
+                    self.write(write, Pending::Register { key, reply: answer, to: reply });
+                }
+                Ok((target, answer)) => {
+                    let _ = reply.send(self.register(service, request, target, answer, runner));
+                }
+            },
             Command::Deregister(service, address, reply) => {
-                let _ = reply.send(self.deregister(service, address, runner));
+                let key = (service, address);
+                if !self.loaded.config.services.iter().any(|s| s.name == key.0) {
+                    let _ = reply.send(Err(RegisterError::UnknownService(key.0.to_string())));
+                } else if !self.registrations.contains_key(&key) {
+                    let _ = reply.send(Err(RegisterError::NotRegistered(address)));
+                } else if let Store::Etcd(_) = self.store {
+                    let lease = self.registrations[&key].lease;
+                    let (service, address) = key;
+                    self.write(store::Write::Deregister { service, address, lease }, Pending::Deregister(reply));
+                } else {
+                    let _ = reply.send(self.deregister(key, runner));
+                }
             }
             Command::Explain(request, reply) => {
                 let _ = reply.send(self.explain(&request));
@@ -349,9 +455,6 @@ impl State {
 
     /// Stores the new state first: if the store fails, nothing changes.
     fn set_state(&mut self, service: Name, address: IpAddr, state: AdminState) -> Result<(), SetStateError> {
-        if !self.loaded.config.services.iter().any(|s| s.name == service) {
-            return Err(SetStateError::UnknownService(service.to_string()));
-        }
         let key = (service, address);
         let before = match state {
             AdminState::Auto => self.admin.remove(&key),
@@ -391,6 +494,7 @@ impl State {
                 priority: r.target.priority,
                 check_address: r.target.check_address,
                 expires_at: unix(r.expires),
+                ttl_seconds: r.ttl,
             })
             .collect();
         Stored { version: 1, admin_states, registrations }
@@ -418,39 +522,145 @@ impl State {
 
     fn save(&mut self) -> Result<(), String> {
         let saved = self.store.save(&self.stored()).map_err(|e| e.to_string());
-        self.metrics().store_up.store(saved.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        self.store_health(saved.as_ref().err().cloned());
         self.dirty = saved.is_err();
         saved
     }
 
-    fn register(
-        &mut self,
-        service: Name,
-        request: api::RegistrationRequest,
-        runner: &mut Runner,
-    ) -> Result<api::RegistrationReply, RegisterError> {
+    fn store_health(&mut self, down: Option<String>) {
+        self.metrics().store_up.store(down.is_none(), std::sync::atomic::Ordering::Relaxed);
+        self.store_down = down;
+    }
+
+    /// Hands a write to the etcd store, which answers `pending`; while the store is
+    /// down it is refused at once.
+    fn write(&mut self, write: store::Write, pending: Pending) {
+        let Store::Etcd(shared) = &self.store else { unreachable!("only the etcd store takes writes") };
+        if let Some(reason) = &self.store_down {
+            return pending.fail(reason.clone());
+        }
+        if let Err(e) = shared.writes.try_send((write, pending)) {
+            let (mpsc::error::TrySendError::Full((_, pending)) | mpsc::error::TrySendError::Closed((_, pending))) = e;
+            pending.fail("too many writes in flight".into());
+        }
+    }
+
+    /// Takes one report of the etcd store; true when answers may change. Callers whose
+    /// writes are applied go to `done`, to hear back once the View shows them.
+    fn store_event(&mut self, event: store::Event, done: &mut Vec<Pending>) -> bool {
+        match event {
+            store::Event::Snapshot { revision, changes } => {
+                self.admin.clear();
+                self.registrations.clear();
+                changes.into_iter().for_each(|c| _ = self.store_change(c));
+                self.revision = revision;
+                self.store_health(None);
+                true
+            }
+            store::Event::Changes { revision, changes } => {
+                self.revision = self.revision.max(revision);
+                changes.into_iter().fold(false, |changed, c| self.store_change(c) | changed)
+            }
+            store::Event::Down(reason) => {
+                self.store_health(Some(reason));
+                false
+            }
+            store::Event::Written { revision, changes, pending } => {
+                // a write the watch has already brought (or gone past) is not applied twice
+                let changed = revision > self.revision
+                    && changes.into_iter().fold(false, |changed, c| self.store_change(c) | changed);
+                if let Pending::Register { key, reply, .. } = &pending
+                    && let Some(r) = self.registrations.get_mut(key)
+                {
+                    r.expires = from_unix(reply.expires_at);
+                }
+                done.push(pending);
+                changed
+            }
+        }
+    }
+
+    /// Applies one key of the etcd store; true when answers may change. A registration
+    /// this node's config refuses is skipped with a warning.
+    fn store_change(&mut self, change: store::Change) -> bool {
+        match change {
+            store::Change::State { service, address, state } => {
+                let key = (service, address);
+                let before = match state {
+                    AdminState::Auto => self.admin.remove(&key),
+                    _ => self.admin.insert(key, state),
+                };
+                before.unwrap_or(AdminState::Auto) != state
+            }
+            store::Change::Registration { service, address, lease: None } => {
+                self.registrations.remove(&(service, address)).is_some()
+            }
+            store::Change::Registration { service, address, lease: Some((request, lease)) } => {
+                let config = &self.loaded.config;
+                let target = match config.services.iter().find(|s| s.name == service) {
+                    Some(s) => registration_target(config, s, &request),
+                    None => Err(RegisterError::UnknownService(service.to_string())),
+                };
+                let key = (service, address);
+                match target {
+                    Ok(target) => {
+                        let expires = SystemTime::now() + std::time::Duration::from_secs(request.ttl_seconds);
+                        let registration =
+                            Registration { target, expires, ttl: request.ttl_seconds, lease: Some(lease) };
+                        let before = self.registrations.insert(key, registration.clone());
+                        before.is_none_or(|b| b.target != registration.target)
+                    }
+                    Err(e) => {
+                        tracing::warn!("store: skipping the registration of {address} for {}: {e}", key.0);
+                        self.registrations.remove(&key).is_some()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks a registration against the config and the service's registrations; the
+    /// target it adds, and the reply if it is made now.
+    fn check_registration(
+        &self,
+        service: &Name,
+        request: &api::RegistrationRequest,
+    ) -> Result<(crate::config::Target, api::RegistrationReply), RegisterError> {
         let config = &self.loaded.config;
-        let Some(s) = config.services.iter().find(|s| s.name == service) else {
+        let Some(s) = config.services.iter().find(|s| s.name == *service) else {
             return Err(RegisterError::UnknownService(service.to_string()));
         };
-        let target = registration_target(config, s, &request)?;
-        let key = (service.clone(), request.address);
-        let existing = self.registrations.get(&key);
-        if existing.is_none() {
-            let count = self.registrations.keys().filter(|(name, _)| *name == service).count();
+        let target = registration_target(config, s, request)?;
+        if !self.registrations.contains_key(&(service.clone(), request.address)) {
+            let count = self.registrations.keys().filter(|(name, _)| name == service).count();
             if count >= s.max_registrations as usize {
                 return Err(RegisterError::TooMany(s.max_registrations));
             }
         }
         let expires = SystemTime::now() + std::time::Duration::from_secs(request.ttl_seconds);
-        let changed = existing.is_none_or(|r| r.target != target);
         let reply = api::RegistrationReply {
             service: service.to_string(),
             address: request.address,
             expires_at: unix(expires),
             service_ttl: s.ttl,
         };
-        let before = self.registrations.insert(key.clone(), Registration { target, expires });
+        Ok((target, reply))
+    }
+
+    /// Registers or renews with the memory or file store.
+    fn register(
+        &mut self,
+        service: Name,
+        request: api::RegistrationRequest,
+        target: crate::config::Target,
+        reply: api::RegistrationReply,
+        runner: &mut Runner,
+    ) -> Result<api::RegistrationReply, RegisterError> {
+        let key = (service.clone(), request.address);
+        let changed = self.registrations.get(&key).is_none_or(|r| r.target != target);
+        let expires = from_unix(reply.expires_at);
+        let registration = Registration { target, expires, ttl: request.ttl_seconds, lease: None };
+        let before = self.registrations.insert(key.clone(), registration);
         if changed {
             if let Err(e) = self.save() {
                 match before {
@@ -468,23 +678,24 @@ impl State {
         Ok(reply)
     }
 
-    fn deregister(&mut self, service: Name, address: IpAddr, runner: &mut Runner) -> Result<(), RegisterError> {
-        if !self.loaded.config.services.iter().any(|s| s.name == service) {
-            return Err(RegisterError::UnknownService(service.to_string()));
-        }
-        let key = (service, address);
-        let Some(old) = self.registrations.remove(&key) else { return Err(RegisterError::NotRegistered(address)) };
+    /// Deregisters with the memory or file store.
+    fn deregister(&mut self, key: (Name, IpAddr), runner: &mut Runner) -> Result<(), RegisterError> {
+        let Some(old) = self.registrations.remove(&key) else { return Err(RegisterError::NotRegistered(key.1)) };
         if let Err(e) = self.save() {
             self.registrations.insert(key, old);
             return Err(RegisterError::Store(e));
         }
-        tracing::info!("deregistered {address} from {}", key.0);
+        tracing::info!("deregistered {} from {}", key.1, key.0);
         self.resync(runner);
         Ok(())
     }
 
     /// Drops expired leases (at most one tick after expiry) and writes pending renewals.
+    /// etcd expires its own leases, and its deletions arrive through the watch.
     fn expire(&mut self, runner: &mut Runner) {
+        if let Store::Etcd(_) = self.store {
+            return;
+        }
         let now = SystemTime::now();
         let before = self.registrations.len();
         self.registrations.retain(|(service, address), r| {
@@ -579,7 +790,12 @@ impl State {
                 state: *state,
             })
             .collect();
-        api::Status { services, unmatched_states }
+        let store = api::StoreStatus {
+            backend: self.store.backend().into(),
+            up: self.store_down.is_none(),
+            error: self.store_down.clone(),
+        };
+        api::Status { store, services, unmatched_states }
     }
 
     fn service_status(&self, service: &crate::config::Service, view: &View) -> api::ServiceStatus {
@@ -604,7 +820,8 @@ impl State {
                 api::TargetStatus {
                     address: t.address,
                     origin: if registration.is_some() { "registration" } else { "config" }.into(),
-                    expires_at: registration.map(|r| unix(r.expires)),
+                    // an expiry in the past is one this node no longer knows (etcd renews it)
+                    expires_at: registration.filter(|r| r.expires > SystemTime::now()).map(|r| unix(r.expires)),
                     region: t.region.clone(),
                     weight: t.weight,
                     priority: t.priority,
@@ -688,6 +905,18 @@ pub fn service_name(text: &str) -> Option<Name> {
 
 fn unix(at: SystemTime) -> f64 {
     at.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn from_unix(seconds: f64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(seconds.max(0.0))
+}
+
+/// The next report of the etcd store; never, without one.
+async fn next(events: &mut Option<mpsc::Receiver<store::Event>>) -> Option<store::Event> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Every (check, probe address) the config needs probed, with its check.

@@ -1,12 +1,26 @@
-//! Run-time state that outlives a restart: admin states, kept in memory or in one JSON
-//! file (written to a temporary file, fsynced, renamed, and the directory fsynced, so
-//! it survives kill -9 and power loss).
+//! Run-time state that outlives a restart: admin states and registrations, kept in
+//! memory, in one JSON file (written to a temporary file, fsynced, renamed, and the
+//! directory fsynced, so it survives kill -9 and power loss), or in etcd, shared by
+//! every node.
+//!
+//! The memory and file stores hold one document that the state owner writes whole.
+//! The etcd store works key by key and asynchronously: the owner sends it [`Write`]s
+//! and applies what it reports back as [`Event`]s, so the owner never waits on etcd.
 
-use crate::api::{StoredRegistration, StoredState};
+#[cfg(feature = "etcd")]
+mod etcd;
+
+use crate::api::{AdminState, RegistrationRequest, StoredRegistration, StoredState};
 use crate::config::StoreConfig;
+use crate::state::Pending;
+use hickory_proto::rr::Name;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
+use std::future::Future;
+use std::io::Write as _;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -16,6 +30,8 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("store: {0}")]
+    Etcd(String),
 }
 
 /// What the store holds.
@@ -29,10 +45,66 @@ pub struct Stored {
 }
 
 /// Where the state is kept.
-#[derive(Debug)]
 pub enum Store {
     Memory,
     File(PathBuf),
+    Etcd(Shared),
+}
+
+/// The etcd store as the state owner sees it (built with the `etcd` feature).
+pub struct Shared {
+    /// Writes to make; the store answers each through its [`Pending`].
+    pub writes: mpsc::Sender<(Write, Pending)>,
+    /// What the store reports: taken by the owner when it starts.
+    pub events: Option<mpsc::Receiver<Event>>,
+    /// The store's client, spawned by the owner when it starts; it ends when `events`
+    /// is dropped.
+    pub task: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+/// A change the owner asks the etcd store to make.
+#[derive(Debug)]
+pub enum Write {
+    /// Sets an admin state; `auto` deletes its key.
+    State { service: Name, address: IpAddr, state: AdminState },
+    /// Puts a registration on a new lease of its TTL, then revokes `replaces` (the
+    /// registration's previous lease).
+    Register { service: Name, request: RegistrationRequest, replaces: Option<i64> },
+    /// Keeps `lease` alive; when it has already expired, registers afresh.
+    Renew { service: Name, request: RegistrationRequest, lease: i64 },
+    /// Deletes a registration and revokes its lease.
+    Deregister { service: Name, address: IpAddr, lease: Option<i64> },
+}
+
+/// One key's new value, as the store holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// `auto` when the key was deleted.
+    State { service: Name, address: IpAddr, state: AdminState },
+    /// The registration and its lease; `None` when the key was deleted.
+    Registration { service: Name, address: IpAddr, lease: Option<(RegistrationRequest, i64)> },
+}
+
+/// What the etcd store reports to the owner.
+#[derive(Debug)]
+pub enum Event {
+    /// Everything under the prefix, read at `revision` (after connecting, reconnecting
+    /// or a compaction): it replaces what the owner knew.
+    Snapshot { revision: i64, changes: Vec<Change> },
+    /// Changes seen by the watch, in order, up to `revision`.
+    Changes { revision: i64, changes: Vec<Change> },
+    /// etcd cannot be reached; the store keeps trying.
+    Down(String),
+    /// A write of this node succeeded at `revision` (0 for a renewal, which changes no
+    /// key): the owner applies `changes` unless the watch brought it past them, then
+    /// answers the caller.
+    Written { revision: i64, changes: Vec<Change>, pending: Pending },
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.backend())
+    }
 }
 
 impl Store {
@@ -44,15 +116,27 @@ impl Store {
                 let stored = read(path)?;
                 Ok((Store::File(path.clone()), stored))
             }
-            // etcd comes with its issue; until then its state lives in memory
-            StoreConfig::Memory | StoreConfig::Etcd(_) => Ok((Store::Memory, Stored::default())),
+            StoreConfig::Memory => Ok((Store::Memory, Stored::default())),
+            #[cfg(feature = "etcd")]
+            StoreConfig::Etcd(config) => Ok((Store::Etcd(etcd::start(config)?), Stored::default())),
+            #[cfg(not(feature = "etcd"))]
+            StoreConfig::Etcd(_) => Err(StoreError::Etcd("this steerdns was built without the etcd store".into())),
+        }
+    }
+
+    /// `memory`, `file` or `etcd`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Memory => "memory",
+            Store::File(_) => "file",
+            Store::Etcd(_) => "etcd",
         }
     }
 
     /// Persists `stored` (the whole document).
     pub fn save(&self, stored: &Stored) -> Result<(), StoreError> {
         match self {
-            Store::Memory => Ok(()),
+            Store::Memory | Store::Etcd(_) => Ok(()),
             Store::File(path) => write(path, stored),
         }
     }

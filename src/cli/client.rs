@@ -104,6 +104,13 @@ pub fn status(admin: &Admin, watch: bool, json: bool) -> anyhow::Result<()> {
 /// The status as a person reads it: a line per service, a table of its targets.
 pub fn render(status: &Status, colour: bool) -> String {
     let mut out = String::new();
+    if !status.store.up {
+        let why = status.store.error.as_deref().unwrap_or("unknown");
+        out.push_str(&format!(
+            "store {} unavailable ({why}): answering from the last known state; changes are refused\n\n",
+            status.store.backend
+        ));
+    }
     for service in &status.services {
         out.push_str(&format!(
             "{}  policy {}  order {}  check {}  answering {} of {}\n",
@@ -157,6 +164,8 @@ fn row(t: &TargetStatus, colour: bool) -> Vec<Cell> {
     let changed = t.last_change.as_ref().map_or("-".into(), |c| format!("{} ago ({} → {})", ago(c.at), c.from, c.to));
     let origin = match t.expires_at {
         Some(at) => format!("{} (lease {} left)", t.origin, ago(2.0 * now() - at)),
+        // a lease renewed through another steerdns node: etcd knows its expiry
+        None if t.origin == "registration" => "registration (etcd lease)".into(),
         None => t.origin.clone(),
     };
     vec![

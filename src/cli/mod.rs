@@ -107,9 +107,6 @@ fn init_tracing() {
 fn load(path: &std::path::Path) -> anyhow::Result<app::Loaded> {
     let loaded =
         app::load(path).map_err(|errors| anyhow::anyhow!("{errors}\n{} error(s); nothing started", errors.0.len()))?;
-    for warning in &loaded.config.unbuilt {
-        eprintln!("warning: {warning}");
-    }
     Ok(loaded)
 }
 

@@ -29,9 +29,6 @@ pub struct Config {
     pub regions: BTreeMap<String, Region>,
     pub checks: BTreeMap<String, Check>,
     pub services: Vec<Service>,
-    /// Keys that were validated but whose behaviour this version does not have yet,
-    /// one line each, with their first location.
-    pub unbuilt: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

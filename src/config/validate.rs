@@ -19,7 +19,6 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, ConfigErrors> 
         errors: Errors::new(file, text),
         base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
         text,
-        unbuilt: Vec::new(),
         failed: Vec::new(),
     };
     let raw = v.split(root.get_ref());
@@ -56,8 +55,6 @@ struct Validator<'a> {
     errors: Errors<'a>,
     base: PathBuf,
     text: &'a str,
-    /// (key, location) of keys this version validates but does not act on.
-    unbuilt: Vec<(String, (usize, usize))>,
     /// Sections that failed to deserialize: rules that depend on them are skipped, so
     /// one mistake is reported once.
     failed: Vec<String>,
@@ -136,14 +133,6 @@ impl<'a> Validator<'a> {
         line_column(self.text, span.start)
     }
 
-    /// Notes a key that is validated but not acted on yet (one warning per key).
-    fn unbuilt<T>(&mut self, key: &str, value: &S<T>) {
-        if self.unbuilt.iter().all(|(k, _)| k != key) {
-            let at = self.location(value.span());
-            self.unbuilt.push((key.to_string(), at));
-        }
-    }
-
     fn path(&self, value: &S<String>) -> PathBuf {
         self.base.join(value.get_ref())
     }
@@ -157,18 +146,7 @@ impl<'a> Validator<'a> {
         let checks = self.checks(raw.checks);
         let services = self.services(raw.services, &regions, &check_names);
         let geo = self.geo(raw.geo, &regions, &services);
-        let mut unbuilt = std::mem::take(&mut self.unbuilt);
-        unbuilt.sort_by_key(|(_, at)| *at);
-        let unbuilt = unbuilt
-            .into_iter()
-            .map(|(key, (line, column))| {
-                format!(
-                    "{}:{line}:{column}: {key}: accepted and validated, but this version of steerdns does not act on it yet",
-                    file.display()
-                )
-            })
-            .collect();
-        Config { file: file.to_path_buf(), server, store, zones, geo, regions, checks, services, unbuilt }
+        Config { file: file.to_path_buf(), server, store, zones, geo, regions, checks, services }
     }
 
     fn server(&mut self, raw: RawServer) -> ServerConfig {
@@ -254,8 +232,12 @@ impl<'a> Validator<'a> {
 
     fn store(&mut self, raw: RawStore) -> StoreConfig {
         let backend = raw.backend.as_ref().map_or("file", |b| b.get_ref().as_str()).to_string();
-        if let Some(b) = raw.backend.as_ref().filter(|b| b.get_ref() == "etcd") {
-            self.unbuilt("store.backend = \"etcd\"", b);
+        if let Some(b) = raw.backend.as_ref().filter(|b| b.get_ref() == "etcd" && !cfg!(feature = "etcd")) {
+            self.err(
+                b,
+                "store.backend",
+                "this steerdns was built without the etcd store; build it with `--features etcd`",
+            );
         }
         let etcd_only: [(&str, Option<Range<usize>>); 7] = [
             ("endpoints", raw.endpoints.as_ref().map(S::span)),

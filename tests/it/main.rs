@@ -5,6 +5,8 @@ mod admin;
 mod backend;
 mod cli;
 mod dns;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod examples;
 mod explain;
 mod gslb;

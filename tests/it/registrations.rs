@@ -5,11 +5,11 @@ use crate::harness::*;
 use hickory_proto::rr::RecordType;
 use std::time::{Duration, Instant};
 
-fn register(s: &TestServer, service: &str, body: &str, token: Option<&str>) -> (u16, String) {
+pub fn register(s: &TestServer, service: &str, body: &str, token: Option<&str>) -> (u16, String) {
     http(&s.admin, "POST", &format!("/v1/services/{service}/registrations"), Some(body), token)
 }
 
-fn sorted(s: &TestServer, name: &str) -> Vec<String> {
+pub fn sorted(s: &TestServer, name: &str) -> Vec<String> {
     let mut got = addresses(&s.ask(name, RecordType::A));
     got.sort();
     got
@@ -21,20 +21,31 @@ fn rebuilds(s: &TestServer) -> String {
 }
 
 fn config(extra: &str) -> String {
+    with_store(extra, "")
+}
+
+/// The quickstart and the service r.lb.example. with `extra` keys, and `store` (a
+/// [store] table; empty for the default file store).
+pub fn with_store(extra: &str, store: &str) -> String {
     format!(
-        "{}\n[[services]]\nname = \"r.lb.example.\"\nmax_registrations = 2\nttl = 20\n{extra}targets = [\"127.0.60.1\"]\n",
+        "{}\n[[services]]\nname = \"r.lb.example.\"\nmax_registrations = 2\nttl = 20\n{extra}targets = [\"127.0.60.1\"]\n\n{store}",
         quickstart_config()
     )
 }
 
 #[test]
 fn register_renew_update_deregister_and_the_errors() {
-    let s = TestServer::start(&config(""));
-    let (code, body) = register(&s, "R.LB.EXAMPLE", r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#, None);
+    lifecycle(&TestServer::start(&config("")));
+}
+
+/// Registration, renewal, update, deregistration and every refusal, against `s`
+/// (serving `with_store("", …)`).
+pub fn lifecycle(s: &TestServer) {
+    let (code, body) = register(s, "R.LB.EXAMPLE", r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#, None);
     assert_eq!(code, 200, "{body}");
     let reply: steerdns::api::RegistrationReply = serde_json::from_str(&body).unwrap();
     assert_eq!(reply.service_ttl, 20);
-    assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1", "127.0.60.2"]);
+    assert_eq!(sorted(s, "r.lb.example."), ["127.0.60.1", "127.0.60.2"]);
     let status: steerdns::api::Status =
         serde_json::from_str(&http(&s.admin, "GET", "/v1/status", None, None).1).unwrap();
     let target = status
@@ -50,15 +61,15 @@ fn register_renew_update_deregister_and_the_errors() {
     assert_eq!(target.origin, "registration");
     assert!(target.expires_at.unwrap() > reply.expires_at - 1.0);
     // a renewal that changes nothing does not rebuild the View; an update does
-    let before = rebuilds(&s);
-    assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#, None).0, 200);
-    assert_eq!(rebuilds(&s), before);
+    let before = rebuilds(s);
+    assert_eq!(register(s, "r.lb.example", r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#, None).0, 200);
+    assert_eq!(rebuilds(s), before);
     assert_eq!(
-        register(&s, "r.lb.example", r#"{"address": "127.0.60.2", "ttl_seconds": 30, "weight": 0}"#, None).0,
+        register(s, "r.lb.example", r#"{"address": "127.0.60.2", "ttl_seconds": 30, "weight": 0}"#, None).0,
         200
     );
-    assert_ne!(rebuilds(&s), before);
-    assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1"], "weight 0 with a positive weight left");
+    assert_ne!(rebuilds(s), before);
+    assert_eq!(sorted(s, "r.lb.example."), ["127.0.60.1"], "weight 0 with a positive weight left");
     let cases = [
         ("r.lb.example", r#"{"address": "127.0.60.1", "ttl_seconds": 30}"#, 409, "configured"),
         ("r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 2}"#, 400, "ttl_seconds"),
@@ -69,28 +80,32 @@ fn register_renew_update_deregister_and_the_errors() {
         ("nope.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, 404, "unknown service"),
     ];
     for (service, body, code, words) in cases {
-        let (got, text) = register(&s, service, body, None);
+        let (got, text) = register(s, service, body, None);
         assert!(got == code && text.contains(words), "{body}: {got} {text}");
     }
-    assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, None).0, 200);
-    let (code, text) = register(&s, "r.lb.example", r#"{"address": "127.0.60.4", "ttl_seconds": 30}"#, None);
+    assert_eq!(register(s, "r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, None).0, 200);
+    let (code, text) = register(s, "r.lb.example", r#"{"address": "127.0.60.4", "ttl_seconds": 30}"#, None);
     assert!(code == 429 && text.contains("max_registrations"), "{code} {text}");
     assert_eq!(http(&s.admin, "DELETE", "/v1/services/r.lb.example/registrations/127.0.60.3", None, None).0, 200);
     assert_eq!(http(&s.admin, "DELETE", "/v1/services/r.lb.example/registrations/127.0.60.3", None, None).0, 404);
-    assert!(!sorted(&s, "r.lb.example.").contains(&"127.0.60.3".to_string()));
+    assert!(!sorted(s, "r.lb.example.").contains(&"127.0.60.3".to_string()));
 }
 
 #[test]
 fn an_expired_lease_leaves_the_answers() {
-    let s = TestServer::start(&config(""));
-    assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.60.9", "ttl_seconds": 3}"#, None).0, 200);
-    assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1", "127.0.60.9"]);
+    expiry(&TestServer::start(&config("")));
+}
+
+/// A 3 s lease that is not renewed leaves the answers of `s` (serving `with_store("", …)`).
+pub fn expiry(s: &TestServer) {
+    assert_eq!(register(s, "r.lb.example", r#"{"address": "127.0.60.9", "ttl_seconds": 3}"#, None).0, 200);
+    assert_eq!(sorted(s, "r.lb.example."), ["127.0.60.1", "127.0.60.9"]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while sorted(&s, "r.lb.example.").len() == 2 {
+    while sorted(s, "r.lb.example.").len() == 2 {
         assert!(Instant::now() < deadline, "the lease never expired");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1"]);
+    assert_eq!(sorted(s, "r.lb.example."), ["127.0.60.1"]);
 }
 
 #[test]
@@ -117,14 +132,26 @@ fn registered_targets_are_probed_and_gslb_needs_a_region() {
 
 #[test]
 fn the_registration_token_opens_only_the_registration_routes() {
-    let text =
-        config("").replace("[server]", "[server]\nadmin_token_file = \"admin\"\nregistration_token_file = \"reg\"");
-    let s = TestServer::with_files(&text, &[("lb.example.zone", ZONE), ("admin", "a-token"), ("reg", "r-token")]);
+    tokens(&TestServer::with_files(&tokens_config(""), &token_files()));
+}
+
+pub fn tokens_config(store: &str) -> String {
+    with_store("", store)
+        .replace("[server]", "[server]\nadmin_token_file = \"admin\"\nregistration_token_file = \"reg\"")
+}
+
+pub fn token_files() -> [(&'static str, &'static str); 3] {
+    [("lb.example.zone", ZONE), ("admin", "a-token"), ("reg", "r-token")]
+}
+
+/// The registration token opens only the registration routes of `s` (serving
+/// `tokens_config(…)` with `token_files()`).
+pub fn tokens(s: &TestServer) {
     let body = r#"{"address": "127.0.60.5", "ttl_seconds": 30}"#;
-    assert_eq!(register(&s, "r.lb.example", body, None).0, 401);
-    assert_eq!(register(&s, "r.lb.example", body, Some("wrong")).0, 401);
-    assert_eq!(register(&s, "r.lb.example", body, Some("r-token")).0, 200);
-    assert_eq!(register(&s, "r.lb.example", body, Some("a-token")).0, 200);
+    assert_eq!(register(s, "r.lb.example", body, None).0, 401);
+    assert_eq!(register(s, "r.lb.example", body, Some("wrong")).0, 401);
+    assert_eq!(register(s, "r.lb.example", body, Some("r-token")).0, 200);
+    assert_eq!(register(s, "r.lb.example", body, Some("a-token")).0, 200);
     let path = "/v1/services/r.lb.example/targets/127.0.60.1/state";
     assert_eq!(http(&s.admin, "PUT", path, Some(r#"{"state": "drain"}"#), Some("r-token")).0, 401);
     assert_eq!(http(&s.admin, "POST", "/v1/reload", None, Some("r-token")).0, 401);
