@@ -14,19 +14,20 @@
 //! Each probe leaves a TIME_WAIT socket for a minute: start `scale` on a quiet machine
 //! (`ss -s`), since tens of thousands left by a previous run make connects dearer.
 
-use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::{Name, RData, RecordType};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_steerdns");
 const ZONE: &str =
     "$ORIGIN bench.test.\n$TTL 300\n@ SOA ns h 1 2 3 4 300\n@ NS ns\nns A 127.0.0.53\nstatic A 127.0.0.80\n";
+
+mod common;
+
+use common::*;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -42,42 +43,11 @@ fn main() {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn workdir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("steerdns-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("bench.zone"), ZONE).unwrap();
     dir
-}
-
-fn serve(config: &Path) -> Child {
-    Command::new(BIN).args(["serve", "--config"]).arg(config).stderr(Stdio::null()).spawn().unwrap()
-}
-
-/// The A answer of `name`, or None when no reply came.
-fn ask(server: SocketAddr, name: &str) -> Option<Vec<String>> {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let mut q = Message::query();
-    q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    socket.send_to(&q.to_vec().unwrap(), server).ok()?;
-    let mut buf = [0u8; 1500];
-    let n = socket.recv(&mut buf).ok()?;
-    let r = Message::from_vec(&buf[..n]).ok()?;
-    Some(
-        r.answers.iter().filter_map(|a| if let RData::A(a) = &a.data { Some(a.0.to_string()) } else { None }).collect(),
-    )
-}
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// A backend at `addr` that answers 200 until `alive` is false; then, when `hang`,
@@ -208,20 +178,6 @@ fn probes_config(dir: &Path, dns: u16, http: u16, probes: bool) -> PathBuf {
     let path = dir.join(if probes { "probes.toml" } else { "plain.toml" });
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
-    debug_assert_ne!(file, "stat");
-    text.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
-}
-
-/// (utime, stime) of a process, in clock ticks.
-fn user_sys(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<u64> =
-        text.rsplit(')').next().unwrap().split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap()).collect();
-    (fields[0], fields[1])
 }
 
 fn scale() {

@@ -176,6 +176,12 @@ pub struct CandidateExplanation {
     /// Unix time of the last health change.
     pub since: Option<f64>,
     pub last_failure: Option<String>,
+    /// "config" or "registration".
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// A registration's lease expiry, when this node knows it (Unix time, seconds).
+    #[serde(default)]
+    pub expires_at: Option<f64>,
     pub kept: bool,
     pub why: String,
 }

@@ -201,6 +201,18 @@ struct Registration {
     lease: Option<i64>,
 }
 
+impl Registration {
+    /// The lease expiry, unless it has passed: then it is one this node no longer knows
+    /// (another node renewed the etcd lease).
+    fn known_expiry(&self) -> Option<f64> {
+        (self.expires > SystemTime::now()).then(|| unix(self.expires))
+    }
+}
+
+fn origin(registration: Option<&Registration>) -> &'static str {
+    if registration.is_some() { "registration" } else { "config" }
+}
+
 /// The state owner.
 pub struct State {
     loaded: Loaded,
@@ -769,6 +781,9 @@ impl State {
             candidate.health = Some(known.map_or("unchecked".into(), |k| k.machine.health().to_string()));
             candidate.since = known.and_then(|k| k.change.as_ref()).map(|c| c.at);
             candidate.last_failure = known.and_then(|k| k.last_failure.clone());
+            let registration = self.registrations.get(&(config.name.clone(), target.address));
+            candidate.origin = Some(origin(registration).into());
+            candidate.expires_at = registration.and_then(Registration::known_expiry);
         }
         explanation
     }
@@ -819,9 +834,8 @@ impl State {
                 let registration = self.registrations.get(&(service.name.clone(), t.address));
                 api::TargetStatus {
                     address: t.address,
-                    origin: if registration.is_some() { "registration" } else { "config" }.into(),
-                    // an expiry in the past is one this node no longer knows (etcd renews it)
-                    expires_at: registration.filter(|r| r.expires > SystemTime::now()).map(|r| unix(r.expires)),
+                    origin: origin(registration).into(),
+                    expires_at: registration.and_then(Registration::known_expiry),
                     region: t.region.clone(),
                     weight: t.weight,
                     priority: t.priority,

@@ -101,6 +101,16 @@ pub fn status(admin: &Admin, watch: bool, json: bool) -> anyhow::Result<()> {
     }
 }
 
+/// "config", or "registration" with what is known of its lease.
+fn origin(origin: &str, expires_at: Option<f64>) -> String {
+    match expires_at {
+        Some(at) => format!("{origin} (lease {} left)", ago(2.0 * now() - at)),
+        // a lease renewed through another steerdns node: etcd knows its expiry
+        None if origin == "registration" => "registration (etcd lease)".into(),
+        None => origin.to_string(),
+    }
+}
+
 /// The status as a person reads it: a line per service, a table of its targets.
 pub fn render(status: &Status, colour: bool) -> String {
     let mut out = String::new();
@@ -162,12 +172,7 @@ fn row(t: &TargetStatus, colour: bool) -> Vec<Cell> {
     };
     let latency = t.last_probe.as_ref().map_or("-".into(), |p| format!("{:.1} ms", p.latency_ms));
     let changed = t.last_change.as_ref().map_or("-".into(), |c| format!("{} ago ({} → {})", ago(c.at), c.from, c.to));
-    let origin = match t.expires_at {
-        Some(at) => format!("{} (lease {} left)", t.origin, ago(2.0 * now() - at)),
-        // a lease renewed through another steerdns node: etcd knows its expiry
-        None if t.origin == "registration" => "registration (etcd lease)".into(),
-        None => t.origin.clone(),
-    };
+    let origin = origin(&t.origin, t.expires_at);
     vec![
         Cell::new(t.address),
         Cell::new(origin),
@@ -262,8 +267,9 @@ pub fn render_explanation(e: &Explanation) -> String {
             let health = c.health.as_deref().unwrap_or(if c.healthy { "healthy" } else { "down" });
             let since = c.since.map_or(String::new(), |at| format!(" for {}", ago(at)));
             let failure = c.last_failure.as_ref().map_or(String::new(), |f| format!(", last failure: {f}"));
+            let origin = c.origin.as_deref().map_or(String::new(), |o| format!(", {}", origin(o, c.expires_at)));
             out.push_str(&format!(
-                "    {address:<16} {health}{since}, admin {}, region {}, weight {}, priority {}{failure}\n      → {}\n",
+                "    {address:<16} {health}{since}, admin {}, region {}, weight {}, priority {}{origin}{failure}\n      → {}\n",
                 c.admin.as_deref().unwrap_or("auto"),
                 c.region.as_deref().unwrap_or("-"),
                 c.weight,

@@ -60,6 +60,19 @@ pub fn lifecycle(s: &TestServer) {
         .clone();
     assert_eq!(target.origin, "registration");
     assert!(target.expires_at.unwrap() > reply.expires_at - 1.0);
+    let explained: steerdns::api::Explanation =
+        serde_json::from_str(&http(&s.admin, "GET", "/v1/explain?name=r.lb.example&type=A", None, None).1).unwrap();
+    let leases: Vec<_> = explained
+        .service
+        .unwrap()
+        .candidates
+        .iter()
+        .map(|c| (c.address.unwrap().to_string(), c.origin.clone().unwrap(), c.expires_at.is_some()))
+        .collect();
+    assert_eq!(
+        leases,
+        [("127.0.60.1".into(), "config".into(), false), ("127.0.60.2".into(), "registration".into(), true)]
+    );
     // a renewal that changes nothing does not rebuild the View; an update does
     let before = rebuilds(s);
     assert_eq!(register(s, "r.lb.example", r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#, None).0, 200);
