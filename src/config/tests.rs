@@ -204,6 +204,21 @@ fn store_rules() {
     assert!(e.len() == 1 && e[0].line == 11 && e[0].message.contains("required"), "{e:#?}");
     let text = replace("path = \"state/s.json\"", "endpoints = [\"http://127.0.0.1:2379\"]");
     one_error(&text, 12, "store.endpoints", "only for backend = \"etcd\"");
+    let text = replace(
+        "backend = \"file\"\npath = \"state/s.json\"",
+        "backend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/x\"\ncert_file = \"c.pem\"\nusername = \"u\"",
+    );
+    // (without the etcd feature, store.backend has an error of its own)
+    let e: Vec<_> = errors(&text).into_iter().filter(|e| e.key != "store.backend").collect();
+    let got: Vec<_> = e.iter().map(|e| (e.line, e.key.as_str(), e.message.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (13, "store.prefix", "must end with \"/\" (so that it is a directory of keys: \"/steerdns/\")"),
+            (14, "store.cert_file", "needs store.key_file too"),
+            (15, "store.username", "needs store.password_file too"),
+        ]
+    );
 }
 
 #[test]

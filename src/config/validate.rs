@@ -295,8 +295,19 @@ impl<'a> Validator<'a> {
             }
         }
         let prefix = raw.prefix.as_ref().map_or("/steerdns/".to_string(), |p| p.get_ref().clone());
-        if prefix.is_empty() {
-            self.err(raw.prefix.as_ref().unwrap(), "store.prefix", "must not be empty");
+        if let Some(p) = raw.prefix.as_ref().filter(|p| !p.get_ref().ends_with('/')) {
+            self.err(p, "store.prefix", "must end with \"/\" (so that it is a directory of keys: \"/steerdns/\")");
+        }
+        let pairs = [
+            (("cert_file", &raw.cert_file), ("key_file", &raw.key_file)),
+            (("username", &raw.username), ("password_file", &raw.password_file)),
+        ];
+        for ((a, first), (b, second)) in pairs {
+            match (first, second) {
+                (Some(given), None) => self.err(given, &format!("store.{a}"), format!("needs store.{b} too")),
+                (None, Some(given)) => self.err(given, &format!("store.{b}"), format!("needs store.{a} too")),
+                _ => {}
+            }
         }
         EtcdConfig {
             endpoints,

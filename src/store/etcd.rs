@@ -49,7 +49,9 @@ fn options(config: &EtcdConfig) -> Result<ConnectOptions, StoreError> {
         .with_keep_alive(Duration::from_secs(5), REQUEST_TIMEOUT);
     if let (Some(user), Some(file)) = (&config.username, &config.password_file) {
         let password = String::from_utf8_lossy(&read(file)?).trim_end().to_string();
-        options = options.with_user(user, password);
+        // etcd's tokens expire (--auth-token-ttl); a request that finds its token
+        // expired logs in again
+        options = options.with_user(user, password).with_auto_token_refresh(true);
     }
     if config.ca_file.is_some() || config.cert_file.is_some() {
         let mut tls = TlsOptions::new();

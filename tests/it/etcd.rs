@@ -282,6 +282,26 @@ fn etcd_over_tls_with_a_client_certificate() {
     assert_eq!(without.ask("www.lb.example.", RecordType::A).answers.len(), 3, "it answers all the same");
 }
 
+#[test]
+fn etcd_with_a_user_and_password() {
+    let Some(etcd) = Etcd::start() else { return };
+    etcd.client(async |mut c| {
+        c.user_add("root", "root-password", None).await.unwrap();
+        c.user_grant_role("root", "root").await.unwrap();
+        c.auth_enable().await.unwrap();
+    });
+    let store = etcd.store("username = \"root\"\npassword_file = \"password\"\n");
+    let config = with_store("", &store);
+    let s = ready(TestServer::with_files(&config, &[("lb.example.zone", ZONE), ("password", "root-password\n")]));
+    assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#, None).0, 200);
+    assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1", "127.0.60.2"]);
+    let wrong = TestServer::with_files(&config, &[("lb.example.zone", ZONE), ("password", "guess")]);
+    std::thread::sleep(Duration::from_secs(1));
+    let status = status(&wrong);
+    assert!(!status.store.up && status.store.error.as_ref().is_some_and(|e| e.contains("auth")), "{:?}", status.store);
+    assert_eq!(register(&wrong, "r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, None).0, 503);
+}
+
 impl Tls {
     /// A CA, a server certificate for 127.0.81.0/24 and a client certificate.
     fn new() -> Tls {
