@@ -219,6 +219,10 @@ fn without_etcd_both_nodes_keep_answering_and_refuse_changes_then_catch_up() {
         assert!(!status.store.up && status.store.error.is_some(), "{:?}", status.store);
     }
     assert_eq!(sorted(&a, "www.lb.example."), ["127.0.0.11", "127.0.0.12"], "the refused drain changed nothing");
+    let out = Command::new(env!("CARGO_BIN_EXE_steerdns")).args(["status", "--admin", &a.admin]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("store etcd unavailable (") && text.contains("changes are refused"), "{text}");
+    assert!(text.contains("registration (lease"), "A knows the lease it made: {text}");
     etcd.restart();
     until("A to reconnect", || status(&a).store.up);
     assert_eq!(register(&a, "r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, None).0, 200);
