@@ -196,6 +196,27 @@ fn two_nodes_share_registrations_and_drains() {
 }
 
 #[test]
+fn steerdns_register_keeps_its_lease_through_the_second_node_when_the_first_stops() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (a, b) = (node(&etcd.store("")), node(&etcd.store("")));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steerdns"))
+        .args(["register", "r.lb.example", "127.0.60.4", "--ttl", "3s", "--linger", "100ms"])
+        .args(["--admin", &a.admin, "--admin", &b.admin])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let answered = |s: &TestServer| sorted(s, "r.lb.example.").contains(&"127.0.60.4".into());
+    until("B to answer the registration made through A", || answered(&b));
+    drop(a);
+    // well past the 3 s lease: renewed through B
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(answered(&b), "renewed through B");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(!answered(&b), "deregistered through B before it exited");
+}
+
+#[test]
 fn without_etcd_both_nodes_keep_answering_and_refuse_changes_then_catch_up() {
     let Some(mut etcd) = Etcd::start() else { return };
     let (a, b) = (node(&etcd.store("")), node(&etcd.store("")));
