@@ -460,6 +460,10 @@ impl State {
     fn reload(&mut self, loaded: Loaded, runner: &mut Runner) -> Result<(), ReloadError> {
         needs_restart(&self.loaded.config, &loaded.config)?;
         self.loaded = loaded;
+        if let Store::Etcd(shared) = &self.store {
+            // keys the old config refused (an unknown service, say) may be taken now
+            shared.reread.notify_one();
+        }
         self.resync(runner);
         tracing::info!("reloaded {}", self.loaded.config.file.display());
         Ok(())

@@ -60,6 +60,9 @@ pub struct Shared {
     /// The store's client, spawned by the owner when it starts; it ends when `events`
     /// is dropped.
     pub task: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Asks for a new [`Event::Snapshot`]: after a reload, keys that the old config
+    /// refused may be taken now.
+    pub reread: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// A change the owner asks the etcd store to make.

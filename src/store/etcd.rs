@@ -16,8 +16,9 @@ use etcd_client::{
 };
 use hickory_proto::rr::Name;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::timeout;
 
 /// How long one request to etcd may take before the store counts as unreachable.
@@ -33,12 +34,14 @@ pub fn start(config: &EtcdConfig) -> Result<Shared, StoreError> {
     let (events_tx, events) = mpsc::channel(1024);
     let keys = Keys { prefix: config.prefix.clone() };
     let endpoints = config.endpoints.clone();
+    let reread = Arc::new(Notify::new());
+    let follower = Follower { keys: keys.clone(), events: events_tx.clone(), reread: reread.clone() };
     let task = async move {
         let (client_tx, client_rx) = watch::channel(None);
-        tokio::spawn(writer(writes_rx, client_rx, keys.clone(), events_tx.clone()));
-        follow(endpoints, options, keys, client_tx, events_tx).await;
+        tokio::spawn(writer(writes_rx, client_rx, keys, events_tx));
+        follower.run(endpoints, options, client_tx).await;
     };
-    Ok(Shared { writes, events: Some(events), task: Some(Box::pin(task)) })
+    Ok(Shared { writes, events: Some(events), task: Some(Box::pin(task)), reread })
 }
 
 fn options(config: &EtcdConfig) -> Result<ConnectOptions, StoreError> {
@@ -66,87 +69,89 @@ fn options(config: &EtcdConfig) -> Result<ConnectOptions, StoreError> {
     Ok(options)
 }
 
-/// Connects, then follows the prefix until the owner stops listening; reports the
-/// store down and retries whenever etcd cannot be reached.
-async fn follow(
-    endpoints: Vec<String>,
-    options: ConnectOptions,
+/// Reads the prefix and follows it, for the owner.
+struct Follower {
     keys: Keys,
-    client_tx: watch::Sender<Option<Client>>,
     events: mpsc::Sender<Event>,
-) {
-    let mut delay = RETRY.0;
-    let mut client: Option<Client> = None;
-    loop {
-        let result = match &client {
-            Some(c) => session(c.clone(), &keys, &events, &mut delay).await,
-            // connecting sends no request unless it must log in
-            None => match timeout(REQUEST_TIMEOUT, Client::connect(&endpoints, Some(options.clone()))).await {
-                Ok(Ok(c)) => {
-                    client_tx.send_replace(Some(c.clone()));
-                    client = Some(c);
-                    continue;
-                }
-                Ok(Err(e)) => Err(format!("cannot connect to etcd: {e}")),
-                Err(_) => Err("cannot connect to etcd: timed out".into()),
-            },
-        };
-        let Err(reason) = result else { return };
-        tracing::warn!("store unavailable: {reason}; serving the last known state, retrying");
-        if events.send(Event::Down(reason)).await.is_err() {
-            return;
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RETRY.1);
-    }
+    reread: Arc<Notify>,
 }
 
-/// Reads the prefix and watches it from there; reads again after a compaction.
-/// Returns Ok when the owner has stopped, Err when etcd failed.
-async fn session(
-    mut client: Client,
-    keys: &Keys,
-    events: &mpsc::Sender<Event>,
-    delay: &mut Duration,
-) -> Result<(), String> {
-    loop {
-        let read = timeout(REQUEST_TIMEOUT, client.get(keys.prefix.as_str(), Some(GetOptions::new().with_prefix())))
-            .await
-            .map_err(|_| "reading the prefix timed out".to_string())?
-            .map_err(|e| format!("reading the prefix: {e}"))?;
-        let revision = read.header().map_or(0, |h| h.revision());
-        let changes = read.kvs().iter().filter_map(|kv| keys.parse(kv, false)).collect();
-        if events.send(Event::Snapshot { revision, changes }).await.is_err() {
-            return Ok(());
-        }
-        tracing::info!("store: read {} keys under {} at revision {revision}", read.kvs().len(), keys.prefix);
-        *delay = RETRY.0;
-        let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
-        let mut stream = timeout(REQUEST_TIMEOUT, client.watch(keys.prefix.as_str(), Some(options)))
-            .await
-            .map_err(|_| "starting the watch timed out".to_string())?
-            .map_err(|e| format!("starting the watch: {e}"))?;
+impl Follower {
+    /// Connects, then follows the prefix until the owner stops listening; reports the
+    /// store down and retries whenever etcd cannot be reached.
+    async fn run(&self, endpoints: Vec<String>, options: ConnectOptions, client_tx: watch::Sender<Option<Client>>) {
+        let events = &self.events;
+        let mut delay = RETRY.0;
+        let mut client: Option<Client> = None;
         loop {
-            let message = tokio::select! {
-                _ = events.closed() => return Ok(()),
-                message = stream.message() => message,
+            let result = match &client {
+                Some(c) => self.session(c.clone(), &mut delay).await,
+                // connecting sends no request unless it must log in
+                None => match timeout(REQUEST_TIMEOUT, Client::connect(&endpoints, Some(options.clone()))).await {
+                    Ok(Ok(c)) => {
+                        client_tx.send_replace(Some(c.clone()));
+                        client = Some(c);
+                        continue;
+                    }
+                    Ok(Err(e)) => Err(format!("cannot connect to etcd: {e}")),
+                    Err(_) => Err("cannot connect to etcd: timed out".into()),
+                },
             };
-            let response = message.map_err(|e| format!("the watch failed: {e}"))?.ok_or("the watch ended")?;
-            if response.canceled() {
-                if response.compact_revision() > 0 {
-                    tracing::info!("store: the watch fell behind a compaction; reading the prefix again");
-                    break;
-                }
-                return Err(format!("the watch was cancelled: {}", response.cancel_reason()));
+            let Err(reason) = result else { return };
+            tracing::warn!("store unavailable: {reason}; serving the last known state, retrying");
+            if events.send(Event::Down(reason)).await.is_err() {
+                return;
             }
-            let changes: Vec<Change> = response
-                .events()
-                .iter()
-                .filter_map(|e| keys.parse(e.kv()?, e.event_type() == EventType::Delete))
-                .collect();
-            let revision = response.header().map_or(0, |h| h.revision());
-            if !changes.is_empty() && events.send(Event::Changes { revision, changes }).await.is_err() {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RETRY.1);
+        }
+    }
+
+    /// Reads the prefix and watches it from there; reads again after a compaction or
+    /// when the owner asks. Returns Ok when the owner has stopped, Err when etcd failed.
+    async fn session(&self, mut client: Client, delay: &mut Duration) -> Result<(), String> {
+        let (keys, events) = (&self.keys, &self.events);
+        loop {
+            let read =
+                timeout(REQUEST_TIMEOUT, client.get(keys.prefix.as_str(), Some(GetOptions::new().with_prefix())))
+                    .await
+                    .map_err(|_| "reading the prefix timed out".to_string())?
+                    .map_err(|e| format!("reading the prefix: {e}"))?;
+            let revision = read.header().map_or(0, |h| h.revision());
+            let changes = read.kvs().iter().filter_map(|kv| keys.parse(kv, false)).collect();
+            if events.send(Event::Snapshot { revision, changes }).await.is_err() {
                 return Ok(());
+            }
+            tracing::info!("store: read {} keys under {} at revision {revision}", read.kvs().len(), keys.prefix);
+            *delay = RETRY.0;
+            let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
+            let mut stream = timeout(REQUEST_TIMEOUT, client.watch(keys.prefix.as_str(), Some(options)))
+                .await
+                .map_err(|_| "starting the watch timed out".to_string())?
+                .map_err(|e| format!("starting the watch: {e}"))?;
+            loop {
+                let message = tokio::select! {
+                    _ = events.closed() => return Ok(()),
+                    _ = self.reread.notified() => break,
+                    message = stream.message() => message,
+                };
+                let response = message.map_err(|e| format!("the watch failed: {e}"))?.ok_or("the watch ended")?;
+                if response.canceled() {
+                    if response.compact_revision() > 0 {
+                        tracing::info!("store: the watch fell behind a compaction; reading the prefix again");
+                        break;
+                    }
+                    return Err(format!("the watch was cancelled: {}", response.cancel_reason()));
+                }
+                let changes: Vec<Change> = response
+                    .events()
+                    .iter()
+                    .filter_map(|e| keys.parse(e.kv()?, e.event_type() == EventType::Delete))
+                    .collect();
+                let revision = response.header().map_or(0, |h| h.revision());
+                if !changes.is_empty() && events.send(Event::Changes { revision, changes }).await.is_err() {
+                    return Ok(());
+                }
             }
         }
     }

@@ -254,6 +254,23 @@ fn without_etcd_both_nodes_keep_answering_and_refuse_changes_then_catch_up() {
 }
 
 #[test]
+fn a_node_takes_registrations_for_a_service_its_reload_adds() {
+    let Some(etcd) = Etcd::start() else { return };
+    let a = node(&etcd.store(""));
+    let b = ready(TestServer::start(&format!("{}\n{}", quickstart_config(), etcd.store(""))));
+    assert_eq!(register(&a, "r.lb.example", r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#, None).0, 200);
+    // B has no such service yet: it skips the key, with a warning; a drain written
+    // after it shows that B has read that far
+    assert_eq!(drain(&a, "127.0.0.10").0, 200);
+    until("B to see the drain", || !sorted(&b, "www.lb.example.").contains(&"127.0.0.10".into()));
+    assert!(sorted(&b, "r.lb.example.").is_empty());
+    b.reload(&with_store("", &etcd.store(""))).unwrap();
+    until("B to answer the registration after its reload", || {
+        sorted(&b, "r.lb.example.") == ["127.0.60.1", "127.0.60.2"]
+    });
+}
+
+#[test]
 fn values_that_do_not_parse_are_skipped_and_outside_writes_apply() {
     let Some(etcd) = Etcd::start() else { return };
     let put = |pairs: &'static [(&'static str, &'static str)]| {
