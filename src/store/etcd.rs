@@ -196,15 +196,16 @@ async fn apply(mut client: Client, keys: &Keys, write: Write) -> Result<(i64, Ve
             Ok((at, vec![Change::State { service, address, state }]))
         }
         Write::Register { service, request, replaces } => register(&mut client, keys, service, request, replaces).await,
-        Write::Renew { service, request, lease } => {
-            let (mut keeper, mut replies) = client.lease_keep_alive(lease).await?;
-            keeper.keep_alive().await?;
-            match replies.message().await? {
-                Some(reply) if reply.ttl() > 0 => Ok((0, Vec::new())),
-                // the lease expired (etcd was away, say): the backend is back, register afresh
-                _ => register(&mut client, keys, service, request, None).await,
+        // opening a keep-alive stream sends the first keep-alive: that is the renewal
+        Write::Renew { service, request, lease } => match client.lease_keep_alive(lease).await {
+            Ok(_) => Ok((0, Vec::new())),
+            // the lease has expired (and the watch has not told yet), or the key was put
+            // without one: the backend is still here, so register afresh
+            Err(etcd_client::Error::LeaseKeepAliveError(_)) => {
+                register(&mut client, keys, service, request, None).await
             }
-        }
+            Err(e) => Err(e),
+        },
         Write::Deregister { service, address, lease } => {
             let at = revision(client.delete(keys.registration(&service, address), None).await?.header());
             if let Some(lease) = lease {

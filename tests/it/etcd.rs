@@ -289,6 +289,9 @@ fn values_that_do_not_parse_are_skipped_and_outside_writes_apply() {
         ("/steerdns/elsewhere", "x"),
     ];
     put(bad);
+    // a registration put without a lease: renewing it registers it afresh, on a lease
+    let key = "/steerdns/registrations/r.lb.example./127.0.60.5";
+    put(&[("/steerdns/registrations/r.lb.example./127.0.60.5", r#"{"address": "127.0.60.5", "ttl_seconds": 30}"#)]);
     // read at start, then through the watch
     let s = node(&etcd.store(""));
     put(&[("/steerdns/admin/www.lb.example./127.0.0.10", r#"{"state": "drain"}"#)]);
@@ -296,9 +299,13 @@ fn values_that_do_not_parse_are_skipped_and_outside_writes_apply() {
     put(bad);
     put(&[("/steerdns/admin/www.lb.example./127.0.0.10", r#"{"state": "auto"}"#)]);
     until("the outside undrain to apply", || sorted(&s, "www.lb.example.").contains(&"127.0.0.10".into()));
-    assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1"]);
+    assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1", "127.0.60.5"]);
     assert_eq!(sorted(&s, "www.lb.example.").len(), 3);
     assert!(status(&s).store.up);
+    assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.60.5", "ttl_seconds": 30}"#, None).0, 200);
+    let lease = etcd.client(async |mut c| c.get(key, None).await.unwrap().kvs()[0].lease());
+    assert_ne!(lease, 0, "the renewal put the registration on a lease");
+    assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1", "127.0.60.5"]);
 }
 
 #[test]
