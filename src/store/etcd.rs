@@ -93,12 +93,18 @@ impl Follower {
                         client = Some(c);
                         continue;
                     }
-                    Ok(Err(e)) => Err(format!("cannot connect to etcd: {e}")),
+                    Ok(Err(e)) => Err(format!("cannot connect to etcd: {}", brief(&e))),
                     Err(_) => Err("cannot connect to etcd: timed out".into()),
                 },
             };
             let Err(reason) = result else { return };
-            tracing::warn!("store unavailable: {reason}; serving the last known state, retrying");
+            // the delay is back at its first value only after a successful read: one
+            // warning per outage, not one per retry
+            if delay == RETRY.0 {
+                tracing::warn!("store unavailable: {reason}; serving the last known state, retrying");
+            } else {
+                tracing::debug!("store still unavailable: {reason}");
+            }
             if events.send(Event::Down(reason)).await.is_err() {
                 return;
             }
@@ -116,7 +122,7 @@ impl Follower {
                 timeout(REQUEST_TIMEOUT, client.get(keys.prefix.as_str(), Some(GetOptions::new().with_prefix())))
                     .await
                     .map_err(|_| "reading the prefix timed out".to_string())?
-                    .map_err(|e| format!("reading the prefix: {e}"))?;
+                    .map_err(|e| format!("reading the prefix: {}", brief(&e)))?;
             let revision = read.header().map_or(0, |h| h.revision());
             let changes = read.kvs().iter().filter_map(|kv| keys.parse(kv, false)).collect();
             if events.send(Event::Snapshot { revision, changes }).await.is_err() {
@@ -128,14 +134,15 @@ impl Follower {
             let mut stream = timeout(REQUEST_TIMEOUT, client.watch(keys.prefix.as_str(), Some(options)))
                 .await
                 .map_err(|_| "starting the watch timed out".to_string())?
-                .map_err(|e| format!("starting the watch: {e}"))?;
+                .map_err(|e| format!("starting the watch: {}", brief(&e)))?;
             loop {
                 let message = tokio::select! {
                     _ = events.closed() => return Ok(()),
                     _ = self.reread.notified() => break,
                     message = stream.message() => message,
                 };
-                let response = message.map_err(|e| format!("the watch failed: {e}"))?.ok_or("the watch ended")?;
+                let response =
+                    message.map_err(|e| format!("the watch failed: {}", brief(&e)))?.ok_or("the watch ended")?;
                 if response.canceled() {
                     if response.compact_revision() > 0 {
                         tracing::info!("store: the watch fell behind a compaction; reading the prefix again");
@@ -175,7 +182,7 @@ async fn writer(
                 Ok(Ok((revision, changes))) => {
                     let _ = events.send(Event::Written { revision, changes, pending }).await;
                 }
-                Ok(Err(e)) => pending.fail(format!("etcd: {e}")),
+                Ok(Err(e)) => pending.fail(format!("etcd: {}", brief(&e))),
                 Err(_) => pending.fail("etcd did not answer in time".into()),
             }
         });
@@ -234,6 +241,22 @@ async fn register(
     let address = request.address;
     let at = put.header().map_or(0, |h| h.revision());
     Ok((at, vec![Change::Registration { service, address, lease: Some((request, lease)) }]))
+}
+
+/// An etcd error in one line: what failed and its root cause (a gRPC status prints
+/// its whole chain in debug form).
+fn brief(error: &etcd_client::Error) -> String {
+    let (what, mut cause): (String, Option<&dyn std::error::Error>) = match error {
+        etcd_client::Error::GRpcStatus(status) => (status.message().to_string(), std::error::Error::source(status)),
+        other => (other.to_string(), None),
+    };
+    while let Some(deeper) = cause.and_then(|c| c.source()) {
+        cause = Some(deeper);
+    }
+    match cause {
+        Some(root) => format!("{what}: {root}"),
+        None => what,
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(value: Option<&[u8]>) -> Result<Option<T>, String> {
