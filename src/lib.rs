@@ -11,14 +11,14 @@
 //! | [`steer`] | the answer stages (candidates → policy → order → cap), pure functions |
 //! | [`view`] | the immutable [`view::View`] every query is answered from |
 //! | [`health`] | probes (HTTP(S), TCP), the rise/fall machine, the fixed-rate scheduler |
-//! | [`state`] | the single owner of mutable state: applies verdicts and reloads, publishes Views |
+//! | [`state`] | the single owner of mutable state: applies verdicts, reloads, admin states and registrations; publishes Views |
 //! | [`dns`] | `respond(&View, request bytes) → response bytes`: parse, resolve, emit |
 //! | [`server`] | sockets: steerdns's own UDP loop, TCP through hickory-server |
 //! | [`app`] | wiring: load, build the View, serve, reload, stop |
 //! | [`admin`] | the admin HTTP API (axum): status, admin states, reload, healthz |
 //! | [`api`] | the API's JSON types, shared with the CLI |
 //! | [`metrics`] | counters (atomics on the query path) and the Prometheus exposition |
-//! | [`store`] | run-time state kept across restarts (memory, or a JSON file) |
+//! | [`store`] | run-time state kept across restarts (memory, a JSON file) or shared by nodes (etcd, feature `etcd`) |
 //! | [`cli`] | the `steerdns` command line |
 //!
 //! # The query path
@@ -36,7 +36,10 @@
 //!
 //! ```text
 //! config file / SIGHUP ──► app::load ──┐
-//! health::Runner ──► Verdicts ─────────┼─► state::State ──► ArcSwap<View> ──► dns::respond
+//! health::Runner ──► Verdicts ─────────┤
+//! admin API ──► admin states, registrations ─┼─► state::State ──► ArcSwap<View> ──► dns::respond
+//! etcd watch ──► store::Event ─────────┘         (writes to etcd go out through the store
+//!                                                 and come back as events)
 //! ```
 
 pub mod admin;

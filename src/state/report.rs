@@ -1,0 +1,136 @@
+//! What the owner tells: the status document and the traced answer of explain.
+
+use super::registrations::Registration;
+use super::{ExplainRequest, State, origin, unix};
+use crate::api::{self, StoredState};
+use crate::config::CheckKind;
+use crate::health::ProbeKey;
+use crate::steer::{self, Client, Family};
+use crate::view::View;
+use std::net::IpAddr;
+
+impl State {
+    /// The traced answer, with each candidate's health and admin state, and the
+    /// drained targets the View leaves out.
+    pub(super) fn explain(&self, request: &ExplainRequest) -> api::Explanation {
+        let view = self.view.load();
+        let mut explanation = crate::dns::explain(&view, &request.name, request.qtype, request.client, request.source);
+        let Some(service) = explanation.service.as_mut() else { return explanation };
+        let effective = self.effective();
+        let Some(config) = effective.config.services.iter().find(|s| s.name.to_string() == service.name) else {
+            return explanation;
+        };
+        let probed = config
+            .check
+            .as_ref()
+            .filter(|c| self.loaded.config.checks.get(*c).is_some_and(|c| c.kind != CheckKind::None));
+        let v4 = service.family.starts_with("IPv4");
+        for target in config.targets.iter().filter(|t| t.address.is_ipv4() == v4) {
+            let admin = self.admin_state(&config.name, target.address);
+            let index = service.candidates.iter().position(|c| c.address == Some(target.address));
+            let candidate = match index {
+                Some(i) => &mut service.candidates[i],
+                None => {
+                    service.candidates.push(api::CandidateExplanation {
+                        address: Some(target.address),
+                        region: target.region.clone(),
+                        weight: target.weight,
+                        priority: target.priority,
+                        why: "drained by an operator: never answered".into(),
+                        ..Default::default()
+                    });
+                    service.candidates.last_mut().expect("just pushed")
+                }
+            };
+            candidate.admin = Some(admin.to_string());
+            let key =
+                probed.map(|c| ProbeKey { check: c.clone(), address: target.check_address.unwrap_or(target.address) });
+            let known = key.and_then(|k| self.health.get(&k));
+            candidate.health = Some(known.map_or("unchecked".into(), |k| k.machine.health().to_string()));
+            candidate.since = known.and_then(|k| k.change.as_ref()).map(|c| c.at);
+            candidate.last_failure = known.and_then(|k| k.last_failure.clone());
+            let registration = self.registrations.get(&(config.name.clone(), target.address));
+            candidate.origin = Some(origin(registration).into());
+            candidate.expires_at = registration.and_then(Registration::known_expiry);
+        }
+        explanation
+    }
+
+    pub(super) fn status(&self) -> api::Status {
+        let view = self.view.load();
+        let effective = self.effective();
+        let config = &effective.config;
+        let services = config.services.iter().map(|s| self.service_status(s, &view)).collect();
+        let unmatched_states = self
+            .admin
+            .iter()
+            .filter(|((service, address), _)| {
+                !config.services.iter().any(|s| s.name == *service && s.targets.iter().any(|t| t.address == *address))
+            })
+            .map(|((service, address), state)| StoredState {
+                service: service.to_string(),
+                address: *address,
+                state: *state,
+            })
+            .collect();
+        let store = api::StoreStatus {
+            backend: self.store.backend().into(),
+            up: self.store_down.is_none(),
+            error: self.store_down.clone(),
+        };
+        api::Status { store, services, unmatched_states }
+    }
+
+    pub(super) fn service_status(&self, service: &crate::config::Service, view: &View) -> api::ServiceStatus {
+        // answered for a client of the default region (address 0.0.0.0 is in no network)
+        let client = Client { address: IpAddr::from([0, 0, 0, 0]), ecs_source: None };
+        let answered: Vec<IpAddr> = view.services.get(&service.name).map_or_else(Vec::new, |sv| {
+            [Family::V4, Family::V6].iter().flat_map(|f| steer::eligible(sv, *f, &client, &view.geo)).collect()
+        });
+        let probed = service
+            .check
+            .as_ref()
+            .filter(|c| self.loaded.config.checks.get(*c).is_some_and(|c| c.kind != CheckKind::None));
+        let targets = service
+            .targets
+            .iter()
+            .map(|t| {
+                let probe_address = t.check_address.unwrap_or(t.address);
+                let known =
+                    probed.and_then(|c| self.health.get(&ProbeKey { check: c.clone(), address: probe_address }));
+                let (passes, fails) = known.map_or((0, 0), |k| k.machine.streak());
+                let registration = self.registrations.get(&(service.name.clone(), t.address));
+                api::TargetStatus {
+                    address: t.address,
+                    origin: origin(registration).into(),
+                    expires_at: registration.and_then(Registration::known_expiry),
+                    region: t.region.clone(),
+                    weight: t.weight,
+                    priority: t.priority,
+                    health: known.map_or("unchecked".into(), |k| k.machine.health().to_string()),
+                    admin: self.admin_state(&service.name, t.address),
+                    answered: answered.contains(&t.address),
+                    probe_address: probed.map(|_| probe_address),
+                    passes,
+                    fails,
+                    last_probe: known.and_then(|k| k.last.as_ref()).map(|v| api::ProbeStatus {
+                        at: unix(v.at),
+                        latency_ms: v.outcome.latency.as_secs_f64() * 1000.0,
+                        passed: v.outcome.passed,
+                        reason: v.outcome.reason.clone(),
+                    }),
+                    last_change: known.and_then(|k| k.change.clone()),
+                    last_failure: known.and_then(|k| k.last_failure.clone()),
+                }
+            })
+            .collect();
+        api::ServiceStatus {
+            name: service.name.to_string(),
+            policy: service.policy.name().into(),
+            order: service.order.name().into(),
+            check: service.check.clone(),
+            answered: answered.len(),
+            targets,
+        }
+    }
+}
