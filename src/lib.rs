@@ -35,11 +35,11 @@
 //! View and publishes it with one atomic swap; readers never lock:
 //!
 //! ```text
-//! config file / SIGHUP ──► app::load ──┐
-//! health::Runner ──► Verdicts ─────────┤
-//! admin API ──► admin states, registrations ─┼─► state::State ──► ArcSwap<View> ──► dns::respond
-//! etcd watch ──► store::Event ─────────┘         (writes to etcd go out through the store
-//!                                                 and come back as events)
+//! config file / SIGHUP ──► app::load ───┐
+//! health::Runner ──► Verdicts ──────────┤
+//! admin API: states, registrations ─────┼─► state::State ──► ArcSwap<View> ──► dns::respond
+//! etcd watch ──► store::Event ──────────┘   (its writes to etcd go out through the
+//!                                            store and come back as store::Events)
 //! ```
 
 pub mod admin;
