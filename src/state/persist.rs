@@ -143,6 +143,18 @@ impl State {
     /// Takes one report of the etcd store; true when answers may change. Callers whose
     /// writes are applied go to `done`, to hear back once the View shows them.
     pub(super) fn store_event(&mut self, event: store::Event, done: &mut Vec<Pending>) -> bool {
+        let admin_before = self.admin.clone();
+        let changed = self.apply_store_event(event, done);
+        // an admin state set through any node is logged by every node
+        let keys: std::collections::BTreeSet<_> = admin_before.keys().chain(self.admin.keys()).collect();
+        for key in keys.into_iter().filter(|k| admin_before.get(k) != self.admin.get(k)) {
+            let state = self.admin.get(key).copied().unwrap_or(AdminState::Auto);
+            tracing::info!("admin state of {} on {}: {state} (from the store)", key.0, key.1);
+        }
+        changed
+    }
+
+    fn apply_store_event(&mut self, event: store::Event, done: &mut Vec<Pending>) -> bool {
         match event {
             store::Event::Snapshot { revision, changes } => {
                 self.admin.clear();
@@ -199,11 +211,12 @@ impl State {
                 let key = (service, address);
                 match target {
                     Ok(target) => {
+                        let changed = self.registrations.get(&key).is_none_or(|b| b.target != target);
                         let expires = SystemTime::now() + std::time::Duration::from_secs(request.ttl_seconds);
                         let registration =
                             Registration { target, expires, ttl: request.ttl_seconds, lease: Some(lease) };
-                        let before = self.registrations.insert(key, registration.clone());
-                        before.is_none_or(|b| b.target != registration.target)
+                        self.registrations.insert(key, registration);
+                        changed
                     }
                     Err(e) => {
                         tracing::warn!("store: skipping the registration of {address} for {}: {e}", key.0);
