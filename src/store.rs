@@ -91,8 +91,8 @@ pub enum Change {
 /// What the etcd store reports to the owner.
 #[derive(Debug)]
 pub enum Event {
-    /// Everything under the prefix, read at `revision` (after connecting, reconnecting
-    /// or a compaction): it replaces what the owner knew.
+    /// Everything under the prefix, read at `revision` (after connecting, reconnecting,
+    /// a compaction or a reload): it replaces what the owner knew.
     Snapshot { revision: i64, changes: Vec<Change> },
     /// Changes seen by the watch, in order, up to `revision`.
     Changes { revision: i64, changes: Vec<Change> },
