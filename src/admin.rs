@@ -2,8 +2,8 @@
 //! mapped to status codes in one place.
 
 use crate::api::{ErrorBody, StateRequest};
-use crate::app;
-use crate::state::{RegisterError, ReloadError, SetStateError, StateHandle, service_name};
+use crate::config::service_name;
+use crate::state::{RegisterError, ReloadError, SetStateError, StateHandle};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -46,7 +46,7 @@ impl From<RegisterError> for ApiError {
     fn from(e: RegisterError) -> Self {
         let status = match e {
             RegisterError::UnknownService(_) | RegisterError::NotRegistered(_) => StatusCode::NOT_FOUND,
-            RegisterError::Invalid(_) => StatusCode::BAD_REQUEST,
+            RegisterError::Invalid { .. } => StatusCode::BAD_REQUEST,
             RegisterError::Configured(_) => StatusCode::CONFLICT,
             RegisterError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             RegisterError::Store(_) | RegisterError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,15 +75,18 @@ pub fn router(context: Arc<AdminContext>) -> Router {
         .route("/v1/explain", get(explain))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        // a panic in a handler names the admin API as its task
+        .layer(axum::middleware::from_fn(|request, next: axum::middleware::Next| {
+            crate::supervise::task("admin", next.run(request))
+        }))
         .with_state(context)
 }
 
 type Context = State<Arc<AdminContext>>;
 
-async fn status(State(context): Context) -> Result<Response, ApiError> {
-    let status =
-        context.state.status().await.ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping"))?;
-    Ok(Json(status).into_response())
+async fn status(State(context): Context) -> Response {
+    crate::supervise::fault_point("admin");
+    Json(&*context.state.status()).into_response()
 }
 
 /// `GET /v1/explain?name=&type=&client=IP[/LEN]&source=IP`.
@@ -113,12 +116,7 @@ async fn explain(
         None => IpAddr::from([127, 0, 0, 1]),
     };
     let request = crate::state::ExplainRequest { name, qtype, client, source };
-    let explanation = context
-        .state
-        .explain(request)
-        .await
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping"))?;
-    Ok(Json(explanation).into_response())
+    Ok(Json(context.state.explain(&request)).into_response())
 }
 
 async fn set_state(
@@ -177,7 +175,7 @@ fn parse_service(name: &str) -> Result<hickory_proto::rr::Name, ApiError> {
 async fn reload(State(context): Context, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&context, &headers)?;
     let file = context.config_file.clone();
-    let loaded = tokio::task::spawn_blocking(move || app::load(&file))
+    let loaded = tokio::task::spawn_blocking(move || crate::loaded::load(&file))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let loaded = loaded.map_err(|errors| {
@@ -195,10 +193,9 @@ async fn reload(State(context): Context, headers: HeaderMap) -> Result<Response,
     }
 }
 
-async fn metrics(State(context): Context) -> Result<Response, ApiError> {
-    let text =
-        context.state.metrics().await.ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping"))?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+async fn metrics(State(context): Context) -> Response {
+    let text = context.state.metrics();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 async fn healthz(State(context): Context) -> Response {

@@ -212,7 +212,7 @@ pub struct RegistrationRequest {
 
 /// The reply to a registration: its lease and the service's answer TTL (a backend
 /// that leaves waits that long for resolver caches to drain).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegistrationReply {
     pub service: String,
     pub address: IpAddr,

@@ -1,65 +1,58 @@
-//! Wiring: load the config and zones, open the store, start the state owner (which runs
-//! the probes and publishes the View), the admin API and then DNS; on shutdown make
-//! /healthz 503, keep answering for a tenth of `shutdown_timeout` (at most 1 s), then
-//! stop DNS and let in-flight queries finish, all within `shutdown_timeout`.
+//! Wiring: open the store, start the state owner (which runs the probes and publishes
+//! the View), the admin API and then DNS; on shutdown make /healthz 503, keep
+//! answering for a tenth of `shutdown_timeout` (at most 1 s), then stop DNS and let
+//! in-flight queries finish, all within `shutdown_timeout`. The process-wide counters
+//! are made here and handed to the servers and the owner.
 
 use crate::admin::{self, AdminContext};
-use crate::config::{self, Config, ConfigErrors};
-use crate::geo::Geo;
+use crate::config::Config;
+use crate::loaded::Loaded;
+use crate::metrics::Metrics;
 use crate::server::{self, Listeners};
-use crate::state::{State, StateHandle};
-use crate::store::{Store, StoreError};
+use crate::state::{Owner, StateHandle};
+use crate::store::{self, StoreError};
+use crate::supervise::{self, HEARTBEAT_LIMIT, Heartbeat};
 use crate::view::View;
-use crate::zone::{self, Zones};
 use arc_swap::ArcSwap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A config with its zones and regions, validated together.
-#[derive(Debug)]
-pub struct Loaded {
-    pub config: Config,
-    pub zones: Arc<Zones>,
-    pub geo: Arc<Geo>,
-}
-
-/// Reads and validates the config file and every file it names.
-pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
-    let config = config::load(path)?;
-    let zones = Arc::new(zone::load_zones(&config)?);
-    let geo = Arc::new(Geo::build(&config)?);
-    Ok(Loaded { config, zones, geo })
-}
-
 /// A steerdns ready to run: the published View, and its state owner.
 pub struct App {
     config: Config,
     view: Arc<ArcSwap<View>>,
-    state: State,
+    metrics: Arc<Metrics>,
+    owner: Owner,
     handle: StateHandle,
+    heartbeat: Arc<Heartbeat>,
+    /// End the process when the owner hangs (the binary; not a test's in-process server).
+    exit_on_hang: bool,
 }
 
 impl App {
     /// Opens the store (a corrupt one stops the start) and builds the first View.
     pub fn new(loaded: Loaded) -> Result<App, StoreError> {
         let config = loaded.config.clone();
-        let (store, stored) = Store::open(&config.store)?;
-        let empty = View {
-            zones: Arc::default(),
-            geo: loaded.geo.clone(),
-            services: Default::default(),
-            identity: String::new(),
-            metrics: Arc::default(),
-        };
-        let view = Arc::new(ArcSwap::from_pointee(empty));
-        let (state, handle) = State::new(loaded, store, stored, view.clone());
-        Ok(App { config, view, state, handle })
+        let store = store::open(&config.store)?;
+        let metrics = Arc::new(Metrics::default());
+        let heartbeat = Arc::new(Heartbeat::default());
+        heartbeat.beat();
+        let view = Arc::new(ArcSwap::from_pointee(View::empty(loaded.geo.clone())));
+        let (owner, handle) = Owner::new(loaded, store, metrics.clone(), view.clone(), heartbeat.clone());
+        Ok(App { config, view, metrics, owner, handle, heartbeat, exit_on_hang: false })
     }
 
-    /// Commands for the state owner (reload, admin states, status).
+    /// Ends the process when the owner's heartbeat is older than [`HEARTBEAT_LIMIT`]
+    /// (with the panic hook of [`supervise`], what `steerdns serve` runs).
+    pub fn exit_on_hang(mut self) -> Self {
+        self.exit_on_hang = true;
+        self
+    }
+
+    /// Calls for the state owner (reload, admin states, registrations) and what it
+    /// publishes.
     pub fn handle(&self) -> StateHandle {
         self.handle.clone()
     }
@@ -72,8 +65,9 @@ impl App {
         // the admin API and the state owner outlive DNS, so /healthz says 503 while it drains
         let after_dns = CancellationToken::new();
         let background = TaskTracker::new();
-        background.spawn(self.state.run(after_dns.clone()));
+        background.spawn(supervise::task("owner", self.owner.run(after_dns.clone())));
         let serving = Arc::new(AtomicBool::new(false));
+        watch_heartbeat(self.heartbeat.clone(), serving.clone(), self.exit_on_hang, after_dns.clone());
         if let Some(listener) = listeners.admin {
             let context = AdminContext {
                 state: self.handle.clone(),
@@ -84,22 +78,24 @@ impl App {
             };
             let listener = tokio::net::TcpListener::from_std(listener)?;
             let stop = after_dns.clone();
-            background.spawn(async move {
+            background.spawn(supervise::task("admin", async move {
                 let router = admin::router(Arc::new(context));
                 if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
                     tracing::error!("admin API stopped: {e}");
                 }
-            });
+            }));
         }
         let dns = TaskTracker::new();
         let dns_stop = CancellationToken::new();
         let mut udp_workers = Vec::new();
         for socket in listeners.udp {
-            udp_workers.push(server::serve_udp(socket, self.view.clone(), dns_stop.clone())?);
+            udp_workers.push(server::serve_udp(socket, self.view.clone(), self.metrics.clone(), dns_stop.clone())?);
         }
         dns.spawn_blocking(move || udp_workers.into_iter().for_each(|w| w.join().unwrap_or(())));
         let tcp = listeners.tcp.into_iter().map(tokio::net::TcpListener::from_std).collect::<Result<Vec<_>, _>>()?;
-        dns.spawn(server::serve_tcp(tcp, self.view.clone(), self.config.server.tcp_idle_timeout, dns_stop.clone()));
+        let timeout = self.config.server.tcp_idle_timeout;
+        let tcp = server::serve_tcp(tcp, self.view.clone(), self.metrics.clone(), timeout, dns_stop.clone());
+        dns.spawn(supervise::task("tcp", tcp));
         dns.close();
         serving.store(true, Ordering::SeqCst);
         shutdown.cancelled().await;
@@ -117,5 +113,34 @@ impl App {
         background.close();
         let _ = tokio::time::timeout_at(deadline, background.wait()).await;
         Ok(())
+    }
+}
+
+/// A thread of its own (a hung owner may hold a runtime thread) that watches the
+/// owner's heartbeat: past [`HEARTBEAT_LIMIT`] /healthz says 503 and, for the binary,
+/// the process ends. It stops with `stop`.
+fn watch_heartbeat(heartbeat: Arc<Heartbeat>, serving: Arc<AtomicBool>, exit: bool, stop: CancellationToken) {
+    let watch = move || {
+        let mut warned = false;
+        while !stop.is_cancelled() {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            let age = heartbeat.age();
+            if age > HEARTBEAT_LIMIT && !stop.is_cancelled() && !warned {
+                warned = true;
+                serving.store(false, Ordering::SeqCst);
+                tracing::error!("the state owner has not run for {age:.1?}: answers may be stale");
+                if exit {
+                    let _ = std::io::Write::write_all(
+                        &mut std::io::stderr(),
+                        format!("steerdns: the state owner is hung ({age:.1?} without a heartbeat); exiting\n")
+                            .as_bytes(),
+                    );
+                    std::process::exit(supervise::PANIC_EXIT);
+                }
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new().name("watchdog".into()).spawn(watch) {
+        tracing::error!("cannot start the heartbeat watchdog: {e}");
     }
 }

@@ -23,6 +23,8 @@ const RCODES: [&str; 7] = ["NOERROR", "FORMERR", "NXDOMAIN", "NOTIMP", "REFUSED"
 pub struct Metrics {
     /// [transport][rcode index] (the last index: dropped without a reply).
     queries: [[AtomicU64; RCODES.len()]; 2],
+    /// Queries dropped because answering them panicked.
+    query_panics: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     pub view_rebuilds: AtomicU64,
@@ -42,6 +44,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             queries: Default::default(),
+            query_panics: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             view_rebuilds: AtomicU64::new(0),
@@ -67,6 +70,11 @@ impl Metrics {
         self.queries[transport as usize][index].fetch_add(1, Relaxed);
     }
 
+    /// Counts a query dropped because answering it panicked.
+    pub fn count_query_panic(&self) {
+        self.query_panics.fetch_add(1, Relaxed);
+    }
+
     /// A probe key's health changed (state owner only).
     pub fn count_transition(&self, check: &str, to: &str) {
         let mut map = self.transitions.lock().unwrap_or_else(|e| e.into_inner());
@@ -89,6 +97,9 @@ impl Metrics {
             }
         }
         registry.register("queries", "DNS queries by transport and response code", queries);
+        let panics = Counter::<u64>::default();
+        panics.inc_by(self.query_panics.load(Relaxed));
+        registry.register("query_panics", "Queries dropped because answering them panicked", panics);
         let answers = Family::<Labels, Counter>::default();
         let fail_open = Family::<Labels, Counter>::default();
         for (name, policy, answered, opened) in services {

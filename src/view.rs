@@ -5,10 +5,10 @@
 //! resets none of them.
 
 use crate::api::AdminState;
-use crate::app::Loaded;
 use crate::config::{CheckKind, Order, Policy, Service, WhenAllDown};
 use crate::geo::{Geo, RegionId};
 use crate::health::{Health, ProbeKey};
+use crate::loaded::Loaded;
 use crate::zone::Zones;
 use hickory_proto::rr::Name;
 use rustc_hash::FxHashMap;
@@ -25,8 +25,6 @@ pub struct View {
     pub services: FxHashMap<Name, ServiceView>,
     /// The `identity` for CHAOS and NSID.
     pub identity: String,
-    /// Process-wide counters, the same across Views.
-    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A service as the query path sees it.
@@ -101,8 +99,12 @@ impl View {
             geo: loaded.geo.clone(),
             services,
             identity: config.server.identity.clone(),
-            metrics: previous.map_or_else(Arc::default, |p| p.metrics.clone()),
         }
+    }
+
+    /// A View with nothing in it, until the owner publishes its first.
+    pub fn empty(geo: Arc<Geo>) -> View {
+        View { zones: Arc::default(), geo, services: FxHashMap::default(), identity: String::new() }
     }
 }
 

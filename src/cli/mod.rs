@@ -3,7 +3,8 @@
 
 mod client;
 
-use crate::app::{self, App};
+use crate::app::App;
+use crate::loaded::{self, Loaded};
 use crate::server::Listeners;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -104,9 +105,9 @@ fn init_tracing() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<app::Loaded> {
-    let loaded =
-        app::load(path).map_err(|errors| anyhow::anyhow!("{errors}\n{} error(s); nothing started", errors.0.len()))?;
+fn load(path: &std::path::Path) -> anyhow::Result<Loaded> {
+    let loaded = loaded::load(path)
+        .map_err(|errors| anyhow::anyhow!("{errors}\n{} error(s); nothing started", errors.0.len()))?;
     Ok(loaded)
 }
 
@@ -122,6 +123,7 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+    crate::supervise::install_panic_hook();
     let loaded = load(path)?;
     let server = &loaded.config.server;
     let listeners = Listeners::bind(&server.listen, server.udp_workers)?.with_admin(server.admin_listen)?;
@@ -130,7 +132,7 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let path = path.to_path_buf();
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
-        let app = App::new(loaded)?;
+        let app = App::new(loaded)?.exit_on_hang();
         tokio::spawn(signals(shutdown.clone(), app.handle(), path));
         if let Some(admin) = admin {
             tracing::info!("admin API on http://{admin}");
@@ -160,7 +162,7 @@ async fn signals(shutdown: CancellationToken, state: crate::state::StateHandle, 
 
 /// Re-reads the config and every file it names; on any error the running config stays.
 async fn reload(state: &crate::state::StateHandle, path: &std::path::Path) {
-    let result = match app::load(path) {
+    let result = match loaded::load(path) {
         Ok(loaded) => state.reload(loaded).await.map_err(|e| e.to_string()),
         Err(errors) => {
             state.count_failed_reload();

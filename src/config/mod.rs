@@ -189,6 +189,14 @@ pub fn is_unicast(address: &IpAddr) -> bool {
     }
 }
 
+/// A service name as the API and the store write it: any case, with or without the
+/// trailing dot; lower-cased and fully qualified, as the config holds it.
+pub fn service_name(text: &str) -> Option<Name> {
+    let mut name = Name::from_ascii(text).ok()?.to_lowercase();
+    name.set_fqdn(true);
+    Some(name)
+}
+
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {

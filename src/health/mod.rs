@@ -10,7 +10,7 @@ mod runner;
 
 pub use probe::{Clients, Outcome, Probe, install_crypto_provider};
 pub use rise_fall::{Health, RiseFall, Transition};
-pub use runner::Runner;
+pub use runner::{ProbeSet, Runner};
 
 use std::net::IpAddr;
 use std::time::SystemTime;

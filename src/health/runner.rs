@@ -10,33 +10,33 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Runs the probes of the current config, sending every outcome to the state owner.
+/// The probes to run: each key with its check and the generation its verdicts carry.
+pub type ProbeSet = BTreeMap<ProbeKey, (Check, u64)>;
+
+/// Runs the probes the state owner asks for, sending every outcome back to it.
 pub struct Runner {
-    running: HashMap<ProbeKey, (Check, CancellationToken)>,
+    running: HashMap<ProbeKey, ((Check, u64), CancellationToken)>,
     verdicts: mpsc::Sender<Verdict>,
     tasks: TaskTracker,
-    generations: u64,
 }
 
 impl Runner {
     pub fn new(verdicts: mpsc::Sender<Verdict>) -> Self {
-        Runner { running: HashMap::new(), verdicts, tasks: TaskTracker::new(), generations: 0 }
+        Runner { running: HashMap::new(), verdicts, tasks: TaskTracker::new() }
     }
 
     /// Makes the running probes those of `wanted`: probes of vanished keys, or whose
-    /// check changed, stop; new ones start at their phase. Returns the probes started,
-    /// with their generations.
-    pub fn sync(&mut self, wanted: &BTreeMap<ProbeKey, Check>) -> Vec<(ProbeKey, u64)> {
-        let mut started = Vec::new();
-        self.running.retain(|key, (check, cancel)| {
-            let keep = wanted.get(key) == Some(check);
+    /// check or generation changed, stop; new ones start at their phase.
+    pub fn sync(&mut self, wanted: &ProbeSet) {
+        self.running.retain(|key, (run, cancel)| {
+            let keep = wanted.get(key) == Some(run);
             if !keep {
                 cancel.cancel();
             }
             keep
         });
         let mut clients: HashMap<&str, Clients> = HashMap::new();
-        for (key, check) in wanted {
+        for (key, (check, generation)) in wanted {
             if self.running.contains_key(key) {
                 continue;
             }
@@ -45,13 +45,10 @@ impl Runner {
                 tracing::error!("check {} for {}: cannot build the probe: {e}", key.check, key.address);
                 format!("cannot build the probe: {e}")
             });
-            self.generations += 1;
-            let run = Run { key: key.clone(), generation: self.generations, verdicts: self.verdicts.clone() };
-            self.tasks.spawn(schedule(run, check.clone(), probe, cancel.clone()));
-            self.running.insert(key.clone(), (check.clone(), cancel));
-            started.push((key.clone(), self.generations));
+            let run = Run { key: key.clone(), generation: *generation, verdicts: self.verdicts.clone() };
+            self.tasks.spawn(crate::supervise::task("probe", schedule(run, check.clone(), probe, cancel.clone())));
+            self.running.insert(key.clone(), ((check.clone(), *generation), cancel));
         }
-        started
     }
 
     /// Stops every probe and waits for their tasks.
@@ -106,6 +103,7 @@ async fn schedule(run: Run, check: Check, probe: Result<Probe, String>, cancel: 
         if run.send(outcome).await.is_err() {
             return;
         }
+        crate::supervise::fault_point("probe");
         next += check.interval;
         while next < Instant::now() {
             let overrun =

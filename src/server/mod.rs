@@ -1,5 +1,5 @@
 //! Sockets: binding the listen addresses, steerdns's own UDP loop, and TCP through
-//! hickory-server's `Server`.
+//! hickory-server's `Server`; both answer through [`respond`].
 
 mod tcp;
 mod udp;
@@ -7,6 +7,10 @@ mod udp;
 pub use tcp::serve_tcp;
 pub use udp::serve_udp;
 
+use crate::dns::{self, Transport};
+use crate::metrics::Metrics;
+use crate::supervise;
+use crate::view::View;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
@@ -50,6 +54,42 @@ impl Listeners {
     /// The addresses DNS is served on (with the ports actually bound).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.tcp.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+}
+
+/// [`dns::respond`], counted; a panic while answering drops this query alone (the View
+/// is immutable, so nothing is left half-changed) and is counted and logged, at most
+/// once a minute, with the query in hex.
+pub fn respond(
+    view: &View,
+    query: &[u8],
+    client: SocketAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+    metrics: &Metrics,
+) -> Option<dns::Rcode> {
+    static LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let answer = || {
+        // a test's fault point: a query for panic.* panics here (debug builds only)
+        if supervise::fault_is("query-panic") && query.windows(6).any(|w| w == b"\x05panic") {
+            panic!("forced by STEERDNS_FAULT=query-panic");
+        }
+        dns::respond(view, query, client, transport, out)
+    };
+    match supervise::contained(answer) {
+        Ok(rcode) => {
+            metrics.count_query(transport, rcode);
+            rcode
+        }
+        Err(panic) => {
+            metrics.count_query_panic();
+            if supervise::once_a_minute(&LOGGED) {
+                let hex: String = query.iter().map(|b| format!("{b:02x}")).collect();
+                tracing::error!("a query from {client} panicked ({panic}); dropped it. query: {hex}");
+            }
+            out.clear();
+            None
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! own FORMERR) and sends a structured response, so the handler decodes our response
 //! bytes once more: TCP is rare, and this keeps one answer path.
 
-use crate::dns::{self, Transport};
+use crate::dns::Transport;
+use crate::metrics::Metrics;
 use crate::view::View;
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Header, Message, ResponseCode};
@@ -18,15 +19,22 @@ use std::time::Duration;
 
 struct Handler {
     view: Arc<ArcSwap<View>>,
+    metrics: Arc<Metrics>,
 }
 
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut handle: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, handle: R) -> ResponseInfo {
+        crate::supervise::task("tcp", self.handle(request, handle)).await
+    }
+}
+
+impl Handler {
+    async fn handle<R: ResponseHandler>(&self, request: &Request, mut handle: R) -> ResponseInfo {
+        crate::supervise::fault_point("tcp");
         let mut bytes = Vec::new();
         let view = self.view.load();
-        let rcode = dns::respond(&view, request.as_slice(), request.src(), Transport::Tcp, &mut bytes);
-        view.metrics.count_query(Transport::Tcp, rcode);
+        let rcode = super::respond(&view, request.as_slice(), request.src(), Transport::Tcp, &mut bytes, &self.metrics);
         let message = match Message::from_vec(&bytes) {
             Ok(m) if rcode.is_some() => m,
             _ => return failed(request),
@@ -57,10 +65,11 @@ fn failed(request: &Request) -> ResponseInfo {
 pub async fn serve_tcp(
     listeners: Vec<tokio::net::TcpListener>,
     view: Arc<ArcSwap<View>>,
+    metrics: Arc<Metrics>,
     idle_timeout: Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut server = Server::new(Handler { view });
+    let mut server = Server::new(Handler { view, metrics });
     for listener in listeners {
         server.register_listener(listener, idle_timeout, 64);
     }

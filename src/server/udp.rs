@@ -3,7 +3,8 @@
 //! reused, one View load per batch. On a wildcard address each reply is sent from the
 //! address its query was sent to (IP_PKTINFO / IPV6_RECVPKTINFO).
 
-use crate::dns::{self, Transport};
+use crate::dns::Transport;
+use crate::metrics::Metrics;
 use crate::view::View;
 use arc_swap::ArcSwap;
 use nix::errno::Errno;
@@ -31,6 +32,7 @@ const IDLE_CHECK: Duration = Duration::from_millis(100);
 pub fn serve_udp(
     socket: UdpSocket,
     view: Arc<ArcSwap<View>>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let wildcard = socket.local_addr()?.ip().is_unspecified();
@@ -45,7 +47,7 @@ pub fn serve_udp(
     std::thread::Builder::new().name("steerdns-udp".into()).spawn(move || {
         let mut worker = Worker::new(wildcard);
         while !shutdown.is_cancelled() {
-            worker.round(&socket, &view);
+            worker.round(&socket, &view, &metrics);
         }
     })
 }
@@ -85,7 +87,7 @@ impl Worker {
 
     /// Receives one batch (waiting up to IDLE_CHECK for its first datagram), answers
     /// it and sends the replies.
-    fn round(&mut self, socket: &UdpSocket, view: &ArcSwap<View>) {
+    fn round(&mut self, socket: &UdpSocket, view: &ArcSwap<View>, metrics: &Metrics) {
         if let Err(e) = self.receive(socket) {
             if !matches!(e, Errno::EAGAIN | Errno::EINTR) {
                 tracing::debug!("udp receive: {e}");
@@ -97,8 +99,7 @@ impl Worker {
         for (i, r) in self.received.iter().enumerate() {
             let Some((from, client)) = r.from.and_then(|a| Some((a, socket_addr(&a)?))) else { continue };
             let query = &self.queries[i][..r.len.min(MAX_QUERY)];
-            let rcode = dns::respond(&view, query, client, Transport::Udp, &mut self.replies[i]);
-            view.metrics.count_query(Transport::Udp, rcode);
+            let rcode = super::respond(&view, query, client, Transport::Udp, &mut self.replies[i], metrics);
             if rcode.is_some() {
                 self.outgoing.push((i, from, r.to));
             }

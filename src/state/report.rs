@@ -1,66 +1,69 @@
-//! What the owner tells: the status document and the traced answer of explain.
+//! What the owner tells: the status document it publishes, and explain, which annotates
+//! a traced query with what that document says of each candidate.
 
-use super::registrations::Registration;
-use super::{ExplainRequest, State, origin, unix};
+use super::model::{Model, Registration, unix};
 use crate::api::{self, StoredState};
-use crate::config::CheckKind;
+use crate::config::{CheckKind, Service};
 use crate::health::ProbeKey;
 use crate::steer::{self, Client, Family};
 use crate::view::View;
 use std::net::IpAddr;
+use std::time::SystemTime;
 
-impl State {
-    /// The traced answer, with each candidate's health and admin state, and the
-    /// drained targets the View leaves out.
-    pub(super) fn explain(&self, request: &ExplainRequest) -> api::Explanation {
-        let view = self.view.load();
-        let mut explanation = crate::dns::explain(&view, &request.name, request.qtype, request.client, request.source);
-        let Some(service) = explanation.service.as_mut() else { return explanation };
-        let effective = self.effective();
-        let Some(config) = effective.config.services.iter().find(|s| s.name.to_string() == service.name) else {
-            return explanation;
+/// What `explain` is asked about.
+#[derive(Debug, Clone)]
+pub struct ExplainRequest {
+    pub name: hickory_proto::rr::Name,
+    pub qtype: hickory_proto::rr::RecordType,
+    /// The client subnet sent as ECS, if any.
+    pub client: Option<ipnet::IpNet>,
+    /// The query's source address.
+    pub source: IpAddr,
+}
+
+/// The traced answer of `view` to `request`, with each candidate's health, admin state
+/// and origin from `status`, and the drained targets the View leaves out.
+pub fn explain(view: &View, status: &api::Status, request: &ExplainRequest) -> api::Explanation {
+    let mut explanation = crate::dns::explain(view, &request.name, request.qtype, request.client, request.source);
+    let Some(service) = explanation.service.as_mut() else { return explanation };
+    let Some(known) = status.services.iter().find(|s| s.name == service.name) else { return explanation };
+    let v4 = service.family.starts_with("IPv4");
+    for target in known.targets.iter().filter(|t| t.address.is_ipv4() == v4) {
+        let index = service.candidates.iter().position(|c| c.address == Some(target.address));
+        let candidate = match index {
+            Some(i) => &mut service.candidates[i],
+            None => {
+                service.candidates.push(api::CandidateExplanation {
+                    address: Some(target.address),
+                    region: target.region.clone(),
+                    weight: target.weight,
+                    priority: target.priority,
+                    why: "drained by an operator: never answered".into(),
+                    ..Default::default()
+                });
+                service.candidates.last_mut().expect("just pushed")
+            }
         };
-        let probed = config
-            .check
-            .as_ref()
-            .filter(|c| self.loaded.config.checks.get(*c).is_some_and(|c| c.kind != CheckKind::None));
-        let v4 = service.family.starts_with("IPv4");
-        for target in config.targets.iter().filter(|t| t.address.is_ipv4() == v4) {
-            let admin = self.admin_state(&config.name, target.address);
-            let index = service.candidates.iter().position(|c| c.address == Some(target.address));
-            let candidate = match index {
-                Some(i) => &mut service.candidates[i],
-                None => {
-                    service.candidates.push(api::CandidateExplanation {
-                        address: Some(target.address),
-                        region: target.region.clone(),
-                        weight: target.weight,
-                        priority: target.priority,
-                        why: "drained by an operator: never answered".into(),
-                        ..Default::default()
-                    });
-                    service.candidates.last_mut().expect("just pushed")
-                }
-            };
-            candidate.admin = Some(admin.to_string());
-            let key =
-                probed.map(|c| ProbeKey { check: c.clone(), address: target.check_address.unwrap_or(target.address) });
-            let known = key.and_then(|k| self.health.get(&k));
-            candidate.health = Some(known.map_or("unchecked".into(), |k| k.machine.health().to_string()));
-            candidate.since = known.and_then(|k| k.change.as_ref()).map(|c| c.at);
-            candidate.last_failure = known.and_then(|k| k.last_failure.clone());
-            let registration = self.registrations.get(&(config.name.clone(), target.address));
-            candidate.origin = Some(origin(registration).into());
-            candidate.expires_at = registration.and_then(Registration::known_expiry);
-        }
-        explanation
+        candidate.admin = Some(target.admin.to_string());
+        candidate.health = Some(target.health.clone());
+        candidate.since = target.last_change.as_ref().map(|c| c.at);
+        candidate.last_failure = target.last_failure.clone();
+        candidate.origin = Some(target.origin.clone());
+        candidate.expires_at = target.expires_at;
     }
+    explanation
+}
 
-    pub(super) fn status(&self) -> api::Status {
-        let view = self.view.load();
-        let effective = self.effective();
-        let config = &effective.config;
-        let services = config.services.iter().map(|s| self.service_status(s, &view)).collect();
+fn origin(registration: Option<&Registration>) -> &'static str {
+    if registration.is_some() { "registration" } else { "config" }
+}
+
+impl Model {
+    /// The status document at `now`.
+    pub(super) fn status(&self, now: SystemTime) -> api::Status {
+        let view = self.view();
+        let config = &self.effective.config;
+        let services = config.services.iter().map(|s| self.service_status(s, view, now)).collect();
         let unmatched_states = self
             .admin
             .iter()
@@ -74,14 +77,14 @@ impl State {
             })
             .collect();
         let store = api::StoreStatus {
-            backend: self.store.backend().into(),
-            up: self.store_down.is_none(),
-            error: self.store_down.clone(),
+            backend: self.store.backend.into(),
+            up: self.store.down.is_none(),
+            error: self.store.down.clone(),
         };
         api::Status { store, services, unmatched_states }
     }
 
-    pub(super) fn service_status(&self, service: &crate::config::Service, view: &View) -> api::ServiceStatus {
+    fn service_status(&self, service: &Service, view: &View, now: SystemTime) -> api::ServiceStatus {
         // answered for a client of the default region (address 0.0.0.0 is in no network)
         let client = Client { address: IpAddr::from([0, 0, 0, 0]), ecs_source: None };
         let answered: Vec<IpAddr> = view.services.get(&service.name).map_or_else(Vec::new, |sv| {
@@ -103,7 +106,7 @@ impl State {
                 api::TargetStatus {
                     address: t.address,
                     origin: origin(registration).into(),
-                    expires_at: registration.and_then(Registration::known_expiry),
+                    expires_at: registration.and_then(|r| r.known_expiry(now)),
                     region: t.region.clone(),
                     weight: t.weight,
                     priority: t.priority,

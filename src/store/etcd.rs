@@ -6,10 +6,10 @@
 //! starts over once it answers again (and after a compaction). The writer makes each
 //! write of the owner as its own request, so a slow one holds up no other.
 
-use super::{Change, Event, Shared, StoreError, Write};
+use super::{Change, Event, Lease, Store, StoreError, WRITES_IN_FLIGHT, Write, WriteId};
 use crate::api::{AdminState, RegistrationRequest, StateRequest};
 use crate::config::EtcdConfig;
-use crate::state::{Pending, service_name};
+use crate::config::service_name;
 use etcd_client::{
     Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, KeyValue, PutOptions, TlsOptions,
     WatchOptions,
@@ -28,9 +28,9 @@ const RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_
 
 /// Reads the TLS and password files (an unreadable one stops the start) and returns
 /// the store, whose task the owner spawns.
-pub fn start(config: &EtcdConfig) -> Result<Shared, StoreError> {
+pub fn start(config: &EtcdConfig) -> Result<Store, StoreError> {
     let options = options(config)?;
-    let (writes, writes_rx) = mpsc::channel(1024);
+    let (writes, writes_rx) = mpsc::channel(WRITES_IN_FLIGHT);
     let (events_tx, events) = mpsc::channel(1024);
     let keys = Keys { prefix: config.prefix.clone() };
     let endpoints = config.endpoints.clone();
@@ -41,7 +41,7 @@ pub fn start(config: &EtcdConfig) -> Result<Shared, StoreError> {
         tokio::spawn(writer(writes_rx, client_rx, keys, events_tx));
         follower.run(endpoints, options, client_tx).await;
     };
-    Ok(Shared { writes, events: Some(events), task: Some(Box::pin(task)), reread })
+    Ok(Store { backend: "etcd", writes, first: None, events, reread, task: Box::pin(task) })
 }
 
 fn options(config: &EtcdConfig) -> Result<ConnectOptions, StoreError> {
@@ -166,25 +166,24 @@ impl Follower {
 
 /// Makes each write as its own task; answers at once while no client exists yet.
 async fn writer(
-    mut writes: mpsc::Receiver<(Write, Pending)>,
+    mut writes: mpsc::Receiver<(WriteId, Write)>,
     client: watch::Receiver<Option<Client>>,
     keys: Keys,
     events: mpsc::Sender<Event>,
 ) {
-    while let Some((write, pending)) = writes.recv().await {
+    while let Some((id, write)) = writes.recv().await {
         let Some(client) = client.borrow().clone() else {
-            pending.fail("not connected to etcd yet".into());
+            let _ = events.send(Event::Failed { id, reason: "not connected to etcd yet".into() }).await;
             continue;
         };
         let (keys, events) = (keys.clone(), events.clone());
         tokio::spawn(async move {
-            match timeout(2 * REQUEST_TIMEOUT, apply(client, &keys, write)).await {
-                Ok(Ok((revision, changes))) => {
-                    let _ = events.send(Event::Written { revision, changes, pending }).await;
-                }
-                Ok(Err(e)) => pending.fail(format!("etcd: {}", brief(&e))),
-                Err(_) => pending.fail("etcd did not answer in time".into()),
-            }
+            let report = match timeout(2 * REQUEST_TIMEOUT, apply(client, &keys, write)).await {
+                Ok(Ok((revision, changes))) => Event::Written { id, revision, changes },
+                Ok(Err(e)) => Event::Failed { id, reason: format!("etcd: {}", brief(&e)) },
+                Err(_) => Event::Failed { id, reason: "etcd did not answer in time".into() },
+            };
+            let _ = events.send(report).await;
         });
     }
 }
@@ -240,7 +239,8 @@ async fn register(
     }
     let address = request.address;
     let at = put.header().map_or(0, |h| h.revision());
-    Ok((at, vec![Change::Registration { service, address, lease: Some((request, lease)) }]))
+    let lease = Lease { request, id: lease, expires_at: None };
+    Ok((at, vec![Change::Registration { service, address, lease: Some(lease) }]))
 }
 
 /// An etcd error in one line: what failed and its root cause (a gRPC status prints
@@ -307,7 +307,10 @@ impl Keys {
             }
             "registrations" => match decode::<RegistrationRequest>(value)? {
                 Some(request) if request.address != address => Err(format!("its value names {}", request.address)),
-                request => Ok(Change::Registration { service, address, lease: request.map(|r| (r, lease)) }),
+                request => {
+                    let lease = request.map(|request| Lease { request, id: lease, expires_at: None });
+                    Ok(Change::Registration { service, address, lease })
+                }
             },
             _ => Err(format!("unknown kind {kind:?} (admin or registrations)")),
         }

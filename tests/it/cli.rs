@@ -4,7 +4,6 @@ use crate::harness::*;
 use hickory_proto::rr::RecordType;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_steerdns");
 
@@ -56,14 +55,7 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     let r = udp_exchange(addr, &query("static.lb.example.", RecordType::A)).unwrap();
     assert_eq!(addresses(&r), ["127.0.0.80"]);
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "exits after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_status(&mut child);
     assert!(status.success(), "{status}");
 }
 

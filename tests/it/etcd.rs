@@ -9,8 +9,7 @@ use hickory_proto::rr::RecordType;
 use std::io::Write as _;
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use steerdns::api::Status;
+use std::time::Duration;
 
 /// A running etcd; killed when dropped.
 pub struct Etcd {
@@ -79,11 +78,7 @@ impl Etcd {
         let child = Command::new("etcd").args(&self.args).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.child = Some(child);
         let address = self.url.split("://").nth(1).unwrap().to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(&address).is_err() {
-            assert!(Instant::now() < deadline, "etcd never listened on {address}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(&format!("etcd never listened on {address}"), || TcpStream::connect(&address).is_ok());
     }
 
     /// SIGKILL: its clients see the connection drop.
@@ -129,26 +124,13 @@ fn installed() -> bool {
     found
 }
 
-fn status(s: &TestServer) -> Status {
-    serde_json::from_str(&http(&s.admin, "GET", "/v1/status", None, None).1).unwrap()
-}
-
-/// Polls `check` every 50 ms until it holds, or fails saying `what` after 30 s.
-fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A steerdns on `store` (its [store] table), once it has read the store.
 fn node(store: &str) -> TestServer {
     ready(TestServer::start(&with_store("", store)))
 }
 
 fn ready(s: TestServer) -> TestServer {
-    until("steerdns to read etcd", || status(&s).store.up);
+    eventually("steerdns to read etcd", || status_of(&s.admin).store.up);
     s
 }
 
@@ -182,17 +164,17 @@ fn two_nodes_share_registrations_and_drains() {
     let (a, b) = (node(&etcd.store("")), node(&etcd.store("")));
     let body = r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#;
     assert_eq!(register(&a, "r.lb.example", body, None).0, 200);
-    until("B to answer A's registration", || sorted(&b, "r.lb.example.").contains(&"127.0.60.2".into()));
-    let target =
-        status(&b).services.into_iter().flat_map(|s| s.targets).find(|t| t.address.to_string() == "127.0.60.2");
-    assert_eq!(target.unwrap().origin, "registration");
+    eventually("B to answer A's registration", || sorted(&b, "r.lb.example.").contains(&"127.0.60.2".into()));
+    assert_eq!(target_status(&b.admin, "r.lb.example.", "127.0.60.2").origin, "registration");
     // B renews A's lease (a backend renews through whichever node answers)
     assert_eq!(register(&b, "r.lb.example", body, None).0, 200);
     assert_eq!(drain(&b, "127.0.0.10").0, 200);
-    until("A to leave out the target drained on B", || !sorted(&a, "www.lb.example.").contains(&"127.0.0.10".into()));
+    eventually("A to leave out the target drained on B", || {
+        !sorted(&a, "www.lb.example.").contains(&"127.0.0.10".into())
+    });
     let path = "/v1/services/r.lb.example/registrations/127.0.60.2";
     assert_eq!(http(&b.admin, "DELETE", path, None, None).0, 200);
-    until("A to drop the registration B removed", || sorted(&a, "r.lb.example.") == ["127.0.60.1"]);
+    eventually("A to drop the registration B removed", || sorted(&a, "r.lb.example.") == ["127.0.60.1"]);
 }
 
 #[test]
@@ -206,7 +188,7 @@ fn steerdns_register_keeps_its_lease_through_the_second_node_when_the_first_stop
         .spawn()
         .unwrap();
     let answered = |s: &TestServer| sorted(s, "r.lb.example.").contains(&"127.0.60.4".into());
-    until("B to answer the registration made through A", || answered(&b));
+    eventually("B to answer the registration made through A", || answered(&b));
     drop(a);
     // well past the 3 s lease: renewed through B
     std::thread::sleep(Duration::from_secs(5));
@@ -222,12 +204,12 @@ fn without_etcd_both_nodes_keep_answering_and_refuse_changes_then_catch_up() {
     let (a, b) = (node(&etcd.store("")), node(&etcd.store("")));
     assert_eq!(register(&a, "r.lb.example", r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#, None).0, 200);
     assert_eq!(drain(&a, "127.0.0.10").0, 200);
-    until("B to see A's changes", || {
+    eventually("B to see A's changes", || {
         sorted(&b, "r.lb.example.").len() == 2 && !sorted(&b, "www.lb.example.").contains(&"127.0.0.10".into())
     });
     etcd.kill();
     for s in [&a, &b] {
-        until("the node to notice", || !status(s).store.up);
+        eventually("the node to notice", || !status_of(&s.admin).store.up);
         let metrics = http(&s.admin, "GET", "/metrics", None, None).1;
         assert!(metrics.lines().any(|l| l == "steerdns_store_up 0"), "{metrics}");
         assert_eq!(sorted(s, "r.lb.example."), ["127.0.60.1", "127.0.60.2"], "the last known state");
@@ -236,7 +218,7 @@ fn without_etcd_both_nodes_keep_answering_and_refuse_changes_then_catch_up() {
         assert!(code == 503 && text.contains("store unavailable"), "{code} {text}");
         let (code, text) = drain(s, "127.0.0.11");
         assert!(code == 503 && text.contains("store unavailable"), "{code} {text}");
-        let status = status(s);
+        let status = status_of(&s.admin);
         assert!(!status.store.up && status.store.error.is_some(), "{:?}", status.store);
     }
     assert_eq!(sorted(&a, "www.lb.example."), ["127.0.0.11", "127.0.0.12"], "the refused drain changed nothing");
@@ -245,12 +227,12 @@ fn without_etcd_both_nodes_keep_answering_and_refuse_changes_then_catch_up() {
     assert!(text.starts_with("store etcd unavailable (") && text.contains("changes are refused"), "{text}");
     assert!(text.contains("registration (lease"), "A knows the lease it made: {text}");
     etcd.restart();
-    until("A to reconnect", || status(&a).store.up);
+    eventually("A to reconnect", || status_of(&a.admin).store.up);
     assert_eq!(register(&a, "r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, None).0, 200);
-    until("B to answer the registration made on A", || sorted(&b, "r.lb.example.").contains(&"127.0.60.3".into()));
-    until("B to reconnect", || status(&b).store.up);
+    eventually("B to answer the registration made on A", || sorted(&b, "r.lb.example.").contains(&"127.0.60.3".into()));
+    eventually("B to reconnect", || status_of(&b.admin).store.up);
     assert_eq!(drain(&b, "127.0.0.11").0, 200);
-    until("A to leave out the target drained on B", || sorted(&a, "www.lb.example.") == ["127.0.0.12"]);
+    eventually("A to leave out the target drained on B", || sorted(&a, "www.lb.example.") == ["127.0.0.12"]);
 }
 
 #[test]
@@ -262,10 +244,10 @@ fn a_node_takes_registrations_for_a_service_its_reload_adds() {
     // B has no such service yet: it skips the key, with a warning; a drain written
     // after it shows that B has read that far
     assert_eq!(drain(&a, "127.0.0.10").0, 200);
-    until("B to see the drain", || !sorted(&b, "www.lb.example.").contains(&"127.0.0.10".into()));
+    eventually("B to see the drain", || !sorted(&b, "www.lb.example.").contains(&"127.0.0.10".into()));
     assert!(sorted(&b, "r.lb.example.").is_empty());
     b.reload(&with_store("", &etcd.store(""))).unwrap();
-    until("B to answer the registration after its reload", || {
+    eventually("B to answer the registration after its reload", || {
         sorted(&b, "r.lb.example.") == ["127.0.60.1", "127.0.60.2"]
     });
 }
@@ -295,13 +277,13 @@ fn values_that_do_not_parse_are_skipped_and_outside_writes_apply() {
     // read at start, then through the watch
     let s = node(&etcd.store(""));
     put(&[("/steerdns/admin/www.lb.example./127.0.0.10", r#"{"state": "drain"}"#)]);
-    until("the outside drain to apply", || !sorted(&s, "www.lb.example.").contains(&"127.0.0.10".into()));
+    eventually("the outside drain to apply", || !sorted(&s, "www.lb.example.").contains(&"127.0.0.10".into()));
     put(bad);
     put(&[("/steerdns/admin/www.lb.example./127.0.0.10", r#"{"state": "auto"}"#)]);
-    until("the outside undrain to apply", || sorted(&s, "www.lb.example.").contains(&"127.0.0.10".into()));
+    eventually("the outside undrain to apply", || sorted(&s, "www.lb.example.").contains(&"127.0.0.10".into()));
     assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1", "127.0.60.5"]);
     assert_eq!(sorted(&s, "www.lb.example.").len(), 3);
-    assert!(status(&s).store.up);
+    assert!(status_of(&s.admin).store.up);
     assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.60.5", "ttl_seconds": 30}"#, None).0, 200);
     let lease = etcd.client(async |mut c| c.get(key, None).await.unwrap().kvs()[0].lease());
     assert_ne!(lease, 0, "the renewal put the registration on a lease");
@@ -325,7 +307,7 @@ fn etcd_over_tls_with_a_client_certificate() {
     // without the client certificate etcd refuses: the node starts, says so, and refuses changes
     let without = TestServer::start(&with_store("", &etcd.store(&format!("ca_file = \"{}\"\n", file("ca.pem")))));
     std::thread::sleep(Duration::from_secs(1));
-    assert!(!status(&without).store.up);
+    assert!(!status_of(&without.admin).store.up);
     let (code, _) = register(&without, "r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, None);
     assert_eq!(code, 503);
     assert_eq!(without.ask("www.lb.example.", RecordType::A).answers.len(), 3, "it answers all the same");
@@ -346,7 +328,7 @@ fn etcd_with_a_user_and_password() {
     assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1", "127.0.60.2"]);
     let wrong = TestServer::with_files(&config, &[("lb.example.zone", ZONE), ("password", "guess")]);
     std::thread::sleep(Duration::from_secs(1));
-    let status = status(&wrong);
+    let status = status_of(&wrong.admin);
     assert!(!status.store.up && status.store.error.as_ref().is_some_and(|e| e.contains("auth")), "{:?}", status.store);
     assert_eq!(register(&wrong, "r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, None).0, 503);
 }

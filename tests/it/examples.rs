@@ -1,7 +1,5 @@
 //! Every file in examples/ and zones/ loads, and the quickstart serves.
 
-use steerdns::app;
-
 fn files(dir: &str, ext: &str) -> Vec<std::path::PathBuf> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut out: Vec<_> = std::fs::read_dir(dir)
@@ -17,7 +15,7 @@ fn files(dir: &str, ext: &str) -> Vec<std::path::PathBuf> {
 #[test]
 fn every_example_config_loads() {
     for path in files("examples", "toml") {
-        app::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+        steerdns::loaded::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
     }
 }
 
@@ -28,6 +26,6 @@ fn every_zone_file_loads() {
         let dir = tempfile::tempdir().unwrap();
         let config = format!("[[zones]]\norigin = \"{origin}.\"\nfile = \"{}\"\n", path.display());
         std::fs::write(dir.path().join("c.toml"), config).unwrap();
-        app::load(&dir.path().join("c.toml")).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+        steerdns::loaded::load(&dir.path().join("c.toml")).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
     }
 }

@@ -3,7 +3,6 @@
 use crate::backend::{Backend, Mode};
 use crate::harness::*;
 use hickory_proto::rr::RecordType;
-use std::time::{Duration, Instant};
 use steerdns::api::Explanation;
 
 fn explain(s: &TestServer, query: &str) -> Explanation {
@@ -77,11 +76,15 @@ targets = ["127.0.50.2", "127.0.50.3"]
         quickstart_config()
     );
     let s = TestServer::start(&config);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sorted(addresses(&s.ask("h.lb.example.", RecordType::A))) != ["127.0.50.1"] {
-        assert!(Instant::now() < deadline, "the dead targets' probes to fail");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually("the dead targets' probes to fail", || {
+        sorted(addresses(&s.ask("h.lb.example.", RecordType::A))) == ["127.0.50.1"]
+    });
+    // explain reads the status snapshot, published at most every 250 ms
+    eventually("the status to show them down", || {
+        let status = status_of(&s.admin);
+        let h = status.services.iter().find(|x| x.name == "h.lb.example.").unwrap();
+        h.targets.iter().filter(|t| t.health == "down").count() == 2
+    });
     (s, up, down)
 }
 
@@ -143,6 +146,14 @@ fn explain_a_drain_a_cname_and_names_outside_our_zones() {
     let (s, _up, _down) = setup();
     let path = "/v1/services/www.lb.example/targets/127.0.0.11/state";
     assert_eq!(http(&s.admin, "PUT", path, Some("{\"state\": \"drain\"}"), None).0, 200);
+    // explain reads the status snapshot, published at most every 250 ms
+    let drained = |e: &Explanation| {
+        let candidates = &e.service.as_ref().unwrap().candidates;
+        candidates
+            .iter()
+            .any(|c| c.address == Some("127.0.0.11".parse().unwrap()) && c.admin.as_deref() == Some("drain"))
+    };
+    eventually("explain to show the drain", || drained(&explain(&s, "name=www.lb.example")));
     let e = explain(&s, "name=alias.lb.example");
     assert!(e.steps.iter().any(|x| x == "alias.lb.example. CNAME www.lb.example."), "{:?}", e.steps);
     assert!(e.steps.iter().any(|x| x.contains("www.lb.example. is a service")));

@@ -6,7 +6,7 @@ use crate::harness::*;
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const EU: &str = "127.0.62.1";
 const US: &str = "127.0.62.2";
@@ -76,14 +76,6 @@ fn from_subnet(s: &TestServer, subnet: &str) -> (Vec<String>, u32, u8) {
     (addresses(&r), r.answers.first().map_or(0, |a| a.ttl), ecs_of(&r).map_or(255, |e| e.2))
 }
 
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn regions_and_scopes_from_ecs() {
     let s = setup();
@@ -139,21 +131,21 @@ fn regions_from_the_source_address_without_ecs() {
 fn fallback_then_nearest_and_back_when_healed() {
     let s = setup();
     let [eu, us, asia] = &s.backends;
-    wait_for("probed", || eu.hits() > 0 && us.hits() > 0 && asia.hits() > 0);
+    eventually("probed", || eu.hits() > 0 && us.hits() > 0 && asia.hits() > 0);
     us.set(Mode::Down);
     // us falls back to eu, its fallback, with the TTL halved
-    wait_for("us → eu", || from_subnet(&s.server, "10.1.5.0/24") == (vec![EU.into()], 15, 16));
+    eventually("us → eu", || from_subnet(&s.server, "10.1.5.0/24") == (vec![EU.into()], 15, 16));
     us.set(Mode::Status(200, "OK"));
-    wait_for("us back", || from_subnet(&s.server, "10.1.5.0/24") == (vec![US.into()], 30, 16));
+    eventually("us back", || from_subnet(&s.server, "10.1.5.0/24") == (vec![US.into()], 30, 16));
     // asia has no fallback: the nearest region with a live target (eu is nearer than us)
     asia.set(Mode::Down);
-    wait_for("asia → nearest", || from_subnet(&s.server, "10.3.5.0/24").0 == [EU]);
+    eventually("asia → nearest", || from_subnet(&s.server, "10.3.5.0/24").0 == [EU]);
     // eu down too: the fallback lists are not transitive; asia's nearest live is us
     eu.set(Mode::Down);
-    wait_for("asia → us", || from_subnet(&s.server, "10.3.5.0/24").0 == [US]);
+    eventually("asia → us", || from_subnet(&s.server, "10.3.5.0/24").0 == [US]);
     // every region down: each client gets its own region, never every region at once
     us.set(Mode::Down);
-    wait_for("all down", || from_subnet(&s.server, "10.1.5.0/24") == (vec![US.into()], 15, 16));
+    eventually("all down", || from_subnet(&s.server, "10.1.5.0/24") == (vec![US.into()], 15, 16));
     assert_eq!(from_subnet(&s.server, "10.3.5.0/24").0, [ASIA]);
     assert_eq!(from_subnet(&s.server, "10.2.5.0/24").0, [EU]);
 }
@@ -164,6 +156,6 @@ fn a_broken_database_is_a_config_error() {
     std::fs::write(dir.path().join("bad.mmdb"), b"not a database").unwrap();
     let text = "[geo]\ndefault_region = \"eu\"\nmmdb = \"bad.mmdb\"\n[regions.eu]\n";
     std::fs::write(dir.path().join("c.toml"), text).unwrap();
-    let e = steerdns::app::load(&dir.path().join("c.toml")).unwrap_err();
+    let e = steerdns::loaded::load(&dir.path().join("c.toml")).unwrap_err();
     assert!(e.to_string().contains("c.toml:3:8: geo.mmdb: cannot read the GeoIP database"), "{e}");
 }

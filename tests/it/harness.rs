@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::time::Duration;
-use steerdns::app::{self, App};
+use steerdns::app::App;
 use steerdns::server::Listeners;
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +50,7 @@ impl TestServer {
 
     /// Serves the config at `path` on `listen` (port 0: a free port each).
     pub fn start_on(dir: tempfile::TempDir, path: PathBuf, listen: &[SocketAddr]) -> TestServer {
-        let loaded = app::load(&path).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
+        let loaded = steerdns::loaded::load(&path).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
         let listeners = Listeners::bind(listen, 2).unwrap().with_admin("127.0.0.1:0".parse().unwrap()).unwrap();
         let admin = format!("http://{}", listeners.admin_addr().unwrap());
         let addrs = listeners.local_addrs();
@@ -80,7 +80,7 @@ impl TestServer {
     pub fn reload(&self, config: &str) -> Result<(), steerdns::state::ReloadError> {
         let path = self._dir.path().join("steerdns.toml");
         std::fs::write(&path, config).unwrap();
-        self.state.reload_blocking(app::load(&path).unwrap())
+        self.state.reload_blocking(steerdns::loaded::load(&path).unwrap())
     }
 
     pub fn udp(&self, query: &Message) -> Message {
@@ -339,4 +339,42 @@ pub fn quickstart_dir() -> tempfile::TempDir {
         .replace("shutdown_timeout = \"2s\"", "shutdown_timeout = \"3s\"");
     std::fs::write(dir.path().join("c.toml"), config).unwrap();
     dir
+}
+
+/// Polls `condition` every 20 ms until it holds; fails naming `what` after 30 s (a
+/// generous deadline: the machines are shared and noisy).
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The status document (`GET /v1/status`), asserting its 200.
+pub fn status_of(admin: &str) -> steerdns::api::Status {
+    let (code, body) = http(admin, "GET", "/v1/status", None, None);
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Waits for `child` to exit; its exit status.
+pub fn exit_status(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let mut status = None;
+    eventually("the process to exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.unwrap()
+}
+
+/// A target's row in the status document, once the published snapshot has it.
+pub fn target_status(admin: &str, service: &str, address: &str) -> steerdns::api::TargetStatus {
+    let find = || {
+        let status = status_of(admin);
+        let s = status.services.into_iter().find(|s| s.name == service)?;
+        s.targets.into_iter().find(|t| t.address.to_string() == address)
+    };
+    eventually(&format!("{address} of {service} in the status"), || find().is_some());
+    find().unwrap()
 }

@@ -5,7 +5,7 @@ use crate::backend::{Backend, Mode, https};
 use crate::harness::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const FAST: &str = "interval = \"200ms\"\ntimeout = \"150ms\"\nrise = 2\nfall = 2\n";
 
@@ -26,15 +26,6 @@ fn answer(s: &TestServer, name: &str) -> (Vec<String>, u32) {
     (got, r.answers.first().map_or(0, |a| a.ttl))
 }
 
-/// Polls `what` until it holds, for at most 20 s.
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn ips(list: &[&str]) -> Vec<String> {
     list.iter().map(ToString::to_string).collect()
 }
@@ -47,14 +38,14 @@ fn a_dead_backend_leaves_the_answers_and_returns_after_rise_passes() {
         "{}[[services]]\nname = \"h.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\ntargets = [\"127.0.10.1\", \"127.0.10.2\"]\n",
         http_check("web", a.addr.port(), "")
     )));
-    wait_for("both probed", || a.hits() >= 1 && b.hits() >= 1);
+    eventually("both probed", || a.hits() >= 1 && b.hits() >= 1);
     assert_eq!(answer(&s, "h.lb.example."), (ips(&["127.0.10.1", "127.0.10.2"]), 30));
     a.set(Mode::Down);
-    wait_for("a dropped", || answer(&s, "h.lb.example.").0 == ips(&["127.0.10.2"]));
+    eventually("a dropped", || answer(&s, "h.lb.example.").0 == ips(&["127.0.10.2"]));
     assert_eq!(answer(&s, "h.lb.example.").1, 15, "TTL halved while a target is down");
     let hits = a.hits();
     a.set(Mode::Status(200, "OK"));
-    wait_for("a back", || answer(&s, "h.lb.example.").0.len() == 2);
+    eventually("a back", || answer(&s, "h.lb.example.").0.len() == 2);
     assert!(a.hits() - hits >= 2, "back only after rise = 2 passes");
     assert_eq!(answer(&s, "h.lb.example.").1, 30, "full TTL again");
 }
@@ -72,14 +63,14 @@ fn the_first_probe_decides_at_once_and_one_failure_below_fall_keeps_a_target() {
     let s = TestServer::start(&config(&format!(
         "{check}[[services]]\nname = \"h.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\ntargets = [\"127.0.11.1\", \"127.0.11.2\"]\n"
     )));
-    wait_for("bad dropped", || answer(&s, "h.lb.example.").0 == ips(&["127.0.11.2"]));
+    eventually("bad dropped", || answer(&s, "h.lb.example.").0 == ips(&["127.0.11.2"]));
     assert!(bad.hits() < 5, "dropped by its first probe, not after fall = 5 ({} probes)", bad.hits());
     // one failure (below fall) must not drop the good one; inject it only once the
     // good one's first probe (which decides at once) has passed
-    wait_for("good probed twice", || good.hits() >= 2);
+    eventually("good probed twice", || good.hits() >= 2);
     let before = good.hits();
     good.fail_next(1);
-    wait_for("the failure and probes after it", || good.hits() >= before + 3);
+    eventually("the failure and probes after it", || good.hits() >= before + 3);
     assert_eq!(answer(&s, "h.lb.example.").0, ips(&["127.0.11.2"]));
 }
 
@@ -107,8 +98,8 @@ fn status_body_redirect_timeout_and_garbage_rules() {
         http_check("moved", port, "expect_status = [301, 302]"),
         targets.join(", ")
     )));
-    wait_for("only the good one", || answer(&s, "h.lb.example.").0 == ips(&["127.0.12.1"]));
-    wait_for("a 302 that is expected passes", || answer(&s, "r.lb.example.").0 == ips(&["127.0.12.4"]));
+    eventually("only the good one", || answer(&s, "h.lb.example.").0 == ips(&["127.0.12.1"]));
+    eventually("a 302 that is expected passes", || answer(&s, "r.lb.example.").0 == ips(&["127.0.12.4"]));
     let request = backends[0].last_request().to_ascii_lowercase();
     assert!(request.starts_with("get /health http/1.1\r\n"), "{request}");
     for header in [format!("host: 127.0.12.1:{port}"), "user-agent: steerdns/".into(), "connection: close".into()] {
@@ -127,14 +118,14 @@ fn check_address_probes_one_address_and_answers_another() {
          targets = [{{ address = \"127.0.13.50\", check_address = \"127.0.13.1\" }}, \"127.0.13.1\"]\n",
         http_check("web", probe.addr.port(), "")
     )));
-    wait_for("probed", || probe.hits() >= 2);
+    eventually("probed", || probe.hits() >= 2);
     assert_eq!(answer(&s, "h.lb.example.").0, ips(&["127.0.13.1", "127.0.13.50"]));
     probe.set(Mode::Down);
     // both targets depend on the one probe: all down, so the service fails open…
-    wait_for("all down: halved TTL", || answer(&s, "h.lb.example.").1 == 15);
+    eventually("all down: halved TTL", || answer(&s, "h.lb.example.").1 == 15);
     assert_eq!(answer(&s, "h.lb.example.").0.len(), 2, "fail open: every candidate");
     probe.set(Mode::Status(200, "OK"));
-    wait_for("back", || answer(&s, "h.lb.example.").1 == 30);
+    eventually("back", || answer(&s, "h.lb.example.").1 == 30);
 }
 
 #[test]
@@ -148,19 +139,19 @@ fn failover_answers_the_first_live_tier_and_returns_to_the_primary() {
          {{ address = \"127.0.14.1\", priority = 1 }}, {{ address = \"127.0.14.2\", priority = 2 }}, {{ address = \"127.0.14.3\", priority = 3 }}]\n",
         http_check("web", port, "")
     )));
-    wait_for("probed", || primary.hits() >= 1 && backup.hits() >= 1 && last.hits() >= 1);
+    eventually("probed", || primary.hits() >= 1 && backup.hits() >= 1 && last.hits() >= 1);
     assert_eq!(answer(&s, "f.lb.example."), (ips(&["127.0.14.1"]), 30));
     last.set(Mode::Down);
-    wait_for("last tier probed down", || last.hits() >= 1);
+    eventually("last tier probed down", || last.hits() >= 1);
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(answer(&s, "f.lb.example."), (ips(&["127.0.14.1"]), 30), "a later tier down changes nothing");
     primary.set(Mode::Down);
-    wait_for("backup answers", || answer(&s, "f.lb.example.") == (ips(&["127.0.14.2"]), 15));
+    eventually("backup answers", || answer(&s, "f.lb.example.") == (ips(&["127.0.14.2"]), 15));
     backup.set(Mode::Down);
     // every tier down: fail open to the priority-1 tier, not every tier
-    wait_for("fail open to tier 1", || answer(&s, "f.lb.example.") == (ips(&["127.0.14.1"]), 15));
+    eventually("fail open to tier 1", || answer(&s, "f.lb.example.") == (ips(&["127.0.14.1"]), 15));
     primary.set(Mode::Status(200, "OK"));
-    wait_for("primary again", || answer(&s, "f.lb.example.") == (ips(&["127.0.14.1"]), 30));
+    eventually("primary again", || answer(&s, "f.lb.example.") == (ips(&["127.0.14.1"]), 30));
 }
 
 #[test]
@@ -172,10 +163,10 @@ fn all_down_fails_open_or_answers_nodata_with_the_halved_ttl() {
          [[services]]\nname = \"closed.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\nwhen_all_down = \"none\"\ntargets = [\"127.0.15.1\", \"127.0.15.2\"]\n",
         http_check("web", port, "")
     )));
-    wait_for("all down: open answers every target at half TTL", || {
+    eventually("all down: open answers every target at half TTL", || {
         answer(&s, "open.lb.example.") == (ips(&["127.0.15.1", "127.0.15.2"]), 15)
     });
-    wait_for("closed answers NODATA", || s.ask("closed.lb.example.", RecordType::A).answers.is_empty());
+    eventually("closed answers NODATA", || s.ask("closed.lb.example.", RecordType::A).answers.is_empty());
     let r = s.ask("closed.lb.example.", RecordType::A);
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert_eq!(r.authorities[0].ttl, 15, "the SOA TTL capped at the service's current (halved) TTL");
@@ -192,8 +183,8 @@ fn https_with_and_without_certificate_verification() {
          [[services]]\nname = \"strict.lb.example.\"\npolicy = \"healthy\"\ncheck = \"strict\"\ntargets = [\"127.0.16.1\", \"127.0.16.9\"]\n"
     )));
     // 127.0.16.9 has no backend: it goes down in both, so each answer shows its probe
-    wait_for("lax: the self-signed backend passes", || answer(&s, "lax.lb.example.").0 == ips(&["127.0.16.1"]));
-    wait_for("strict: it fails verification, all down", || answer(&s, "strict.lb.example.").1 == 15);
+    eventually("lax: the self-signed backend passes", || answer(&s, "lax.lb.example.").0 == ips(&["127.0.16.1"]));
+    eventually("strict: it fails verification, all down", || answer(&s, "strict.lb.example.").1 == 15);
     assert_eq!(answer(&s, "strict.lb.example.").0.len(), 2, "fail open: both");
 }
 
@@ -205,9 +196,9 @@ fn tcp_checks_pass_on_a_completed_connect() {
         "[checks.port]\nkind = \"tcp\"\nport = {port}\n{FAST}\n\
          [[services]]\nname = \"t.lb.example.\"\npolicy = \"healthy\"\ncheck = \"port\"\ntargets = [\"127.0.17.1\", \"127.0.17.2\"]\n"
     )));
-    wait_for("the closed port drops", || answer(&s, "t.lb.example.").0 == ips(&["127.0.17.1"]));
+    eventually("the closed port drops", || answer(&s, "t.lb.example.").0 == ips(&["127.0.17.1"]));
     drop(listener);
-    wait_for("both down: fail open", || answer(&s, "t.lb.example.").1 == 15);
+    eventually("both down: fail open", || answer(&s, "t.lb.example.").1 == 15);
 }
 
 #[test]
@@ -222,7 +213,7 @@ fn a_reload_keeps_the_verdicts_of_unchanged_probes_and_restarts_changed_ones() {
     };
     let _b = Backend::http("127.0.18.2", port, Mode::Status(200, "OK"));
     let s = TestServer::start(&config(&format!("{slow}{}", service(30))));
-    wait_for("a down after its first probe", || answer(&s, "h.lb.example.").0 == ips(&["127.0.18.2"]));
+    eventually("a down after its first probe", || answer(&s, "h.lb.example.").0 == ips(&["127.0.18.2"]));
     // unchanged probe: the verdict survives (the next probe is 30 s away)
     s.reload(&config(&format!("{slow}{}", service(40)))).unwrap();
     assert_eq!(answer(&s, "h.lb.example."), (ips(&["127.0.18.2"]), 20));

@@ -3,7 +3,7 @@
 use crate::backend::{Backend, Mode};
 use crate::harness::*;
 use hickory_proto::rr::RecordType;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn register(s: &TestServer, service: &str, body: &str, token: Option<&str>) -> (u16, String) {
     http(&s.admin, "POST", &format!("/v1/services/{service}/registrations"), Some(body), token)
@@ -46,18 +46,7 @@ pub fn lifecycle(s: &TestServer) {
     let reply: steerdns::api::RegistrationReply = serde_json::from_str(&body).unwrap();
     assert_eq!(reply.service_ttl, 20);
     assert_eq!(sorted(s, "r.lb.example."), ["127.0.60.1", "127.0.60.2"]);
-    let status: steerdns::api::Status =
-        serde_json::from_str(&http(&s.admin, "GET", "/v1/status", None, None).1).unwrap();
-    let target = status
-        .services
-        .iter()
-        .find(|x| x.name == "r.lb.example.")
-        .unwrap()
-        .targets
-        .iter()
-        .find(|t| t.address.to_string() == "127.0.60.2")
-        .unwrap()
-        .clone();
+    let target = target_status(&s.admin, "r.lb.example.", "127.0.60.2");
     assert_eq!(target.origin, "registration");
     assert!(target.expires_at.unwrap() > reply.expires_at - 1.0);
     let explained: steerdns::api::Explanation =
@@ -113,11 +102,7 @@ fn an_expired_lease_leaves_the_answers() {
 pub fn expiry(s: &TestServer) {
     assert_eq!(register(s, "r.lb.example", r#"{"address": "127.0.60.9", "ttl_seconds": 3}"#, None).0, 200);
     assert_eq!(sorted(s, "r.lb.example."), ["127.0.60.1", "127.0.60.9"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sorted(s, "r.lb.example.").len() == 2 {
-        assert!(Instant::now() < deadline, "the lease never expired");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually("the lease to expire", || sorted(s, "r.lb.example.").len() != 2);
     assert_eq!(sorted(s, "r.lb.example."), ["127.0.60.1"]);
 }
 
@@ -136,11 +121,9 @@ fn registered_targets_are_probed_and_gslb_needs_a_region() {
         .replace("\"127.0.60.1\"]", "\"127.0.61.1\"]");
     let s = TestServer::start(&text);
     assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.61.2", "ttl_seconds": 60}"#, None).0, 200);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sorted(&s, "r.lb.example.") != ["127.0.61.1"] {
-        assert!(Instant::now() < deadline, "the registered target without a backend to be probed down");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually("the registered target without a backend to be probed down", || {
+        sorted(&s, "r.lb.example.") == ["127.0.61.1"]
+    });
 }
 
 #[test]
@@ -181,11 +164,7 @@ fn steerdns_register_renews_through_the_first_admin_that_answers_and_leaves_on_s
         .spawn()
         .unwrap();
     let answered = |got: Vec<String>| got.contains(&"127.0.70.1".to_string());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !answered(ask()) {
-        assert!(Instant::now() < deadline, "registered through the second admin URL");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually("registered through the second admin URL", || answered(ask()));
     // well past the 3 s lease: renewals keep it
     std::thread::sleep(Duration::from_secs(5));
     assert!(answered(ask()), "renewed");
@@ -206,9 +185,7 @@ fn a_lease_comes_back_after_kill_minus_9_with_its_remaining_time() {
     let (_server, dns, admin) = spawn(dir.path());
     let got = every_answer(dns);
     assert!(got.contains(&"127.0.70.2".to_string()), "{got:?}");
-    let status: steerdns::api::Status = serde_json::from_str(&http(&admin, "GET", "/v1/status", None, None).1).unwrap();
-    let target =
-        status.services.iter().flat_map(|s| &s.targets).find(|t| t.address.to_string() == "127.0.70.2").unwrap();
+    let target = target_status(&admin, "api.lb.example.", "127.0.70.2");
     let left = target.expires_at.unwrap()
         - std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     assert!(left > 60.0 && left <= 120.0, "remaining lease {left}");

@@ -1,0 +1,587 @@
+//! The owner's logic as a pure model: [`Model::apply`] takes inputs (verdicts, calls,
+//! store reports, ticks) and the time, and returns [`Effects`] (a View to publish,
+//! writes for the store, replies, the probe set). It never reads a clock, touches a
+//! socket or waits; the shell in `owner` moves messages and time.
+//!
+//! Every store follows one protocol: the model asks for a write and applies it only
+//! when the store reports it made (its own report or its watch, whichever comes
+//! first), so a failed write changes nothing and the caller gets the error.
+
+use super::errors::{Refused, RegisterError, ReloadError, SetStateError};
+use crate::api::{self, AdminState, RegistrationRequest};
+use crate::config::{Check, CheckKind, Config, Service, Target};
+use crate::health::{Health, ProbeKey, ProbeSet, RiseFall, Verdict};
+use crate::loaded::Loaded;
+use crate::metrics::Metrics;
+use crate::store::{Change, Event, Write, WriteId};
+use crate::view::View;
+use hickory_proto::rr::Name;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Numbers a call, so its reply finds its caller.
+pub type CallId = u64;
+
+type Key = (Name, IpAddr);
+
+/// What the model takes.
+#[derive(Debug)]
+pub enum Input {
+    Verdict(Verdict),
+    Call(CallId, Call),
+    Store(Event),
+    /// The shell's clock: a status document is published on a tick, at most.
+    Tick,
+}
+
+/// What a caller asks of the owner.
+#[derive(Debug)]
+pub enum Call {
+    Reload(Box<Loaded>),
+    SetState { service: Name, address: IpAddr, state: AdminState },
+    Register { service: Name, request: RegistrationRequest },
+    Deregister { service: Name, address: IpAddr },
+}
+
+/// The answer to a [`Call`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Reload(Result<(), ReloadError>),
+    SetState(Result<(), SetStateError>),
+    Register(Result<api::RegistrationReply, RegisterError>),
+    Deregister(Result<(), RegisterError>),
+}
+
+/// What the shell must do, in this order: change the probes, publish the View and
+/// the status, hand the writes to the store, then answer the callers (so a caller
+/// hears back once the View shows its change).
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub probes: Option<ProbeSet>,
+    pub view: Option<Arc<View>>,
+    pub status: Option<Arc<api::Status>>,
+    pub writes: Vec<(WriteId, Write)>,
+    /// Ask the store for a fresh snapshot (after a reload).
+    pub reread: bool,
+    pub replies: Vec<(CallId, Reply)>,
+}
+
+/// A target announced through the API, for its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Registration {
+    pub(super) target: Target,
+    pub(super) ttl: u64,
+    /// The store's lease.
+    pub(super) lease: i64,
+    /// When the lease ends, as far as this node knows: another node may have renewed it.
+    pub(super) expires: SystemTime,
+}
+
+impl Registration {
+    /// The lease expiry, unless it has passed: then it is one this node no longer knows.
+    pub(super) fn known_expiry(&self, now: SystemTime) -> Option<f64> {
+        (self.expires > now).then(|| unix(self.expires))
+    }
+}
+
+/// What is known of one probe key.
+#[derive(Debug)]
+pub(super) struct KeyHealth {
+    pub(super) check: Check,
+    /// The generation of the probe run whose verdicts count.
+    pub(super) generation: u64,
+    pub(super) machine: RiseFall,
+    pub(super) last: Option<Verdict>,
+    pub(super) change: Option<api::ChangeStatus>,
+    pub(super) last_failure: Option<String>,
+}
+
+/// A caller waiting for its write.
+#[derive(Debug)]
+enum Waiting {
+    State(CallId),
+    Register { call: CallId, key: Key, reply: api::RegistrationReply },
+    Deregister(CallId),
+}
+
+/// The store as the model knows it.
+#[derive(Debug)]
+pub(super) struct StoreState {
+    pub(super) backend: &'static str,
+    /// Why the store cannot take writes, while it cannot (until its first snapshot too).
+    pub(super) down: Option<String>,
+    /// The revision the model's state reflects.
+    revision: i64,
+    /// Whether the first snapshot has come.
+    pub(super) ready: bool,
+}
+
+/// The owner's state and logic.
+#[derive(Debug)]
+pub struct Model {
+    pub(super) loaded: Loaded,
+    /// `loaded` with every registration among its service's targets: computed once per
+    /// change of targets.
+    pub(super) effective: Loaded,
+    pub(super) registrations: BTreeMap<Key, Registration>,
+    /// Admin states other than auto.
+    pub(super) admin: BTreeMap<Key, AdminState>,
+    pub(super) health: HashMap<ProbeKey, KeyHealth>,
+    generations: u64,
+    pub(super) store: StoreState,
+    waiting: HashMap<WriteId, Waiting>,
+    next_write: WriteId,
+    pub(super) metrics: Arc<Metrics>,
+    view: Arc<View>,
+    /// What this batch of inputs changed.
+    targets_changed: bool,
+    view_changed: bool,
+    status_changed: bool,
+    ticked: bool,
+    effects: Effects,
+}
+
+impl Model {
+    /// The owner of `loaded`, before the store's first snapshot; the first
+    /// [`Model::apply`] publishes the View, the status and the probes.
+    pub fn new(loaded: Loaded, backend: &'static str, metrics: Arc<Metrics>) -> Model {
+        metrics.store_up.store(false, std::sync::atomic::Ordering::Relaxed);
+        let view = Arc::new(View::build(&loaded, None, &|_| Health::Unknown, &|_, _| AdminState::Auto));
+        Model {
+            effective: loaded.clone(),
+            loaded,
+            registrations: BTreeMap::new(),
+            admin: BTreeMap::new(),
+            health: HashMap::new(),
+            generations: 0,
+            store: StoreState { backend, down: Some("waiting for the store".into()), revision: 0, ready: false },
+            waiting: HashMap::new(),
+            next_write: 0,
+            metrics,
+            view,
+            targets_changed: true,
+            view_changed: true,
+            status_changed: true,
+            ticked: true,
+            effects: Effects::default(),
+        }
+    }
+
+    /// Takes a burst of inputs at `now`: one View at most, whatever their number.
+    pub fn apply(&mut self, inputs: impl IntoIterator<Item = Input>, now: SystemTime) -> Effects {
+        for input in inputs {
+            match input {
+                Input::Verdict(verdict) => self.verdict(verdict),
+                Input::Call(id, call) => self.call(id, call, now),
+                Input::Store(event) => self.store_event(event, now),
+                Input::Tick => self.ticked = true,
+            }
+        }
+        self.flush(now)
+    }
+
+    /// The last View built.
+    pub fn view(&self) -> &Arc<View> {
+        &self.view
+    }
+
+    fn flush(&mut self, now: SystemTime) -> Effects {
+        if std::mem::take(&mut self.targets_changed) {
+            self.effective = effective(&self.loaded, &self.registrations);
+            if self.track(&wanted_probes(&self.effective.config)) {
+                let set = self.health.iter().map(|(k, h)| (k.clone(), (h.check.clone(), h.generation))).collect();
+                self.effects.probes = Some(set);
+            }
+            self.view_changed = true;
+            self.status_changed = true;
+        }
+        if std::mem::take(&mut self.view_changed) {
+            self.publish();
+        }
+        if self.status_changed && std::mem::take(&mut self.ticked) {
+            self.status_changed = false;
+            self.effects.status = Some(Arc::new(self.status(now)));
+        }
+        std::mem::take(&mut self.effects)
+    }
+
+    fn publish(&mut self) {
+        let health = |key: &ProbeKey| self.health.get(key).map_or(Health::Unknown, |k| k.machine.health());
+        let admin = |service: &Name, address: IpAddr| self.admin_state(service, address);
+        let view = View::build(&self.effective, Some(&self.view), &health, &admin);
+        self.metrics.view_rebuilds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.view = Arc::new(view);
+        self.effects.view = Some(self.view.clone());
+        self.status_changed = true;
+    }
+
+    pub(super) fn admin_state(&self, service: &Name, address: IpAddr) -> AdminState {
+        self.admin.get(&(service.clone(), address)).copied().unwrap_or(AdminState::Auto)
+    }
+
+    fn reply(&mut self, call: CallId, reply: Reply) {
+        self.effects.replies.push((call, reply));
+    }
+
+    /// Keeps the health of probes whose key and check are unchanged; new probes start
+    /// at unknown with a generation of their own. True when the set changed.
+    fn track(&mut self, wanted: &BTreeMap<ProbeKey, Check>) -> bool {
+        let before = self.health.len();
+        self.health.retain(|key, known| wanted.get(key) == Some(&known.check));
+        let mut changed = self.health.len() != before;
+        for (key, check) in wanted {
+            if self.health.contains_key(key) {
+                continue;
+            }
+            self.generations += 1;
+            let known = KeyHealth {
+                check: check.clone(),
+                generation: self.generations,
+                machine: RiseFall::new(check.rise, check.fall),
+                last: None,
+                change: None,
+                last_failure: None,
+            };
+            self.health.insert(key.clone(), known);
+            changed = true;
+        }
+        changed
+    }
+
+    /// Takes one verdict of the probe run that counts; a key going down or coming back
+    /// changes answers (unknown and up answer alike).
+    fn verdict(&mut self, verdict: Verdict) {
+        let Some(known) = self.health.get_mut(&verdict.key).filter(|k| k.generation == verdict.generation) else {
+            return;
+        };
+        self.metrics.observe_probe(&verdict.key.check, verdict.outcome.latency.as_secs_f64());
+        let transition = known.machine.observe(verdict.outcome.passed);
+        if !verdict.outcome.passed {
+            known.last_failure = Some(verdict.outcome.reason.clone());
+        }
+        if let Some(t) = transition {
+            let (key, reason) = (&verdict.key, &verdict.outcome.reason);
+            tracing::info!("check {} on {}: {} → {} ({reason})", key.check, key.address, t.from, t.to);
+            self.metrics.count_transition(&key.check, &t.to.to_string());
+            let at = unix(verdict.at);
+            known.change =
+                Some(api::ChangeStatus { at, from: t.from.to_string(), to: t.to.to_string(), reason: reason.clone() });
+            self.view_changed |= (t.from == Health::Down) != (t.to == Health::Down);
+        }
+        known.last = Some(verdict);
+        self.status_changed = true;
+    }
+
+    fn call(&mut self, id: CallId, call: Call, now: SystemTime) {
+        match call {
+            Call::Reload(loaded) => {
+                let result = self.reload(*loaded);
+                let counter = if result.is_ok() { &self.metrics.reloads_ok } else { &self.metrics.reloads_failed };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.reply(id, Reply::Reload(result));
+            }
+            Call::SetState { service, address, state } => {
+                let write = Write::State { service: service.clone(), address, state };
+                match self.writable(&service) {
+                    Ok(()) => self.write(write, Waiting::State(id)),
+                    Err(e) => self.reply(id, Reply::SetState(Err(e.into()))),
+                }
+            }
+            Call::Register { service, request } => match self.registration(service, request, now) {
+                Ok((write, key, reply)) => self.write(write, Waiting::Register { call: id, key, reply }),
+                Err(e) => self.reply(id, Reply::Register(Err(e))),
+            },
+            Call::Deregister { service, address } => {
+                let key = (service, address);
+                let lease = self.registrations.get(&key).map(|r| r.lease);
+                match (self.writable(&key.0), lease) {
+                    (Err(e), _) => self.reply(id, Reply::Deregister(Err(e.into()))),
+                    (Ok(()), None) => self.reply(id, Reply::Deregister(Err(RegisterError::NotRegistered(key.1)))),
+                    (Ok(()), Some(lease)) => {
+                        let (service, address) = key;
+                        self.write(Write::Deregister { service, address, lease: Some(lease) }, Waiting::Deregister(id));
+                    }
+                }
+            }
+        }
+    }
+
+    fn reload(&mut self, loaded: Loaded) -> Result<(), ReloadError> {
+        needs_restart(&self.loaded.config, &loaded.config)?;
+        self.loaded = loaded;
+        self.targets_changed = true;
+        // keys the old config refused (an unknown service, say) may be taken now
+        self.effects.reread = true;
+        tracing::info!("reloaded {}", self.loaded.config.file.display());
+        Ok(())
+    }
+
+    /// A change of `service` can be asked of the store now.
+    fn writable(&self, service: &Name) -> Result<(), Refused> {
+        if !self.loaded.config.services.iter().any(|s| s.name == *service) {
+            return Err(Refused::UnknownService(service.to_string()));
+        }
+        match &self.store.down {
+            Some(reason) => Err(Refused::Store(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a registration; the write that makes it (a renewal that changes nothing
+    /// keeps its lease alive), and the reply once it is made.
+    fn registration(
+        &self,
+        service: Name,
+        request: RegistrationRequest,
+        now: SystemTime,
+    ) -> Result<(Write, Key, api::RegistrationReply), RegisterError> {
+        let config = &self.loaded.config;
+        let Some(s) = config.services.iter().find(|s| s.name == service) else {
+            return Err(RegisterError::UnknownService(service.to_string()));
+        };
+        let target = registration_target(config, s, &request)?;
+        let key = (service.clone(), request.address);
+        let known = self.registrations.get(&key);
+        if known.is_none() {
+            let count =
+                self.registrations.range((service.clone(), min_address())..).take_while(|(k, _)| k.0 == service);
+            if count.count() >= s.max_registrations as usize {
+                return Err(RegisterError::TooMany(s.max_registrations));
+            }
+        }
+        self.writable(&service).map_err(RegisterError::from)?;
+        let reply = api::RegistrationReply {
+            service: service.to_string(),
+            address: request.address,
+            expires_at: unix(now + Duration::from_secs(request.ttl_seconds)),
+            service_ttl: s.ttl,
+        };
+        let write = match known {
+            Some(r) if r.target == target && r.ttl == request.ttl_seconds => {
+                Write::Renew { service, request, lease: r.lease }
+            }
+            other => Write::Register { service, request, replaces: other.map(|r| r.lease) },
+        };
+        Ok((write, key, reply))
+    }
+
+    fn write(&mut self, write: Write, waiting: Waiting) {
+        self.next_write += 1;
+        self.waiting.insert(self.next_write, waiting);
+        self.effects.writes.push((self.next_write, write));
+    }
+
+    fn store_event(&mut self, event: Event, now: SystemTime) {
+        let admin_before = self.store.ready.then(|| self.admin.clone());
+        match event {
+            Event::Snapshot { revision, changes } => {
+                // it replaces what was known: whatever it leaves out is gone
+                self.admin.clear();
+                self.registrations.clear();
+                changes.into_iter().for_each(|c| self.change(c, now));
+                self.targets_changed = true;
+                self.store.revision = revision;
+                self.store.ready = true;
+                self.store_health(None);
+            }
+            Event::Changes { revision, changes } => {
+                self.store.revision = self.store.revision.max(revision);
+                changes.into_iter().for_each(|c| self.change(c, now));
+            }
+            Event::Down(reason) => self.store_health(Some(reason)),
+            Event::Written { id, revision, changes } => {
+                // a write the watch has already brought (or gone past) is not applied twice
+                if revision > self.store.revision {
+                    changes.into_iter().for_each(|c| self.change(c, now));
+                }
+                self.written(id);
+            }
+            Event::Failed { id, reason } => self.failed(id, reason),
+        }
+        // an admin state set through any node is logged by every node
+        let Some(before) = admin_before else { return };
+        let keys: BTreeSet<&Key> = before.keys().chain(self.admin.keys()).collect();
+        for key in keys.into_iter().filter(|k| before.get(k) != self.admin.get(k)) {
+            let state = self.admin.get(key).copied().unwrap_or(AdminState::Auto);
+            tracing::info!("admin state of {} on {}: {state}", key.0, key.1);
+        }
+    }
+
+    fn store_health(&mut self, down: Option<String>) {
+        self.metrics.store_up.store(down.is_none(), std::sync::atomic::Ordering::Relaxed);
+        self.store.down = down;
+        self.status_changed = true;
+    }
+
+    fn written(&mut self, id: WriteId) {
+        match self.waiting.remove(&id) {
+            Some(Waiting::State(call)) => self.reply(call, Reply::SetState(Ok(()))),
+            Some(Waiting::Register { call, key, reply }) => {
+                if let Some(r) = self.registrations.get_mut(&key) {
+                    r.expires = from_unix(reply.expires_at);
+                    self.status_changed = true;
+                }
+                self.reply(call, Reply::Register(Ok(reply)));
+            }
+            Some(Waiting::Deregister(call)) => self.reply(call, Reply::Deregister(Ok(()))),
+            None => {}
+        }
+    }
+
+    fn failed(&mut self, id: WriteId, reason: String) {
+        match self.waiting.remove(&id) {
+            Some(Waiting::State(call)) => self.reply(call, Reply::SetState(Err(SetStateError::Store(reason)))),
+            Some(Waiting::Register { call, .. }) => {
+                self.reply(call, Reply::Register(Err(RegisterError::Store(reason))))
+            }
+            Some(Waiting::Deregister(call)) => self.reply(call, Reply::Deregister(Err(RegisterError::Store(reason)))),
+            None => {}
+        }
+    }
+
+    /// Applies one key of the store. A registration this node's config refuses is
+    /// skipped with a warning.
+    fn change(&mut self, change: Change, now: SystemTime) {
+        match change {
+            Change::State { service, address, state } => {
+                let key = (service, address);
+                let before = match state {
+                    AdminState::Auto => self.admin.remove(&key),
+                    _ => self.admin.insert(key, state),
+                };
+                self.view_changed |= before.unwrap_or(AdminState::Auto) != state;
+                self.status_changed = true;
+            }
+            Change::Registration { service, address, lease: None } => {
+                self.targets_changed |= self.registrations.remove(&(service, address)).is_some();
+            }
+            Change::Registration { service, address, lease: Some(lease) } => {
+                let config = &self.loaded.config;
+                let target = match config.services.iter().find(|s| s.name == service) {
+                    Some(s) => registration_target(config, s, &lease.request),
+                    None => Err(RegisterError::UnknownService(service.to_string())),
+                };
+                let key = (service, address);
+                match target {
+                    Ok(target) => {
+                        let ttl = lease.request.ttl_seconds;
+                        let expires = lease.expires_at.map_or(now + Duration::from_secs(ttl), from_unix);
+                        self.targets_changed |= self.registrations.get(&key).is_none_or(|b| b.target != target);
+                        self.registrations.insert(key, Registration { target, ttl, lease: lease.id, expires });
+                        self.status_changed = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!("store: skipping the registration of {address} for {}: {e}", key.0);
+                        self.targets_changed |= self.registrations.remove(&key).is_some();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn min_address() -> IpAddr {
+    IpAddr::from([0, 0, 0, 0])
+}
+
+/// The config with every registration among its service's targets, except addresses
+/// the config itself lists for that service.
+fn effective(loaded: &Loaded, registrations: &BTreeMap<Key, Registration>) -> Loaded {
+    if registrations.is_empty() {
+        return loaded.clone();
+    }
+    let mut config = loaded.config.clone();
+    for s in &mut config.services {
+        let configured = s.targets.len();
+        let range = registrations.range((s.name.clone(), min_address())..).take_while(|(k, _)| k.0 == s.name);
+        for (_, r) in range {
+            if !s.targets[..configured].iter().any(|t| t.address == r.target.address) {
+                s.targets.push(r.target.clone());
+            }
+        }
+    }
+    Loaded { config, zones: loaded.zones.clone(), geo: loaded.geo.clone() }
+}
+
+/// Checks a registration against SPEC §4 and the service's config.
+pub(super) fn registration_target(
+    config: &Config,
+    service: &Service,
+    request: &RegistrationRequest,
+) -> Result<Target, RegisterError> {
+    let invalid = |field: &'static str, reason: String| Err(RegisterError::Invalid { field, reason });
+    let unicast = crate::config::is_unicast;
+    if !unicast(&request.address) {
+        return invalid("address", format!("{} is not a unicast address", request.address));
+    }
+    if let Some(c) = request.check_address.filter(|c| !unicast(c)) {
+        return invalid("check_address", format!("{c} is not a unicast address"));
+    }
+    if !(3..=86400).contains(&request.ttl_seconds) {
+        return invalid("ttl_seconds", format!("must be 3 to 86400, not {}", request.ttl_seconds));
+    }
+    if let Some(w) = request.weight.filter(|w| *w > 1000) {
+        return invalid("weight", format!("must be 0 to 1000, not {w}"));
+    }
+    if let Some(p) = request.priority.filter(|p| *p == 0) {
+        return invalid("priority", format!("must be 1 to 255, not {p}"));
+    }
+    match &request.region {
+        Some(r) if !config.regions.contains_key(r) => return invalid("region", format!("no region {r:?}")),
+        None if service.policy == crate::config::Policy::Gslb => {
+            return invalid("region", "required: every target of a gslb service needs a region".into());
+        }
+        _ => {}
+    }
+    if service.targets.iter().any(|t| t.address == request.address) {
+        return Err(RegisterError::Configured(request.address));
+    }
+    Ok(Target {
+        address: request.address,
+        weight: request.weight.unwrap_or(1),
+        region: request.region.clone(),
+        priority: request.priority.unwrap_or(1),
+        check_address: request.check_address,
+    })
+}
+
+/// Every (check, probe address) the config needs probed, with its check.
+pub fn wanted_probes(config: &Config) -> BTreeMap<ProbeKey, Check> {
+    let mut wanted = BTreeMap::new();
+    for service in &config.services {
+        let Some((name, check)) = service.check.as_ref().and_then(|c| config.checks.get_key_value(c)) else {
+            continue;
+        };
+        if check.kind == CheckKind::None {
+            continue; // always passes: nothing to probe
+        }
+        for target in &service.targets {
+            let address = target.check_address.unwrap_or(target.address);
+            wanted.insert(ProbeKey { check: name.clone(), address }, check.clone());
+        }
+    }
+    wanted
+}
+
+/// Listen addresses and the store are bound at start: changing them needs a restart.
+fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
+    let changed = [
+        ("server.listen", old.server.listen != new.server.listen),
+        ("server.admin_listen", old.server.admin_listen != new.server.admin_listen),
+        ("[store]", old.store != new.store),
+    ];
+    let names: Vec<&str> = changed.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
+    if names.is_empty() { Ok(()) } else { Err(ReloadError::NeedsRestart(names.join(", "))) }
+}
+
+pub(super) fn unix(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn from_unix(seconds: f64) -> SystemTime {
+    // the store checks what it reads; this only keeps a wild value from panicking
+    let seconds = if seconds.is_finite() { seconds.clamp(0.0, 1e12) } else { 0.0 };
+    SystemTime::UNIX_EPOCH + Duration::from_secs_f64(seconds)
+}

@@ -1,0 +1,725 @@
+//! The owner's model without sockets or a clock: every input and its effects, with
+//! time as an argument.
+
+use super::*;
+use crate::api::{AdminState, RegistrationRequest};
+use crate::health::{Health, Outcome, ProbeKey, Verdict};
+use crate::steer::{Client, Family};
+use crate::store::{Change, Event, Lease, Write};
+use std::time::{Duration, SystemTime};
+
+const ZONE: &str = include_str!("../../zones/lb.example.zone");
+
+const CONFIG: &str = r#"
+[server]
+listen = ["127.0.0.1:5353"]
+
+[store]
+backend = "memory"
+
+[[zones]]
+origin = "lb.example."
+file = "lb.example.zone"
+
+[geo]
+default_region = "eu"
+
+[regions.eu]
+[regions.us]
+
+[checks.web]
+kind = "tcp"
+port = 80
+interval = "1s"
+timeout = "500ms"
+fall = 2
+
+[[services]]
+name = "www.lb.example."
+policy = "healthy"
+check = "web"
+targets = ["127.0.0.10", "127.0.0.11"]
+
+[[services]]
+name = "reg.lb.example."
+policy = "healthy"
+check = "web"
+max_registrations = 2
+
+[[services]]
+name = "geo.lb.example."
+policy = "gslb"
+check = "web"
+targets = [{ address = "127.0.0.30", region = "eu" }]
+"#;
+
+/// The model of `config` (with the test zone beside it).
+fn model_of(config: &str) -> Model {
+    Model::new(loaded(config), "memory", Arc::default())
+}
+
+fn loaded(config: &str) -> Loaded {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lb.example.zone"), ZONE).unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, config).unwrap();
+    crate::loaded::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A model whose store has given its (empty) first snapshot, its first effects taken.
+fn model() -> Model {
+    let mut m = model_of(CONFIG);
+    m.apply([snapshot(1, vec![])], at(0));
+    m
+}
+
+fn at(seconds: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + seconds)
+}
+
+fn unix_of(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+fn name(text: &str) -> Name {
+    crate::config::service_name(text).unwrap()
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn snapshot(revision: i64, changes: Vec<Change>) -> Input {
+    Input::Store(Event::Snapshot { revision, changes })
+}
+
+fn written(id: u64, revision: i64, changes: Vec<Change>) -> Input {
+    Input::Store(Event::Written { id, revision, changes })
+}
+
+fn key(address: &str) -> ProbeKey {
+    ProbeKey { check: "web".into(), address: ip(address) }
+}
+
+/// The generation of `address`'s probe, as the model asked the runner for it.
+fn generation(m: &Model, address: &str) -> u64 {
+    m.health[&key(address)].generation
+}
+
+fn verdict(m: &Model, address: &str, passed: bool) -> Input {
+    let outcome =
+        Outcome { passed, latency: Duration::from_millis(3), reason: if passed { "ok" } else { "refused" }.into() };
+    Input::Verdict(Verdict { key: key(address), generation: generation(m, address), outcome, at: at(1) })
+}
+
+fn request(address: &str, ttl: u64) -> RegistrationRequest {
+    RegistrationRequest {
+        address: ip(address),
+        ttl_seconds: ttl,
+        region: None,
+        weight: None,
+        priority: None,
+        check_address: None,
+    }
+}
+
+fn register(id: CallId, service: &str, request: RegistrationRequest) -> Input {
+    Input::Call(id, Call::Register { service: name(service), request })
+}
+
+fn set_state(id: CallId, service: &str, address: &str, state: AdminState) -> Input {
+    Input::Call(id, Call::SetState { service: name(service), address: ip(address), state })
+}
+
+fn lease(request: RegistrationRequest, id: i64, expires: SystemTime) -> Option<Lease> {
+    Some(Lease { request, id, expires_at: Some(unix_of(expires)) })
+}
+
+fn registered(service: &str, request: RegistrationRequest, id: i64, expires: SystemTime) -> Change {
+    Change::Registration { service: name(service), address: request.address, lease: lease(request, id, expires) }
+}
+
+/// The addresses of `service` a client of the default region is answered from.
+fn answered(view: &View, service: &str) -> Vec<IpAddr> {
+    let client = Client { address: ip("127.0.0.1"), ecs_source: None };
+    let s = &view.services[&name(service)];
+    let mut got = crate::steer::eligible(s, Family::V4, &client, &view.geo);
+    got.sort();
+    got
+}
+
+fn addresses(list: &[&str]) -> Vec<IpAddr> {
+    list.iter().map(|a| ip(a)).collect()
+}
+
+/// The one write of `effects`.
+fn the_write(effects: &Effects) -> (u64, Write) {
+    assert_eq!(effects.writes.len(), 1, "{:?}", effects.writes);
+    effects.writes[0].clone()
+}
+
+fn rebuilds(m: &Model) -> u64 {
+    m.metrics.view_rebuilds.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+// ---- start ----
+
+#[test]
+fn the_first_apply_publishes_the_view_the_status_and_the_probes() {
+    let mut m = model_of(CONFIG);
+    let e = m.apply([], at(0));
+    assert!(e.view.is_some() && e.status.is_some());
+    let probes = e.probes.unwrap();
+    assert_eq!(probes.keys().cloned().collect::<Vec<_>>(), [key("127.0.0.10"), key("127.0.0.11"), key("127.0.0.30")]);
+    assert_ne!(probes[&key("127.0.0.10")].1, probes[&key("127.0.0.11")].1, "each run has its own generation");
+}
+
+#[test]
+fn before_the_first_snapshot_changes_are_refused() {
+    let mut m = model_of(CONFIG);
+    let e = m.apply([set_state(1, "www.lb.example", "127.0.0.10", AdminState::Drain)], at(0));
+    assert!(e.writes.is_empty());
+    assert!(matches!(&e.replies[..], [(1, Reply::SetState(Err(SetStateError::Store(_))))]), "{:?}", e.replies);
+    let e = m.apply([register(2, "reg.lb.example", request("127.0.0.20", 30))], at(0));
+    assert!(matches!(&e.replies[..], [(2, Reply::Register(Err(RegisterError::Store(_))))]), "{:?}", e.replies);
+}
+
+#[test]
+fn a_snapshot_brings_states_and_registrations_into_the_view() {
+    let mut m = model_of(CONFIG);
+    let drain = Change::State { service: name("www.lb.example"), address: ip("127.0.0.10"), state: AdminState::Drain };
+    let reg = registered("reg.lb.example", request("127.0.0.20", 30), 7, at(30));
+    let e = m.apply([snapshot(3, vec![drain, reg])], at(0));
+    let view = e.view.unwrap();
+    assert_eq!(answered(&view, "www.lb.example"), addresses(&["127.0.0.11"]));
+    assert_eq!(answered(&view, "reg.lb.example"), addresses(&["127.0.0.20"]));
+    assert!(e.probes.unwrap().contains_key(&key("127.0.0.20")), "a registration read back is probed");
+    assert!(m.store.down.is_none() && m.store.ready);
+}
+
+#[test]
+fn nothing_changed_publishes_nothing() {
+    let mut m = model();
+    let e = m.apply([], at(1));
+    assert!(e.view.is_none() && e.status.is_none() && e.probes.is_none() && e.writes.is_empty());
+    let e = m.apply([Input::Tick], at(1));
+    assert!(e.status.is_none(), "an unchanged status is not published again");
+}
+
+// ---- verdicts ----
+
+#[test]
+fn a_failed_first_probe_drops_its_target_at_once() {
+    let mut m = model();
+    let e = m.apply([verdict(&m, "127.0.0.10", false)], at(1));
+    assert_eq!(answered(&e.view.unwrap(), "www.lb.example"), addresses(&["127.0.0.11"]));
+}
+
+#[test]
+fn a_burst_of_verdicts_publishes_one_view() {
+    let mut m = model();
+    let before = rebuilds(&m);
+    let burst =
+        vec![verdict(&m, "127.0.0.10", false), verdict(&m, "127.0.0.11", false), verdict(&m, "127.0.0.10", true)];
+    let e = m.apply(burst, at(1));
+    assert!(e.view.is_some());
+    assert_eq!(rebuilds(&m), before + 1);
+}
+
+#[test]
+fn verdicts_of_an_old_probe_run_or_an_unknown_key_are_dropped() {
+    let mut m = model();
+    let mut stale = verdict(&m, "127.0.0.10", false);
+    if let Input::Verdict(v) = &mut stale {
+        v.generation -= 1;
+    }
+    let outcome = Outcome { passed: false, latency: Duration::ZERO, reason: "x".into() };
+    let unknown = Input::Verdict(Verdict { key: key("127.0.0.99"), generation: 1, outcome, at: at(1) });
+    let e = m.apply([stale, unknown], at(1));
+    assert!(e.view.is_none());
+    assert_eq!(m.health[&key("127.0.0.10")].machine.health(), Health::Unknown);
+}
+
+#[test]
+fn unknown_to_up_changes_no_answer_and_rebuilds_nothing() {
+    let mut m = model();
+    let e = m.apply([verdict(&m, "127.0.0.10", true)], at(1));
+    assert!(e.view.is_none(), "unknown and up answer alike");
+    let e = m.apply([Input::Tick], at(1));
+    assert_eq!(e.status.unwrap().services[0].targets[0].health, "up", "the status shows it on the next tick");
+}
+
+#[test]
+fn after_the_first_probe_fall_failures_make_a_target_down() {
+    let mut m = model();
+    m.apply([verdict(&m, "127.0.0.10", true)], at(1));
+    let e = m.apply([verdict(&m, "127.0.0.10", false)], at(2));
+    assert!(e.view.is_none(), "one failure of fall = 2");
+    let e = m.apply([verdict(&m, "127.0.0.10", false)], at(3));
+    assert_eq!(answered(&e.view.unwrap(), "www.lb.example"), addresses(&["127.0.0.11"]));
+}
+
+#[test]
+fn the_status_is_published_on_ticks_only() {
+    let mut m = model();
+    let e = m.apply([verdict(&m, "127.0.0.10", false)], at(1));
+    assert!(e.view.is_some() && e.status.is_none());
+    let e = m.apply([Input::Tick], at(1));
+    let status = e.status.unwrap();
+    let target = &status.services[0].targets[0];
+    assert_eq!((target.health.as_str(), target.last_failure.as_deref()), ("down", Some("refused")));
+}
+
+#[test]
+fn every_down_fails_open_and_all_up_again_restores() {
+    let mut m = model();
+    let e = m.apply([verdict(&m, "127.0.0.10", false), verdict(&m, "127.0.0.11", false)], at(1));
+    let view = e.view.unwrap();
+    let s = &view.services[&name("www.lb.example")];
+    assert!(s.targets.iter().all(|t| !t.healthy));
+    assert_eq!(answered(&view, "www.lb.example"), addresses(&["127.0.0.10", "127.0.0.11"]), "fail-open");
+}
+
+// ---- admin states ----
+
+#[test]
+fn a_state_applies_when_the_store_has_it_and_the_caller_hears_after_the_view() {
+    let mut m = model();
+    let e = m.apply([set_state(1, "www.lb.example", "127.0.0.10", AdminState::Drain)], at(1));
+    let (id, write) = the_write(&e);
+    assert_eq!(
+        write,
+        Write::State { service: name("www.lb.example"), address: ip("127.0.0.10"), state: AdminState::Drain }
+    );
+    assert!(e.view.is_none() && e.replies.is_empty(), "nothing applies before the store reports");
+    let change = Change::State { service: name("www.lb.example"), address: ip("127.0.0.10"), state: AdminState::Drain };
+    let e = m.apply([written(id, 2, vec![change])], at(1));
+    assert_eq!(answered(e.view.as_ref().unwrap(), "www.lb.example"), addresses(&["127.0.0.11"]));
+    assert_eq!(e.replies, [(1, Reply::SetState(Ok(())))]);
+}
+
+#[test]
+fn a_state_of_an_unknown_service_is_404_and_writes_nothing() {
+    let mut m = model();
+    let e = m.apply([set_state(1, "nope.lb.example", "127.0.0.10", AdminState::Drain)], at(1));
+    assert!(e.writes.is_empty());
+    assert_eq!(e.replies, [(1, Reply::SetState(Err(SetStateError::UnknownService("nope.lb.example.".into()))))]);
+}
+
+#[test]
+fn a_state_while_the_store_is_down_is_refused() {
+    let mut m = model();
+    m.apply([Input::Store(Event::Down("disk full".into()))], at(1));
+    let e = m.apply([set_state(1, "www.lb.example", "127.0.0.10", AdminState::Drain)], at(1));
+    assert!(e.writes.is_empty());
+    assert_eq!(e.replies, [(1, Reply::SetState(Err(SetStateError::Store("disk full".into()))))]);
+}
+
+#[test]
+fn a_failed_write_changes_nothing_and_the_caller_gets_the_error() {
+    let mut m = model();
+    let e = m.apply([set_state(1, "www.lb.example", "127.0.0.10", AdminState::Drain)], at(1));
+    let (id, _) = the_write(&e);
+    let e = m.apply([Input::Store(Event::Failed { id, reason: "EIO".into() })], at(1));
+    assert!(e.view.is_none());
+    assert_eq!(e.replies, [(1, Reply::SetState(Err(SetStateError::Store("EIO".into()))))]);
+    assert!(m.admin.is_empty());
+}
+
+#[test]
+fn auto_deletes_a_state_and_an_unchanged_state_rebuilds_nothing() {
+    let mut m = model();
+    let drain = |state| Change::State { service: name("www.lb.example"), address: ip("127.0.0.10"), state };
+    m.apply([Input::Store(Event::Changes { revision: 2, changes: vec![drain(AdminState::Drain)] })], at(1));
+    let e = m.apply([Input::Store(Event::Changes { revision: 3, changes: vec![drain(AdminState::Drain)] })], at(1));
+    assert!(e.view.is_none(), "the same state again changes no answer");
+    let e = m.apply([Input::Store(Event::Changes { revision: 4, changes: vec![drain(AdminState::Auto)] })], at(1));
+    assert_eq!(answered(&e.view.unwrap(), "www.lb.example"), addresses(&["127.0.0.10", "127.0.0.11"]));
+    assert!(m.admin.is_empty());
+}
+
+#[test]
+fn down_counts_as_unhealthy_and_up_as_healthy_whatever_the_probes_say() {
+    let mut m = model();
+    let state = |address, state| Change::State { service: name("www.lb.example"), address: ip(address), state };
+    let changes = vec![state("127.0.0.10", AdminState::Down), state("127.0.0.11", AdminState::Up)];
+    m.apply([verdict(&m, "127.0.0.11", false)], at(1));
+    let e = m.apply([Input::Store(Event::Changes { revision: 2, changes })], at(1));
+    assert_eq!(answered(&e.view.unwrap(), "www.lb.example"), addresses(&["127.0.0.11"]));
+}
+
+#[test]
+fn a_state_of_an_address_that_is_no_target_is_kept_and_listed() {
+    let mut m = model();
+    let change = Change::State { service: name("www.lb.example"), address: ip("127.9.9.9"), state: AdminState::Drain };
+    let e = m.apply([Input::Store(Event::Changes { revision: 2, changes: vec![change] }), Input::Tick], at(1));
+    let status = e.status.unwrap();
+    assert_eq!(status.unmatched_states.len(), 1);
+    assert_eq!(status.unmatched_states[0].address, ip("127.9.9.9"));
+}
+
+// ---- registrations ----
+
+/// Registers `address` for reg.lb.example through the store; the lease id is `lease`.
+fn make_registration(m: &mut Model, call: CallId, address: &str, lease: i64, now: SystemTime) -> Effects {
+    let e = m.apply([register(call, "reg.lb.example", request(address, 30))], now);
+    let (id, write) = the_write(&e);
+    assert!(matches!(write, Write::Register { replaces: None, .. }), "{write:?}");
+    let change = registered("reg.lb.example", request(address, 30), lease, now + Duration::from_secs(30));
+    m.apply([written(id, 10 + lease, vec![change])], now)
+}
+
+#[test]
+fn a_registration_is_answered_probed_and_replied_with_its_lease() {
+    let mut m = model();
+    let e = make_registration(&mut m, 1, "127.0.0.20", 5, at(10));
+    assert_eq!(answered(e.view.as_ref().unwrap(), "reg.lb.example"), addresses(&["127.0.0.20"]));
+    assert!(e.probes.unwrap().contains_key(&key("127.0.0.20")));
+    let [(1, Reply::Register(Ok(reply)))] = &e.replies[..] else { panic!("{:?}", e.replies) };
+    assert_eq!((reply.expires_at, reply.service_ttl), (unix_of(at(40)), 30));
+}
+
+#[test]
+fn a_renewal_that_changes_nothing_keeps_the_lease_alive_and_rebuilds_nothing() {
+    let mut m = model();
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(10));
+    let before = rebuilds(&m);
+    let e = m.apply([register(2, "reg.lb.example", request("127.0.0.20", 30))], at(20));
+    let (id, write) = the_write(&e);
+    assert!(matches!(write, Write::Renew { lease: 5, .. }), "{write:?}");
+    let e = m.apply([written(id, 0, vec![])], at(20));
+    assert!(e.view.is_none() && e.probes.is_none());
+    assert_eq!(rebuilds(&m), before);
+    let [(2, Reply::Register(Ok(reply)))] = &e.replies[..] else { panic!("{:?}", e.replies) };
+    assert_eq!(reply.expires_at, unix_of(at(50)));
+    let e = m.apply([Input::Tick], at(21));
+    assert_eq!(e.status.unwrap().services[1].targets[0].expires_at, Some(unix_of(at(50))));
+}
+
+#[test]
+fn a_renewal_with_new_fields_moves_to_a_new_lease() {
+    let mut m = model();
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(10));
+    let mut heavier = request("127.0.0.20", 30);
+    heavier.weight = Some(5);
+    let e = m.apply([register(2, "reg.lb.example", heavier)], at(20));
+    assert!(matches!(the_write(&e).1, Write::Register { replaces: Some(5), .. }));
+}
+
+#[test]
+fn registrations_are_checked_field_by_field() {
+    let mut m = model();
+    let mut cases: Vec<(RegistrationRequest, &str)> = Vec::new();
+    cases.push((request("224.0.0.1", 30), "address"));
+    cases.push((request("127.0.0.20", 2), "ttl_seconds"));
+    cases.push((request("127.0.0.20", 86401), "ttl_seconds"));
+    let mut r = request("127.0.0.20", 30);
+    r.weight = Some(1001);
+    cases.push((r, "weight"));
+    let mut r = request("127.0.0.20", 30);
+    r.priority = Some(0);
+    cases.push((r, "priority"));
+    let mut r = request("127.0.0.20", 30);
+    r.check_address = Some(ip("0.0.0.0"));
+    cases.push((r, "check_address"));
+    let mut r = request("127.0.0.20", 30);
+    r.region = Some("mars".into());
+    cases.push((r, "region"));
+    for (i, (request, field)) in cases.into_iter().enumerate() {
+        let e = m.apply([register(i as u64, "reg.lb.example", request)], at(1));
+        assert!(e.writes.is_empty());
+        match &e.replies[..] {
+            [(_, Reply::Register(Err(RegisterError::Invalid { field: f, .. })))] => assert_eq!(*f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_gslb_registration_needs_a_region() {
+    let mut m = model();
+    let e = m.apply([register(1, "geo.lb.example", request("127.0.0.31", 30))], at(1));
+    assert!(matches!(&e.replies[..], [(1, Reply::Register(Err(RegisterError::Invalid { field: "region", .. })))]));
+    let mut r = request("127.0.0.31", 30);
+    r.region = Some("us".into());
+    let e = m.apply([register(2, "geo.lb.example", r)], at(1));
+    assert_eq!(e.writes.len(), 1);
+}
+
+#[test]
+fn a_configured_address_is_409_and_an_unknown_service_404() {
+    let mut m = model();
+    let e = m.apply([register(1, "www.lb.example", request("127.0.0.10", 30))], at(1));
+    assert_eq!(e.replies, [(1, Reply::Register(Err(RegisterError::Configured(ip("127.0.0.10")))))]);
+    let e = m.apply([register(2, "nope.lb.example", request("127.0.0.20", 30))], at(1));
+    assert_eq!(e.replies, [(2, Reply::Register(Err(RegisterError::UnknownService("nope.lb.example.".into()))))]);
+}
+
+#[test]
+fn past_max_registrations_new_addresses_get_429_and_renewals_go_on() {
+    let mut m = model();
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(1));
+    make_registration(&mut m, 2, "127.0.0.21", 6, at(1));
+    let e = m.apply([register(3, "reg.lb.example", request("127.0.0.22", 30))], at(2));
+    assert_eq!(e.replies, [(3, Reply::Register(Err(RegisterError::TooMany(2))))]);
+    let e = m.apply([register(4, "reg.lb.example", request("127.0.0.21", 30))], at(2));
+    assert!(matches!(the_write(&e).1, Write::Renew { lease: 6, .. }));
+}
+
+#[test]
+fn renewals_while_the_store_is_down_are_refused() {
+    let mut m = model();
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(1));
+    m.apply([Input::Store(Event::Down("etcd: unreachable".into()))], at(2));
+    let e = m.apply([register(2, "reg.lb.example", request("127.0.0.20", 30))], at(2));
+    assert!(e.writes.is_empty());
+    assert_eq!(e.replies, [(2, Reply::Register(Err(RegisterError::Store("etcd: unreachable".into()))))]);
+    assert_eq!(m.registrations.len(), 1, "nothing expires here while the store is away");
+}
+
+#[test]
+fn a_failed_registration_leaves_no_target() {
+    let mut m = model();
+    let e = m.apply([register(1, "reg.lb.example", request("127.0.0.20", 30))], at(1));
+    let (id, _) = the_write(&e);
+    let e = m.apply([Input::Store(Event::Failed { id, reason: "too many writes in flight".into() })], at(1));
+    assert!(e.view.is_none() && m.registrations.is_empty());
+    assert!(matches!(&e.replies[..], [(1, Reply::Register(Err(RegisterError::Store(_))))]));
+}
+
+#[test]
+fn deregistering_ends_the_lease_and_the_target_leaves() {
+    let mut m = model();
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(1));
+    let e = m.apply(
+        [Input::Call(2, Call::Deregister { service: name("reg.lb.example"), address: ip("127.0.0.20") })],
+        at(2),
+    );
+    let (id, write) = the_write(&e);
+    assert_eq!(write, Write::Deregister { service: name("reg.lb.example"), address: ip("127.0.0.20"), lease: Some(5) });
+    let gone = Change::Registration { service: name("reg.lb.example"), address: ip("127.0.0.20"), lease: None };
+    let e = m.apply([written(id, 20, vec![gone])], at(2));
+    assert!(answered(e.view.as_ref().unwrap(), "reg.lb.example").is_empty());
+    assert!(!e.probes.unwrap().contains_key(&key("127.0.0.20")), "its probe stops");
+    assert_eq!(e.replies, [(2, Reply::Deregister(Ok(())))]);
+}
+
+#[test]
+fn deregistering_what_is_not_registered_is_404() {
+    let mut m = model();
+    let e = m.apply(
+        [Input::Call(1, Call::Deregister { service: name("reg.lb.example"), address: ip("127.0.0.20") })],
+        at(1),
+    );
+    assert_eq!(e.replies, [(1, Reply::Deregister(Err(RegisterError::NotRegistered(ip("127.0.0.20")))))]);
+    let e = m
+        .apply([Input::Call(2, Call::Deregister { service: name("no.lb.example"), address: ip("127.0.0.20") })], at(1));
+    assert!(matches!(&e.replies[..], [(2, Reply::Deregister(Err(RegisterError::UnknownService(_))))]));
+}
+
+// ---- store reports ----
+
+#[test]
+fn an_expired_lease_takes_its_target_and_probe_away() {
+    let mut m = model();
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(1));
+    let gone = Change::Registration { service: name("reg.lb.example"), address: ip("127.0.0.20"), lease: None };
+    let e = m.apply([Input::Store(Event::Changes { revision: 30, changes: vec![gone] })], at(31));
+    assert!(answered(e.view.as_ref().unwrap(), "reg.lb.example").is_empty());
+    assert!(e.probes.unwrap().is_empty() || !m.health.contains_key(&key("127.0.0.20")));
+}
+
+#[test]
+fn a_watch_event_before_the_writes_own_report_is_applied_once() {
+    let mut m = model();
+    let e = m.apply([set_state(1, "www.lb.example", "127.0.0.10", AdminState::Drain)], at(1));
+    let (id, _) = the_write(&e);
+    let drain = Change::State { service: name("www.lb.example"), address: ip("127.0.0.10"), state: AdminState::Drain };
+    let e = m.apply([Input::Store(Event::Changes { revision: 5, changes: vec![drain.clone()] })], at(1));
+    assert!(e.view.is_some() && e.replies.is_empty());
+    let before = rebuilds(&m);
+    let e = m.apply([written(id, 5, vec![drain])], at(1));
+    assert!(e.view.is_none(), "already applied");
+    assert_eq!(rebuilds(&m), before);
+    assert_eq!(e.replies, [(1, Reply::SetState(Ok(())))]);
+}
+
+#[test]
+fn a_write_reported_after_a_newer_watch_event_does_not_undo_it() {
+    let mut m = model();
+    let e = m.apply([set_state(1, "www.lb.example", "127.0.0.10", AdminState::Drain)], at(1));
+    let (id, _) = the_write(&e);
+    let state = |s| Change::State { service: name("www.lb.example"), address: ip("127.0.0.10"), state: s };
+    // another node set `down` after our drain; the watch brought both
+    m.apply(
+        [Input::Store(Event::Changes {
+            revision: 6,
+            changes: vec![state(AdminState::Drain), state(AdminState::Down)],
+        })],
+        at(1),
+    );
+    m.apply([written(id, 5, vec![state(AdminState::Drain)])], at(1));
+    assert_eq!(m.admin_state(&name("www.lb.example"), ip("127.0.0.10")), AdminState::Down);
+}
+
+#[test]
+fn a_write_reported_after_the_watch_applies_it_then() {
+    let mut m = model();
+    let e = m.apply([set_state(1, "www.lb.example", "127.0.0.10", AdminState::Drain)], at(1));
+    let (id, _) = the_write(&e);
+    let drain = Change::State { service: name("www.lb.example"), address: ip("127.0.0.10"), state: AdminState::Drain };
+    let e = m.apply([written(id, 5, vec![drain.clone()])], at(1));
+    assert!(e.view.is_some());
+    let e = m.apply([Input::Store(Event::Changes { revision: 5, changes: vec![drain] })], at(1));
+    assert!(e.view.is_none(), "the watch's copy changes nothing");
+}
+
+#[test]
+fn a_snapshot_replaces_what_was_known() {
+    let mut m = model();
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(1));
+    let drain = Change::State { service: name("www.lb.example"), address: ip("127.0.0.10"), state: AdminState::Drain };
+    let e = m.apply([snapshot(40, vec![drain])], at(2));
+    let view = e.view.unwrap();
+    assert!(answered(&view, "reg.lb.example").is_empty());
+    assert_eq!(answered(&view, "www.lb.example"), addresses(&["127.0.0.11"]));
+}
+
+#[test]
+fn the_store_goes_down_and_a_snapshot_brings_it_back() {
+    let mut m = model();
+    let e = m.apply([Input::Store(Event::Down("etcd: refused".into())), Input::Tick], at(1));
+    let status = e.status.unwrap();
+    assert_eq!((status.store.up, status.store.error.as_deref()), (false, Some("etcd: refused")));
+    assert!(!m.metrics.store_up.load(std::sync::atomic::Ordering::Relaxed));
+    let e = m.apply([snapshot(9, vec![]), Input::Tick], at(2));
+    assert!(e.status.unwrap().store.up);
+    assert!(m.metrics.store_up.load(std::sync::atomic::Ordering::Relaxed));
+}
+
+#[test]
+fn a_registration_the_config_refuses_is_skipped() {
+    let mut m = model();
+    let unknown = registered("gone.lb.example", request("127.0.0.20", 30), 3, at(30));
+    let configured = registered("www.lb.example", request("127.0.0.10", 30), 4, at(30));
+    let e = m.apply([snapshot(2, vec![unknown, configured])], at(1));
+    assert!(m.registrations.is_empty());
+    assert_eq!(answered(&e.view.unwrap(), "www.lb.example"), addresses(&["127.0.0.10", "127.0.0.11"]));
+}
+
+#[test]
+fn a_lease_seen_through_the_watch_expires_a_ttl_from_then() {
+    let mut m = model();
+    let change = Change::Registration {
+        service: name("reg.lb.example"),
+        address: ip("127.0.0.20"),
+        lease: Some(Lease { request: request("127.0.0.20", 30), id: 9, expires_at: None }),
+    };
+    let e = m.apply([Input::Store(Event::Changes { revision: 2, changes: vec![change] }), Input::Tick], at(100));
+    assert_eq!(e.status.unwrap().services[1].targets[0].expires_at, Some(unix_of(at(130))));
+    let e = m.apply([verdict(&m, "127.0.0.20", true), Input::Tick], at(131));
+    let status = e.status.unwrap();
+    assert_eq!(status.services[1].targets[0].expires_at, None, "past it, another node may have renewed it");
+    assert_eq!(status.services[1].targets[0].origin, "registration");
+}
+
+// ---- reloads ----
+
+fn reload(m: &mut Model, id: CallId, config: &str) -> Effects {
+    m.apply([Input::Call(id, Call::Reload(Box::new(loaded(config))))], at(5))
+}
+
+#[test]
+fn a_drain_survives_a_reload() {
+    let mut m = model();
+    let drain = Change::State { service: name("www.lb.example"), address: ip("127.0.0.10"), state: AdminState::Drain };
+    m.apply([Input::Store(Event::Changes { revision: 2, changes: vec![drain] })], at(1));
+    let e = reload(&mut m, 1, &CONFIG.replace("policy = \"healthy\"\ncheck", "policy = \"all\"\ncheck"));
+    assert_eq!(e.replies, [(1, Reply::Reload(Ok(())))]);
+    assert_eq!(answered(&e.view.unwrap(), "www.lb.example"), addresses(&["127.0.0.11"]));
+}
+
+#[test]
+fn a_reload_that_changes_listen_is_refused_and_the_config_kept() {
+    let mut m = model();
+    let e = reload(&mut m, 1, &CONFIG.replace("127.0.0.1:5353", "127.0.0.1:5354"));
+    assert_eq!(e.replies, [(1, Reply::Reload(Err(ReloadError::NeedsRestart("server.listen".into()))))]);
+    assert!(e.view.is_none() && !e.reread);
+    assert_eq!(m.metrics.reloads_failed.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_reload_keeps_verdicts_of_unchanged_probes_and_restarts_changed_ones() {
+    let mut m = model();
+    m.apply([verdict(&m, "127.0.0.10", false)], at(1));
+    let generation_before = generation(&m, "127.0.0.10");
+    let e = reload(&mut m, 1, CONFIG);
+    assert!(e.probes.is_none(), "the same probes keep running");
+    assert_eq!(m.health[&key("127.0.0.10")].machine.health(), Health::Down);
+    let e = reload(&mut m, 2, &CONFIG.replace("fall = 2", "fall = 3"));
+    let probes = e.probes.unwrap();
+    assert_ne!(probes[&key("127.0.0.10")].1, generation_before, "a changed check is a new probe run");
+    assert_eq!(m.health[&key("127.0.0.10")].machine.health(), Health::Unknown);
+    assert_eq!(m.metrics.reloads_ok.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+#[test]
+fn a_reload_asks_the_store_to_read_again() {
+    let mut m = model();
+    let e = reload(&mut m, 1, CONFIG);
+    assert!(e.reread);
+}
+
+#[test]
+fn a_reload_that_lists_a_registered_address_answers_it_once() {
+    let mut m = model();
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(1));
+    let config = CONFIG.replace("max_registrations = 2", "max_registrations = 2\ntargets = [\"127.0.0.20\"]");
+    let e = reload(&mut m, 2, &config);
+    let view = e.view.unwrap();
+    let targets = &view.services[&name("reg.lb.example")].targets;
+    assert_eq!(targets.len(), 1, "{targets:?}");
+}
+
+#[test]
+fn a_reload_that_drops_a_service_drops_its_registrations_from_answers() {
+    let mut m = model();
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(1));
+    let config = CONFIG.replace("name = \"reg.lb.example.\"", "name = \"other.lb.example.\"");
+    let e = reload(&mut m, 2, &config);
+    let view = e.view.unwrap();
+    assert!(!view.services.contains_key(&name("reg.lb.example")));
+    assert!(!m.health.contains_key(&key("127.0.0.20")));
+}
+
+// ---- probes of registrations ----
+
+#[test]
+fn a_registration_with_a_check_address_is_probed_there() {
+    let mut m = model();
+    let mut r = request("127.0.0.20", 30);
+    r.check_address = Some(ip("127.0.0.120"));
+    let change = registered("reg.lb.example", r, 5, at(30));
+    let e = m.apply([Input::Store(Event::Changes { revision: 2, changes: vec![change] })], at(1));
+    let probes = e.probes.unwrap();
+    assert!(probes.contains_key(&key("127.0.0.120")) && !probes.contains_key(&key("127.0.0.20")));
+    let e = m.apply([verdict(&m, "127.0.0.120", false)], at(2));
+    assert!(e.view.unwrap().services[&name("reg.lb.example")].targets.iter().all(|t| !t.healthy));
+}
+
+#[test]
+fn calls_in_one_burst_are_answered_in_one_batch() {
+    let mut m = model();
+    let e = m.apply(
+        [
+            set_state(1, "www.lb.example", "127.0.0.10", AdminState::Drain),
+            register(2, "reg.lb.example", request("127.0.0.20", 30)),
+            set_state(3, "nope.lb.example", "127.0.0.10", AdminState::Drain),
+        ],
+        at(1),
+    );
+    assert_eq!(e.writes.len(), 2);
+    assert_eq!(e.replies.len(), 1, "only the refusal is answered at once");
+    let ids: Vec<u64> = e.writes.iter().map(|(id, _)| *id).collect();
+    assert_ne!(ids[0], ids[1]);
+}
