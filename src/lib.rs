@@ -8,18 +8,23 @@
 //! | [`config`] | TOML → validated [`config::Config`]; every error with file:line:col and key |
 //! | [`zone`] | static zones from RFC 1035 files, indexed for SPEC §5.1 lookups |
 //! | [`geo`] | client address (ECS or source) → region and ECS scope; gslb try orders |
-//! | [`steer`] | the answer stages (candidates → policy → order → cap), pure functions |
-//! | [`view`] | the immutable [`view::View`] every query is answered from |
 //! | [`health`] | probes (HTTP(S), TCP), the rise/fall machine, the fixed-rate scheduler |
-//! | [`state`] | the single owner of mutable state: applies verdicts, reloads, admin states and registrations; publishes Views |
+//! | [`loaded`] | a config with its zones and regions, validated together |
+//! | [`view`] | the immutable [`view::View`] every query is answered from |
+//! | [`steer`] | the answer stages (candidates → policy → order → cap), pure functions |
 //! | [`dns`] | `respond(&View, request bytes) → response bytes`: parse, resolve, emit |
-//! | [`server`] | sockets: steerdns's own UDP loop, TCP through hickory-server |
-//! | [`app`] | wiring: load, build the View, serve, reload, stop |
-//! | [`admin`] | the admin HTTP API (axum): status, admin states, reload, healthz |
-//! | [`api`] | the API's JSON types, shared with the CLI |
 //! | [`metrics`] | counters (atomics on the query path) and the Prometheus exposition |
-//! | [`store`] | run-time state kept across restarts (memory, a JSON file) or shared by nodes (etcd, feature `etcd`) |
+//! | [`server`] | sockets: steerdns's own UDP loop, TCP through hickory-server; a panic answering one query drops that query |
+//! | [`store`] | run-time state kept across restarts (memory, a JSON file) or shared by nodes (etcd, feature `etcd`); leases are the store's |
+//! | [`state`] | the single owner of mutable state: a pure model (`apply(inputs, now) → effects`) and its shell |
+//! | [`admin`] | the admin HTTP API (axum): status, admin states, registrations, reload, healthz |
+//! | [`app`] | wiring: make the counters, start the tasks, serve, reload, stop |
+//! | [`api`] | the API's JSON types, shared with the CLI |
+//! | [`supervise`] | crash-only: named tasks, the panic hook, contained queries, the owner's heartbeat |
 //! | [`cli`] | the `steerdns` command line |
+//!
+//! Dependencies flow one way, down this table (`api` and `supervise` are used from
+//! anywhere); `layering`'s test checks there is no cycle.
 //!
 //! # The query path
 //!
@@ -31,15 +36,15 @@
 //!                                     no I/O, no await)
 //! ```
 //!
-//! Everything that changes answers goes through the state owner, which builds a new
-//! View and publishes it with one atomic swap; readers never lock:
+//! Everything that changes answers goes through the state owner, whose model builds a
+//! new View that the shell publishes with one atomic swap; readers never lock:
 //!
 //! ```text
-//! config file / SIGHUP ──► app::load ───┐
-//! health::Runner ──► Verdicts ──────────┤
-//! admin API: states, registrations ─────┼─► state::State ──► ArcSwap<View> ──► dns::respond
-//! etcd watch ──► store::Event ──────────┘   (its writes to etcd go out through the
-//!                                            store and come back as store::Events)
+//! config file / SIGHUP ──► loaded::load ─┐
+//! health::Runner ──► Verdicts ───────────┤   state::Model      ┌─► ArcSwap<View> ──► dns::respond
+//! admin API: states, registrations ──────┼─► apply(inputs) ───┼─► ArcSwap<Status> ─► status, explain, metrics
+//! store ──► Snapshot/Changes/Written ────┘   (state::Owner)    ├─► store writes (reported back as events)
+//!                                                              └─► probe set, replies
 //! ```
 
 pub mod admin;
@@ -50,6 +55,8 @@ pub mod config;
 pub mod dns;
 pub mod geo;
 pub mod health;
+#[cfg(test)]
+mod layering;
 pub mod loaded;
 pub mod metrics;
 pub mod server;
