@@ -55,6 +55,17 @@ impl Default for Metrics {
     }
 }
 
+/// Log lines lost because stderr could not keep up or was closed.
+static LOG_DROPS: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> = std::sync::OnceLock::new();
+
+/// Log lines that stderr refused (a closed pipe, a full disk).
+pub static LOG_LINES_UNWRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// Counts, from now on, the lines the log writer drops.
+pub fn count_log_drops(counter: tracing_appender::non_blocking::ErrorCounter) {
+    let _ = LOG_DROPS.set(counter);
+}
+
 impl Metrics {
     /// Counts one query by transport and the reply's RCODE (None: dropped).
     pub fn count_query(&self, transport: Transport, rcode: Option<Rcode>) {
@@ -136,6 +147,10 @@ impl Metrics {
         let rebuilds = Counter::<u64>::default();
         rebuilds.inc_by(self.view_rebuilds.load(Relaxed));
         registry.register("view_rebuilds", "Views built and published", rebuilds);
+        let dropped = Counter::<u64>::default();
+        let queue = LOG_DROPS.get().map_or(0, |c| c.dropped_lines() as u64);
+        dropped.inc_by(queue + LOG_LINES_UNWRITTEN.load(Relaxed));
+        registry.register("log_lines_dropped", "Log lines lost because stderr could not take them", dropped);
         let store = Gauge::<i64>::default();
         store.set(i64::from(self.store_up.load(Relaxed)));
         registry.register("store_up", "1 while the run-time state store can be written", store);

@@ -307,16 +307,56 @@ impl Drop for Server {
 
 /// Starts the binary on `dir/c.toml` with free ports; (server, DNS address, admin URL).
 pub fn spawn(dir: &std::path::Path) -> (Server, std::net::SocketAddr, String) {
+    let p = Process::start(dir, &[]);
+    (p.server, p.dns, p.admin)
+}
+
+/// The binary running on `dir/c.toml`, its stderr lines kept for the test to read.
+pub struct Process {
+    pub server: Server,
+    pub dns: SocketAddr,
+    pub admin: String,
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Starts it with `env` added, once it has logged its addresses.
+    pub fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Process {
+        let (server, stderr) = Self::child(dir, env);
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (dns, admin) = addresses_from(stderr, Some(lines.clone()));
+        Process { server, dns, admin, lines }
+    }
+
+    /// The child with its stderr piped.
+    pub fn child(dir: &std::path::Path, env: &[(&str, &str)]) -> (Server, std::process::ChildStderr) {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_steerdns"))
+            .args(["serve", "--config"])
+            .arg(dir.join("c.toml"))
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        (Server(child), stderr)
+    }
+
+    /// Whether a line of its stderr so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+}
+
+/// Reads stderr until the DNS and admin addresses are logged; then keeps reading into
+/// `keep` (or drops the lines), so the child never blocks on a full pipe.
+pub fn addresses_from(
+    stderr: std::process::ChildStderr,
+    keep: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+) -> (SocketAddr, String) {
     use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_steerdns"))
-        .args(["serve", "--config"])
-        .arg(dir.join("c.toml"))
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut lines = BufReader::new(stderr).lines();
     let (mut dns, mut admin) = (None, None);
     while dns.is_none() || admin.is_none() {
         let line = lines.next().expect("the server logs its addresses").unwrap();
@@ -326,9 +366,18 @@ pub fn spawn(dir: &std::path::Path) -> (Server, std::net::SocketAddr, String) {
         if let Some(rest) = line.split("serving DNS on ").nth(1) {
             dns = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
         }
+        if let Some(keep) = &keep {
+            keep.lock().unwrap().push(line);
+        }
     }
-    std::thread::spawn(move || lines.for_each(drop));
-    (Server(child), dns.unwrap(), admin.unwrap())
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Some(keep) = &keep {
+                keep.lock().unwrap().push(line);
+            }
+        }
+    });
+    (dns.unwrap(), admin.unwrap())
 }
 
 pub fn quickstart_dir() -> tempfile::TempDir {

@@ -4,6 +4,7 @@
 mod admin;
 mod backend;
 mod cli;
+mod crash;
 mod dns;
 #[cfg(feature = "etcd")]
 mod etcd;
