@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// What the handlers share.
 pub struct AdminContext {
@@ -22,8 +22,9 @@ pub struct AdminContext {
     pub token: Option<String>,
     /// Opens the registration routes only.
     pub registration_token: Option<String>,
-    /// True while DNS is serving; false from the moment shutdown starts.
-    pub serving: Arc<AtomicBool>,
+    /// Where DNS is: starting, serving, or stopping (from the moment shutdown starts
+    /// or the owner hangs).
+    pub phase: Arc<Phase>,
 }
 
 /// An error response: a status code and a JSON body.
@@ -198,11 +199,33 @@ async fn metrics(State(context): Context) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
+/// Where DNS is, for /healthz.
+#[derive(Debug, Default)]
+pub struct Phase(AtomicU8);
+
+impl Phase {
+    const STARTING: u8 = 0;
+    const SERVING: u8 = 1;
+    const STOPPING: u8 = 2;
+
+    /// DNS answers from now on (unless it is already stopping).
+    pub fn serving(&self) {
+        let _ = self.0.compare_exchange(Self::STARTING, Self::SERVING, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Shutdown has started, or the owner hangs: /healthz says 503 for good.
+    pub fn stopping(&self) {
+        self.0.store(Self::STOPPING, Ordering::SeqCst);
+    }
+}
+
+/// 200 while DNS serves a ready picture; 503 `starting` before (SPEC §1 "Ready"), and
+/// 503 `not serving` from the moment shutdown starts or the owner hangs.
 async fn healthz(State(context): Context) -> Response {
-    if context.serving.load(Ordering::SeqCst) {
-        (StatusCode::OK, "serving\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not serving\n").into_response()
+    match context.phase.0.load(Ordering::SeqCst) {
+        Phase::STOPPING => (StatusCode::SERVICE_UNAVAILABLE, "not serving\n").into_response(),
+        Phase::SERVING if context.state.ready() => (StatusCode::OK, "serving\n").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
     }
 }
 

@@ -4,7 +4,7 @@
 //! in-flight queries finish, all within `shutdown_timeout`. The process-wide counters
 //! are made here and handed to the servers and the owner.
 
-use crate::admin::{self, AdminContext};
+use crate::admin::{self, AdminContext, Phase};
 use crate::config::Config;
 use crate::loaded::Loaded;
 use crate::metrics::Metrics;
@@ -15,7 +15,6 @@ use crate::supervise::{self, HEARTBEAT_LIMIT, Heartbeat};
 use crate::view::View;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -66,15 +65,15 @@ impl App {
         let after_dns = CancellationToken::new();
         let background = TaskTracker::new();
         background.spawn(supervise::task("owner", self.owner.run(after_dns.clone())));
-        let serving = Arc::new(AtomicBool::new(false));
-        watch_heartbeat(self.heartbeat.clone(), serving.clone(), self.exit_on_hang, after_dns.clone());
+        let phase = Arc::new(Phase::default());
+        watch_heartbeat(self.heartbeat.clone(), phase.clone(), self.exit_on_hang, after_dns.clone());
         if let Some(listener) = listeners.admin {
             let context = AdminContext {
                 state: self.handle.clone(),
                 config_file: self.config.file.clone(),
                 token: self.config.server.admin_token.clone(),
                 registration_token: self.config.server.registration_token.clone(),
-                serving: serving.clone(),
+                phase: phase.clone(),
             };
             let listener = tokio::net::TcpListener::from_std(listener)?;
             let stop = after_dns.clone();
@@ -97,11 +96,11 @@ impl App {
         let tcp = server::serve_tcp(tcp, self.view.clone(), self.metrics.clone(), timeout, dns_stop.clone());
         dns.spawn(supervise::task("tcp", tcp));
         dns.close();
-        serving.store(true, Ordering::SeqCst);
+        phase.serving();
         shutdown.cancelled().await;
         // /healthz says 503 while DNS still answers for a short grace, so whatever
         // watches it can steer away before the listeners close
-        serving.store(false, Ordering::SeqCst);
+        phase.stopping();
         let deadline = tokio::time::Instant::now() + self.config.server.shutdown_timeout;
         tokio::time::sleep(self.config.server.shutdown_timeout.min(std::time::Duration::from_secs(10)) / 10).await;
         tracing::info!("stopping: finishing in-flight queries");
@@ -119,7 +118,7 @@ impl App {
 /// A thread of its own (a hung owner may hold a runtime thread) that watches the
 /// owner's heartbeat: past [`HEARTBEAT_LIMIT`] /healthz says 503 and, for the binary,
 /// the process ends. It stops with `stop`.
-fn watch_heartbeat(heartbeat: Arc<Heartbeat>, serving: Arc<AtomicBool>, exit: bool, stop: CancellationToken) {
+fn watch_heartbeat(heartbeat: Arc<Heartbeat>, phase: Arc<Phase>, exit: bool, stop: CancellationToken) {
     let watch = move || {
         let mut warned = false;
         while !stop.is_cancelled() {
@@ -127,7 +126,7 @@ fn watch_heartbeat(heartbeat: Arc<Heartbeat>, serving: Arc<AtomicBool>, exit: bo
             let age = heartbeat.age();
             if age > HEARTBEAT_LIMIT && !stop.is_cancelled() && !warned {
                 warned = true;
-                serving.store(false, Ordering::SeqCst);
+                phase.stopping();
                 tracing::error!("the state owner has not run for {age:.1?}: answers may be stale");
                 if exit {
                     let _ = std::io::Write::write_all(

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 type Labels = Vec<(String, String)>;
 
-const RCODES: [&str; 7] = ["NOERROR", "FORMERR", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "dropped"];
+const RCODES: [&str; 8] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "dropped"];
 
 /// Process-wide counters.
 pub struct Metrics {
@@ -72,11 +72,12 @@ impl Metrics {
         let index = match rcode {
             Some(Rcode::NoError) => 0,
             Some(Rcode::FormErr) => 1,
-            Some(Rcode::NxDomain) => 2,
-            Some(Rcode::NotImp) => 3,
-            Some(Rcode::Refused) => 4,
-            Some(Rcode::BadVers) => 5,
-            None => 6,
+            Some(Rcode::ServFail) => 2,
+            Some(Rcode::NxDomain) => 3,
+            Some(Rcode::NotImp) => 4,
+            Some(Rcode::Refused) => 5,
+            Some(Rcode::BadVers) => 6,
+            None => 7,
         };
         self.queries[transport as usize][index].fetch_add(1, Relaxed);
     }

@@ -38,6 +38,9 @@ pub struct ServiceView {
     pub when_all_down: WhenAllDown,
     pub targets: Vec<TargetView>,
     pub counters: Arc<ServiceCounters>,
+    /// [IPv4, IPv6]: while the server starts, a candidate of the family whose probe
+    /// has no verdict yet (SPEC §1 "Ready"): the answer is SERVFAIL, EDE 14.
+    pub not_ready: [bool; 2],
 }
 
 /// One target of a service with its current health.
@@ -62,12 +65,14 @@ pub struct ServiceCounters {
 impl View {
     /// Builds a View from a validated config (with its zones and regions) and the
     /// health of each probe key, keeping the rotation counters of services that
-    /// `previous` already had.
+    /// `previous` already had. While `starting`, a service whose answer hangs on a
+    /// probe with no verdict yet is not ready.
     pub fn build(
         loaded: &Loaded,
         previous: Option<&View>,
         health: &dyn Fn(&ProbeKey) -> Health,
         admin: &dyn Fn(&Name, IpAddr) -> AdminState,
+        starting: bool,
     ) -> View {
         let config = &loaded.config;
         let services = config
@@ -82,16 +87,26 @@ impl View {
                 let probed =
                     s.check.as_ref().filter(|c| config.checks.get(*c).is_some_and(|c| c.kind != CheckKind::None));
                 // None: drained, left out of the candidates
+                let probe = |t: &crate::config::Target| {
+                    let key = |check: &String| ProbeKey {
+                        check: check.clone(),
+                        address: t.check_address.unwrap_or(t.address),
+                    };
+                    probed.map_or(Health::Up, |check| health(&key(check)))
+                };
                 let healthy = |t: &crate::config::Target| match admin(&s.name, t.address) {
                     AdminState::Up => Some(true),
                     AdminState::Down => Some(false),
                     AdminState::Drain => None,
-                    AdminState::Auto => Some(probed.is_none_or(|check| {
-                        let key = ProbeKey { check: check.clone(), address: t.check_address.unwrap_or(t.address) };
-                        health(&key) != Health::Down
-                    })),
+                    AdminState::Auto => Some(probe(t) != Health::Down),
                 };
-                (s.name.clone(), ServiceView::new(s, counters, &healthy, &loaded.geo))
+                let mut view = ServiceView::new(s, counters, &healthy, &loaded.geo);
+                if starting && s.policy != Policy::All {
+                    for t in s.targets.iter().filter(|t| admin(&s.name, t.address) == AdminState::Auto) {
+                        view.not_ready[usize::from(t.address.is_ipv6())] |= probe(t) == Health::Unknown;
+                    }
+                }
+                (s.name.clone(), view)
             })
             .collect();
         View {
@@ -138,6 +153,7 @@ impl ServiceView {
             when_all_down: service.when_all_down,
             targets,
             counters,
+            not_ready: [false; 2],
         }
     }
 }

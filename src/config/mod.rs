@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub udp_workers: usize,
     pub tcp_idle_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// As written; [`Config::startup_wait`] gives the default.
+    pub startup_wait: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +188,15 @@ pub fn is_unicast(address: &IpAddr) -> bool {
     match address {
         IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
         IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.to_ipv4_mapped().is_some()),
+    }
+}
+
+impl Config {
+    /// How long a start may wait for first verdicts and the store (SPEC §1 "Ready"):
+    /// `server.startup_wait`, by default the longest check timeout plus 1 s.
+    pub fn startup_wait(&self) -> Duration {
+        let longest = self.checks.values().map(|c| c.timeout).max().unwrap_or_default();
+        self.server.startup_wait.unwrap_or(longest + Duration::from_secs(1))
     }
 }
 

@@ -19,6 +19,7 @@ pub struct RawServer {
     pub udp_workers: Option<S<i64>>,
     pub tcp_idle_timeout: Option<S<String>>,
     pub shutdown_timeout: Option<S<String>>,
+    pub startup_wait: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

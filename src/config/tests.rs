@@ -173,6 +173,21 @@ fn durations_need_a_unit_and_must_be_positive() {
         "server.shutdown_timeout",
         "positive",
     );
+    one_error(
+        &replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"5s\"\nstartup_wait = \"3\""),
+        9,
+        "server.startup_wait",
+        "unit",
+    );
+}
+
+#[test]
+fn startup_wait_is_the_longest_check_timeout_and_a_second_unless_set() {
+    let config = from_toml(FULL, Path::new("/etc/steerdns/c.toml")).unwrap();
+    let longest = config.checks.values().map(|c| c.timeout).max().unwrap_or_default();
+    assert_eq!(config.startup_wait(), longest + std::time::Duration::from_secs(1));
+    let off = replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"5s\"\nstartup_wait = \"0s\"");
+    assert_eq!(from_toml(&off, Path::new("/etc/steerdns/c.toml")).unwrap().startup_wait(), std::time::Duration::ZERO);
 }
 
 #[test]

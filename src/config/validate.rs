@@ -202,6 +202,14 @@ impl<'a> Validator<'a> {
             self.duration(raw.tcp_idle_timeout.as_ref(), "server.tcp_idle_timeout", Duration::from_secs(10));
         let shutdown_timeout =
             self.duration(raw.shutdown_timeout.as_ref(), "server.shutdown_timeout", Duration::from_secs(5));
+        let startup_wait = raw.startup_wait.as_ref().and_then(|value| {
+            let parsed = humantime::parse_duration(value.get_ref());
+            parsed
+                .map_err(|_| {
+                    self.err(value, "server.startup_wait", "must be a duration with a unit, e.g. \"3s\" (\"0s\": off)")
+                })
+                .ok()
+        });
         ServerConfig {
             listen,
             admin_listen,
@@ -211,6 +219,7 @@ impl<'a> Validator<'a> {
             udp_workers,
             tcp_idle_timeout,
             shutdown_timeout,
+            startup_wait,
         }
     }
 

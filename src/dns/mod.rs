@@ -30,6 +30,7 @@ pub enum Transport {
 pub enum Rcode {
     NoError = 0,
     FormErr = 1,
+    ServFail = 2,
     NxDomain = 3,
     NotImp = 4,
     Refused = 5,
@@ -51,11 +52,16 @@ struct Reply {
     tc: bool,
     /// Echo the query's ECS with this scope (None: no ECS in the reply).
     ecs_scope: Option<u8>,
+    /// An Extended DNS Error (RFC 8914) INFO-CODE, when the query had an OPT.
+    ede: Option<u16>,
 }
+
+/// EDE 14 "Not Ready" (RFC 8914).
+const EDE_NOT_READY: u16 = 14;
 
 impl Reply {
     fn error(rcode: Rcode) -> Self {
-        Reply { rcode, aa: false, tc: false, ecs_scope: None }
+        Reply { rcode, aa: false, tc: false, ecs_scope: None, ede: None }
     }
 }
 
@@ -193,6 +199,7 @@ fn answer(
     let reply = resolve::resolve(view, q, &client, &mut writer, trace);
     let opt = opt.map(|mut o| {
         o.ecs = ecs.zip(reply.ecs_scope);
+        o.ede = reply.ede;
         o
     });
     writer.finish(request.id, flags(request, reply), opt.as_ref());
@@ -239,6 +246,7 @@ fn opt_for<'v>(
         extended_rcode: (rcode as u16 >> 4) as u8,
         ecs: if plain { None } else { ecs },
         nsid: (edns.nsid && !plain).then_some(view.identity.as_bytes()),
+        ede: None,
     })
 }
 

@@ -21,6 +21,9 @@ enum End {
     Negative { rcode: Rcode, ttl_cap: u32 },
     /// A static record did not fit: TC=1 with header, question and OPT only.
     Truncated,
+    /// A service whose answer hangs on a probe with no verdict yet, while the server
+    /// starts: SERVFAIL with EDE 14, so resolvers ask another server of the zone.
+    NotReady,
 }
 
 pub(super) fn resolve(
@@ -42,7 +45,7 @@ pub(super) fn resolve(
     };
     step(&mut trace, &|| format!("zone {}", zone.origin()));
     let qtype = RecordType::from(q.qtype);
-    let mut reply = Reply { rcode: Rcode::NoError, aa: true, tc: false, ecs_scope: Some(0) };
+    let mut reply = Reply { rcode: Rcode::NoError, aa: true, tc: false, ecs_scope: Some(0), ede: None };
     let mut name = q.name.clone();
     let mut seen: Vec<Name> = Vec::new();
     let end = loop {
@@ -101,6 +104,10 @@ pub(super) fn resolve(
             writer.clear_records();
             reply.tc = true;
         }
+        End::NotReady => {
+            writer.clear_records();
+            reply = Reply { ede: Some(super::EDE_NOT_READY), ..Reply::error(Rcode::ServFail) };
+        }
     }
     reply
 }
@@ -123,6 +130,13 @@ fn computed(
         RecordType::ANY if !steer::has_candidates(service, Family::V4) => Family::V6,
         _ => Family::V4,
     };
+    if service.not_ready[usize::from(family == Family::V6)] {
+        if let Some(t) = trace {
+            t.name = service.name.to_string();
+            t.policy_steps.push("not ready: a candidate's probe has no verdict yet (SERVFAIL, EDE 14)".into());
+        }
+        return End::NotReady;
+    }
     thread_local! {
         // reused across queries, so answering allocates nothing
         static ADDRESSES: std::cell::RefCell<Vec<std::net::IpAddr>> = const { std::cell::RefCell::new(Vec::new()) };

@@ -21,13 +21,15 @@ pub struct Opt<'a> {
     /// The query's ECS, echoed with this scope.
     pub ecs: Option<(ClientSubnet, u8)>,
     pub nsid: Option<&'a [u8]>,
+    /// An Extended DNS Error INFO-CODE, without EXTRA-TEXT.
+    pub ede: Option<u16>,
 }
 
 impl Opt<'_> {
     /// Encoded size: root owner, type, class, TTL, RDLENGTH, options.
     fn len(&self) -> usize {
         let ecs = self.ecs.map_or(0, |(e, _)| 8 + e.source_prefix().div_ceil(8) as usize);
-        11 + ecs + self.nsid.map_or(0, |n| 4 + n.len())
+        11 + ecs + self.nsid.map_or(0, |n| 4 + n.len()) + self.ede.map_or(0, |_| 6)
     }
 }
 
@@ -221,6 +223,11 @@ fn emit_opt(enc: &mut BinEncoder<'_>, opt: &Opt) -> Result<(), hickory_proto::Pr
         enc.emit_u16(3)?;
         enc.emit_u16(nsid.len() as u16)?;
         enc.emit_vec(nsid)?;
+    }
+    if let Some(code) = opt.ede {
+        enc.emit_u16(15)?;
+        enc.emit_u16(2)?;
+        enc.emit_u16(code)?;
     }
     Ok(())
 }

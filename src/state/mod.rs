@@ -41,6 +41,7 @@ type Caller = (Call, oneshot::Sender<Reply>);
 #[derive(Clone)]
 pub struct StateHandle {
     calls: mpsc::Sender<Caller>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
     view: Arc<ArcSwap<View>>,
     status: Arc<ArcSwap<api::Status>>,
     metrics: Arc<Metrics>,
@@ -101,6 +102,12 @@ impl StateHandle {
         }
     }
 
+    /// Whether the server is ready (SPEC §1 "Ready"): probes have verdicts and the
+    /// store has answered, or `startup_wait` has passed.
+    pub fn ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The status document the owner last published (at most a tick old).
     pub fn status(&self) -> Arc<api::Status> {
         self.status.load_full()
@@ -142,6 +149,7 @@ pub struct Owner {
     calls: mpsc::Receiver<Caller>,
     view: Arc<ArcSwap<View>>,
     status: Arc<ArcSwap<api::Status>>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
     heartbeat: Arc<Heartbeat>,
 }
 
@@ -163,17 +171,20 @@ impl Owner {
         let status = first.status.take().expect("the first effects carry a status");
         let status = Arc::new(ArcSwap::new(status));
         let (tx, calls) = mpsc::channel(64);
-        let handle = StateHandle { calls: tx, view: view.clone(), status: status.clone(), metrics };
-        (Owner { model, first, store, calls, view, status, heartbeat }, handle)
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(model.ready()));
+        let handle =
+            StateHandle { calls: tx, ready: ready.clone(), view: view.clone(), status: status.clone(), metrics };
+        (Owner { model, first, store, calls, view, status, ready, heartbeat }, handle)
     }
 
     /// Applies inputs until `shutdown`, then stops the probes.
     pub async fn run(self, shutdown: CancellationToken) {
-        let Owner { mut model, first, store, mut calls, view, status, heartbeat } = self;
+        let Owner { mut model, first, store, mut calls, view, status, ready, heartbeat } = self;
         let Store { writes, mut events, reread, task, .. } = store;
         let store_task = tokio::spawn(supervise::task("store", task));
         let (tx, mut verdicts) = mpsc::channel(4096);
-        let mut shell = Shell { runner: Runner::new(tx), writes, reread, view, status, callers: HashMap::new() };
+        let runner = Runner::new(tx);
+        let mut shell = Shell { runner, writes, reread, view, status, ready, callers: HashMap::new() };
         let mut next_call: CallId = 0;
         let mut tick = tokio::time::interval(TICK);
         let mut inputs = shell.execute(first);
@@ -228,6 +239,7 @@ struct Shell {
     reread: Arc<tokio::sync::Notify>,
     view: Arc<ArcSwap<View>>,
     status: Arc<ArcSwap<api::Status>>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
     callers: HashMap<CallId, oneshot::Sender<Reply>>,
 }
 
@@ -242,6 +254,9 @@ impl Shell {
         }
         if let Some(status) = effects.status {
             self.status.store(status);
+        }
+        if effects.ready {
+            self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         let mut refused = Vec::new();
         for (id, write) in effects.writes {

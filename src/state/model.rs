@@ -65,6 +65,8 @@ pub struct Effects {
     pub writes: Vec<(WriteId, Write)>,
     /// Ask the store for a fresh snapshot (after a reload).
     pub reread: bool,
+    /// The server has just become ready (SPEC §1 "Ready"): /healthz may say 200.
+    pub ready: bool,
     pub replies: Vec<(CallId, Reply)>,
 }
 
@@ -106,6 +108,14 @@ enum Waiting {
     Deregister(CallId),
 }
 
+/// A start not ready yet.
+#[derive(Debug)]
+struct Starting {
+    /// When the first input came.
+    since: Option<SystemTime>,
+    wait: Duration,
+}
+
 /// The store as the model knows it.
 #[derive(Debug)]
 pub(super) struct StoreState {
@@ -135,6 +145,8 @@ pub struct Model {
     next_write: WriteId,
     pub(super) metrics: Arc<Metrics>,
     view: Arc<View>,
+    /// Until ready (SPEC §1 "Ready"): when the first input came, and how long to wait.
+    starting: Option<Starting>,
     /// What this batch of inputs changed.
     targets_changed: bool,
     view_changed: bool,
@@ -148,7 +160,10 @@ impl Model {
     /// [`Model::apply`] publishes the View, the status and the probes.
     pub fn new(loaded: Loaded, backend: &'static str, metrics: Arc<Metrics>) -> Model {
         metrics.store_up.store(false, std::sync::atomic::Ordering::Relaxed);
-        let view = Arc::new(View::build(&loaded, None, &|_| Health::Unknown, &|_, _| AdminState::Auto));
+        let wait = loaded.config.startup_wait();
+        let starting = (!wait.is_zero()).then_some(Starting { since: None, wait });
+        let unknown = |_: &ProbeKey| Health::Unknown;
+        let view = Arc::new(View::build(&loaded, None, &unknown, &|_, _| AdminState::Auto, starting.is_some()));
         Model {
             effective: loaded.clone(),
             loaded,
@@ -161,6 +176,7 @@ impl Model {
             next_write: 0,
             metrics,
             view,
+            starting,
             targets_changed: true,
             view_changed: true,
             status_changed: true,
@@ -197,6 +213,7 @@ impl Model {
             self.view_changed = true;
             self.status_changed = true;
         }
+        self.check_ready(now);
         if std::mem::take(&mut self.view_changed) {
             self.publish();
         }
@@ -207,10 +224,42 @@ impl Model {
         std::mem::take(&mut self.effects)
     }
 
+    /// Ready once every probe has a verdict and the store has given its first
+    /// snapshot, or once the start has waited `startup_wait`; logged once.
+    fn check_ready(&mut self, now: SystemTime) {
+        let Some(starting) = &mut self.starting else { return };
+        let since = *starting.since.get_or_insert(now);
+        let waited = now.duration_since(since).unwrap_or_default();
+        let measured = self.health.values().all(|k| k.last.is_some());
+        if !(self.store.ready && measured) && waited < starting.wait {
+            return;
+        }
+        self.starting = None;
+        self.view_changed = true;
+        self.effects.ready = true;
+        let unmeasured = self.health.values().filter(|k| k.last.is_none()).count();
+        let down = self.health.values().filter(|k| k.machine.health() == Health::Down).count();
+        let up = self.health.len() - down - unmeasured;
+        let mut line = format!("ready after {waited:.1?}: {up} probed targets up, {down} down");
+        if unmeasured > 0 {
+            line += &format!(", {unmeasured} not probed yet (startup_wait passed)");
+        }
+        if !self.store.ready {
+            line += ", without the store's first snapshot (startup_wait passed)";
+        }
+        tracing::info!("{line}");
+    }
+
+    /// Whether the server is ready (SPEC §1 "Ready").
+    pub fn ready(&self) -> bool {
+        self.starting.is_none()
+    }
+
     fn publish(&mut self) {
         let health = |key: &ProbeKey| self.health.get(key).map_or(Health::Unknown, |k| k.machine.health());
         let admin = |service: &Name, address: IpAddr| self.admin_state(service, address);
-        let view = View::build(&self.effective, Some(&self.view), &health, &admin);
+        let starting = self.starting.is_some();
+        let view = View::build(&self.effective, Some(&self.view), &health, &admin, starting);
         self.metrics.view_rebuilds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.view = Arc::new(view);
         self.effects.view = Some(self.view.clone());
@@ -270,6 +319,8 @@ impl Model {
                 Some(api::ChangeStatus { at, from: t.from.to_string(), to: t.to.to_string(), reason: reason.clone() });
             self.view_changed |= (t.from == Health::Down) != (t.to == Health::Down);
         }
+        // while starting, a first verdict may make a service ready
+        self.view_changed |= known.last.is_none() && self.starting.is_some();
         known.last = Some(verdict);
         self.status_changed = true;
     }

@@ -13,6 +13,7 @@ const ZONE: &str = include_str!("../../zones/lb.example.zone");
 const CONFIG: &str = r#"
 [server]
 listen = ["127.0.0.1:5353"]
+startup_wait = "0s"
 
 [store]
 backend = "memory"
@@ -722,4 +723,75 @@ fn calls_in_one_burst_are_answered_in_one_batch() {
     assert_eq!(e.replies.len(), 1, "only the refusal is answered at once");
     let ids: Vec<u64> = e.writes.iter().map(|(id, _)| *id).collect();
     assert_ne!(ids[0], ids[1]);
+}
+
+// ---- readiness (SPEC §1 "Ready") ----
+
+fn starting_model() -> Model {
+    let mut m = model_of(&CONFIG.replace("startup_wait = \"0s\"", "startup_wait = \"3s\""));
+    let e = m.apply([], at(0));
+    assert!(!e.ready && !m.ready());
+    m
+}
+
+fn not_ready(view: &View, service: &str) -> bool {
+    view.services[&name(service)].not_ready[0]
+}
+
+#[test]
+fn a_service_with_an_unmeasured_probe_is_not_ready_until_its_verdict() {
+    let mut m = starting_model();
+    assert!(not_ready(m.view(), "www.lb.example") && !not_ready(m.view(), "reg.lb.example"));
+    let e = m.apply([snapshot(1, vec![]), verdict(&m, "127.0.0.10", false)], at(1));
+    assert!(!e.ready, "127.0.0.11 and 127.0.0.30 have no verdict yet");
+    assert!(not_ready(e.view.as_ref().unwrap(), "www.lb.example"));
+    let e = m.apply([verdict(&m, "127.0.0.11", true), verdict(&m, "127.0.0.30", true)], at(1));
+    assert!(e.ready && m.ready());
+    let view = e.view.unwrap();
+    assert!(!not_ready(&view, "www.lb.example"));
+    assert_eq!(answered(&view, "www.lb.example"), addresses(&["127.0.0.11"]), "the dead one was never answered");
+}
+
+#[test]
+fn without_the_stores_snapshot_the_start_waits() {
+    let mut m = starting_model();
+    let verdicts =
+        vec![verdict(&m, "127.0.0.10", true), verdict(&m, "127.0.0.11", true), verdict(&m, "127.0.0.30", true)];
+    let e = m.apply(verdicts, at(1));
+    assert!(!e.ready, "the store has not answered");
+    let e = m.apply([snapshot(1, vec![])], at(1));
+    assert!(e.ready);
+}
+
+#[test]
+fn startup_wait_ends_the_start_whatever_is_missing() {
+    let mut m = starting_model();
+    let e = m.apply([Input::Tick], at(2));
+    assert!(!e.ready);
+    let e = m.apply([Input::Tick], at(3));
+    assert!(e.ready);
+    assert!(!not_ready(&e.view.unwrap(), "www.lb.example"), "unknown counts as healthy from now on");
+}
+
+#[test]
+fn a_registration_read_back_is_waited_for_and_a_drained_target_is_not() {
+    let mut m = starting_model();
+    let reg = registered("reg.lb.example", request("127.0.0.20", 30), 7, at(30));
+    let drain = Change::State { service: name("www.lb.example"), address: ip("127.0.0.10"), state: AdminState::Drain };
+    let e = m.apply([snapshot(1, vec![reg, drain])], at(1));
+    let view = e.view.unwrap();
+    assert!(not_ready(&view, "reg.lb.example"));
+    let e = m.apply([verdict(&m, "127.0.0.11", true), verdict(&m, "127.0.0.30", true)], at(1));
+    assert!(!not_ready(e.view.as_ref().unwrap(), "www.lb.example"), "the drained target's probe does not hold it");
+    assert!(not_ready(e.view.as_ref().unwrap(), "reg.lb.example"));
+    let e = m.apply([verdict(&m, "127.0.0.10", true), verdict(&m, "127.0.0.20", true)], at(1));
+    assert!(e.ready);
+}
+
+#[test]
+fn a_target_that_appears_after_the_start_counts_as_healthy() {
+    let mut m = model();
+    let e = make_registration(&mut m, 1, "127.0.0.20", 5, at(10));
+    assert!(!not_ready(e.view.as_ref().unwrap(), "reg.lb.example"));
+    assert_eq!(answered(e.view.as_ref().unwrap(), "reg.lb.example"), addresses(&["127.0.0.20"]));
 }

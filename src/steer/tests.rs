@@ -21,6 +21,7 @@ fn service(order: Order, targets: &[(&str, u32)], max_answers: usize) -> Service
             })
             .collect(),
         counters: Default::default(),
+        not_ready: [false; 2],
     }
 }
 

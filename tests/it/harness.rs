@@ -63,7 +63,15 @@ impl TestServer {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(app.run(listeners, token)).unwrap();
         });
-        TestServer { addr, addrs, admin, state, _dir: dir, shutdown, thread: Some(thread) }
+        let server = TestServer { addr, addrs, admin, state, _dir: dir, shutdown, thread: Some(thread) };
+        server.wait_ready();
+        server
+    }
+
+    /// Waits for /healthz 200: every probe has its first verdict and the store has
+    /// answered (or `startup_wait` has passed).
+    pub fn wait_ready(&self) {
+        wait_ready(&self.admin);
     }
 
     /// The quickstart's services and zone.
@@ -278,21 +286,33 @@ pub fn additional_only(m: &Message) -> Message {
 
 /// One HTTP/1.1 request over a real socket: (status, body).
 pub fn http(base: &str, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> (u16, String) {
+    try_http(base, method, path, body, token).unwrap_or_else(|e| panic!("{method} {base}{path}: {e}"))
+}
+
+/// [`http`], for a server that may be going away: an error instead of a panic.
+pub fn try_http(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let authority = base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(authority).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut stream = TcpStream::connect(authority)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let body = body.unwrap_or("");
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(request.as_bytes())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    let status = status.ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
-    (status, body)
+    Ok((status, body))
 }
 
 /// A server process, killed when dropped (so a failing test leaves none behind).
@@ -320,8 +340,16 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts it with `env` added, once it has logged its addresses.
+    /// Starts it with `env` added, once /healthz says it is ready.
     pub fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Process {
+        let p = Self::starting(dir, env);
+        wait_ready(&p.admin);
+        p
+    }
+
+    /// Starts it with `env` added, once it has logged its addresses (it may not be
+    /// ready yet).
+    pub fn starting(dir: &std::path::Path, env: &[(&str, &str)]) -> Process {
         let (server, stderr) = Self::child(dir, env);
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (dns, admin) = addresses_from(stderr, Some(lines.clone()));
@@ -426,4 +454,13 @@ pub fn target_status(admin: &str, service: &str, address: &str) -> steerdns::api
     };
     eventually(&format!("{address} of {service} in the status"), || find().is_some());
     find().unwrap()
+}
+
+/// Polls /healthz until it says 200 (it says 503 `starting` until then).
+pub fn wait_ready(admin: &str) {
+    eventually("/healthz 200", || {
+        let (code, body) = http(admin, "GET", "/healthz", None, None);
+        assert!(code == 200 || (code == 503 && body.contains("starting")), "{code} {body}");
+        code == 200
+    });
 }

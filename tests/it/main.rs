@@ -16,6 +16,7 @@ mod health;
 mod metrics;
 mod orders;
 mod pktinfo;
+mod ready;
 mod registrations;
 mod robustness;
 mod services;
