@@ -70,6 +70,8 @@ pub struct ZoneConfig {
     pub file: PathBuf,
     /// Where `origin` stands in the config file (line, column).
     pub at: (usize, usize),
+    /// The zone file with its $INCLUDEs may not be larger.
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -41,6 +41,7 @@ pub struct RawStore {
 pub struct RawZone {
     pub origin: S<String>,
     pub file: S<String>,
+    pub max_zone_bytes: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

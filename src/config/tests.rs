@@ -191,6 +191,16 @@ fn startup_wait_is_the_longest_check_timeout_and_a_second_unless_set() {
 }
 
 #[test]
+fn zone_sizes_have_units() {
+    let text =
+        replace("file = \"zones/lb.example.zone\"", "file = \"zones/lb.example.zone\"\nmax_zone_bytes = \"1 parsec\"");
+    one_error(&text, 17, "zones[0].max_zone_bytes", "size");
+    let text =
+        replace("file = \"zones/lb.example.zone\"", "file = \"zones/lb.example.zone\"\nmax_zone_bytes = \"512MiB\"");
+    assert_eq!(from_toml(&text, Path::new("/etc/steerdns/c.toml")).unwrap().zones[0].max_bytes, 512 << 20);
+}
+
+#[test]
 fn numbers_out_of_range() {
     one_error(&replace("udp_workers = 2", "udp_workers = 0"), 6, "server.udp_workers", "1 to 1024");
     let line = line_of(FULL, "port = 8080");

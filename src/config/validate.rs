@@ -338,7 +338,14 @@ impl<'a> Validator<'a> {
                 continue;
             }
             let at = self.location(zone.origin.span());
-            zones.push(ZoneConfig { origin, file: self.path(&zone.file), at });
+            let max_bytes = match &zone.max_zone_bytes {
+                Some(value) => bytes(value.get_ref()).unwrap_or_else(|| {
+                    self.err(value, &format!("{key}.max_zone_bytes"), "must be a size, e.g. \"512MiB\", \"1GiB\"");
+                    DEFAULT_MAX_ZONE_BYTES
+                }),
+                None => DEFAULT_MAX_ZONE_BYTES,
+            };
+            zones.push(ZoneConfig { origin, file: self.path(&zone.file), at, max_bytes });
         }
         zones
     }
@@ -782,6 +789,27 @@ impl<'a> Validator<'a> {
             }
         }
     }
+}
+
+/// A zone file with its $INCLUDEs may not be larger, unless its zone says otherwise.
+const DEFAULT_MAX_ZONE_BYTES: u64 = 1 << 30;
+
+/// "1GiB", "512MiB", "64KiB", "100MB", "4096": a size in bytes.
+fn bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    number.parse::<u64>().ok().filter(|n| *n > 0)?.checked_mul(scale)
 }
 
 fn names<'n>(keys: impl Iterator<Item = &'n String>) -> String {

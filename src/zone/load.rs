@@ -4,7 +4,7 @@ use super::{Zone, Zones};
 use crate::config::{Config, ConfigError, ConfigErrors};
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::txt::Parser;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A problem in a zone file, or between a zone and a service.
 pub type ZoneError = ConfigError;
@@ -21,8 +21,11 @@ pub fn load_zones(config: &Config) -> Result<Zones, ConfigErrors> {
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
     let mut failed = Vec::new();
+    let config_dir = config.file.parent().unwrap_or(Path::new("."));
     for zone in &config.zones {
-        match read_zone(&zone.origin, &zone.file) {
+        let read =
+            check_files(&zone.file, config_dir, zone.max_bytes).and_then(|()| read_zone(&zone.origin, &zone.file));
+        match read {
             Ok(records) => parsed.push((zone.origin.clone(), records)),
             Err(mut e) => {
                 errors.append(&mut e);
@@ -73,6 +76,48 @@ fn check_service(zones: &Zones, name: &Name) -> Result<(), String> {
                 "zone {} has {rtype} records at this name; remove them (steerdns computes this name's answers)",
                 zone.origin()
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a zone file and every file it $INCLUDEs, before the parser reads them: each
+/// a regular file, the included ones under the config's directory, all of them
+/// together at most `limit` bytes (so a reload can never read /dev/zero).
+fn check_files(file: &Path, config_dir: &Path, limit: u64) -> Result<(), Vec<ZoneError>> {
+    let error = |at: &Path, line: usize, message: String| {
+        vec![ZoneError { file: at.to_path_buf(), line, column: 0, key: "$INCLUDE".into(), message }]
+    };
+    let root = config_dir.canonicalize().map_err(|e| error(config_dir, 0, format!("cannot resolve: {e}")))?;
+    let mut total = 0u64;
+    let mut pending = vec![(file.to_path_buf(), None::<(PathBuf, usize)>, 0)];
+    while let Some((path, from, depth)) = pending.pop() {
+        let (at, line) = from.clone().unwrap_or_else(|| (path.clone(), 0));
+        let meta = std::fs::metadata(&path).map_err(|e| error(&at, line, format!("{}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(error(&at, line, format!("{} is not a regular file", path.display())));
+        }
+        if from.is_some() && !path.canonicalize().is_ok_and(|p| p.starts_with(&root)) {
+            let message = format!("{} lies outside the config's directory {}", path.display(), root.display());
+            return Err(error(&at, line, message));
+        }
+        total += meta.len();
+        if total > limit {
+            let message = format!("the zone with its $INCLUDEs is over max_zone_bytes ({limit} bytes)");
+            return Err(error(&at, line, message));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| error(&path, 0, format!("cannot read: {e}")))?;
+        for (i, l) in text.lines().enumerate() {
+            let mut words = l.split_whitespace();
+            if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("$INCLUDE")) {
+                continue;
+            }
+            if depth >= 8 {
+                return Err(error(&path, i + 1, "$INCLUDEs nest deeper than 8".into()));
+            }
+            let Some(name) = words.next() else { continue };
+            let included = path.parent().unwrap_or(Path::new(".")).join(name.trim_matches('"'));
+            pending.push((included, Some((path.clone(), i + 1)), depth + 1));
         }
     }
     Ok(())

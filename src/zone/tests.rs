@@ -184,3 +184,42 @@ fn services_must_lie_in_a_zone_above_any_cut_without_clashing_records() {
         assert!(e[0].message.contains(words) && e[0].line == 5, "{service}: {}", e[0]);
     }
 }
+
+/// Loads z.zone (`text`) with `others` beside it, under `zone_extra` keys of its
+/// [[zones]] table; the errors, or none.
+fn load_with(text: &str, others: &[(&str, &str)], zone_extra: &str) -> Result<(), Vec<crate::config::ConfigError>> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("z.zone"), text).unwrap();
+    for (name, content) in others {
+        std::fs::write(dir.path().join(name), content).unwrap();
+    }
+    let toml = format!("[[zones]]\norigin = \"z.example.\"\nfile = \"z.zone\"\n{zone_extra}");
+    let config = crate::config::from_toml(&toml, &dir.path().join("c.toml")).unwrap();
+    load_zones(&config).map(|_| ()).map_err(|e| e.0)
+}
+
+#[test]
+fn includes_are_regular_files_under_the_config_directory_within_max_zone_bytes() {
+    let inc = [("more.zone", "more A 127.0.0.7\n")];
+    assert_eq!(load_with(&format!("{HEAD}$INCLUDE more.zone\n"), &inc, ""), Ok(()));
+    let e = load_with(&format!("{HEAD}$INCLUDE /dev/zero\n"), &[], "").unwrap_err();
+    assert!(e[0].message.contains("not a regular file") && e[0].line == 6, "{}", e[0]);
+    let e = load_with(&format!("{HEAD}$include /etc/hostname\n"), &[], "").unwrap_err();
+    assert!(e[0].message.contains("outside the config's directory"), "{}", e[0]);
+    let e = load_with(&format!("{HEAD}$INCLUDE ../escape.zone\n"), &[], "").unwrap_err();
+    assert!(e[0].message.contains("escape.zone"), "{}", e[0]);
+    let e = load_with(&format!("{HEAD}$INCLUDE more.zone\n"), &inc, "max_zone_bytes = \"100B\"").unwrap_err();
+    assert!(e[0].message.contains("max_zone_bytes"), "{}", e[0]);
+    let looped = [("loop.zone", "$INCLUDE loop.zone\n")];
+    let e = load_with(&format!("{HEAD}$INCLUDE loop.zone\n"), &looped, "").unwrap_err();
+    assert!(e[0].message.contains("nest deeper"), "{}", e[0]);
+}
+
+#[test]
+fn a_zone_file_that_is_no_regular_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[[zones]]\norigin = \"z.example.\"\nfile = \"/dev/zero\"\n";
+    let config = crate::config::from_toml(toml, &dir.path().join("c.toml")).unwrap();
+    let e = load_zones(&config).unwrap_err().0;
+    assert!(e[0].message.contains("not a regular file"), "{}", e[0]);
+}
