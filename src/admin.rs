@@ -18,10 +18,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 pub struct AdminContext {
     pub state: StateHandle,
     pub config_file: PathBuf,
-    /// Mutating calls need it as a Bearer token, when set.
-    pub token: Option<String>,
-    /// Opens the registration routes only.
-    pub registration_token: Option<String>,
     /// Where DNS is: starting, serving, or stopping (from the moment shutdown starts
     /// or the owner hangs).
     pub phase: Arc<Phase>,
@@ -127,13 +123,8 @@ async fn set_state(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&context, &headers)?;
-    let service = service_name(&name)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("service name: not a domain name: {name:?}")))?;
-    let address: IpAddr = address
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("address: not an IP address: {address:?}")))?;
-    let request: StateRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    let (service, address) = (parse_service(&name)?, parse_address(&address)?);
+    let request: StateRequest = parse_body(&body)?;
     context.state.set_state(service.clone(), address, request.state).await?;
     let done = serde_json::json!({ "service": service.to_string(), "address": address, "state": request.state });
     Ok(Json(done).into_response())
@@ -147,8 +138,7 @@ async fn register(
 ) -> Result<Response, ApiError> {
     authorize_registration(&context, &headers)?;
     let service = parse_service(&name)?;
-    let request: crate::api::RegistrationRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    let request: crate::api::RegistrationRequest = parse_body(&body)?;
     let reply = context.state.register(service, request).await?;
     Ok(Json(reply).into_response())
 }
@@ -159,18 +149,29 @@ async fn deregister(
     Path((name, address)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     authorize_registration(&context, &headers)?;
-    let service = parse_service(&name)?;
-    let address: IpAddr = address
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("address: not an IP address: {address:?}")))?;
+    let (service, address) = (parse_service(&name)?, parse_address(&address)?);
     context.state.deregister(service.clone(), address).await?;
     Ok(Json(serde_json::json!({ "service": service.to_string(), "address": address, "deregistered": true }))
         .into_response())
 }
 
+/// A service name from a path: any case, with or without the trailing dot.
 fn parse_service(name: &str) -> Result<hickory_proto::rr::Name, ApiError> {
     service_name(name)
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("service name: not a domain name: {name:?}")))
+}
+
+/// An address from a path, in canonical form: `::ffff:a.b.c.d` is the IPv4 address
+/// a.b.c.d, as the config and the store hold it.
+fn parse_address(text: &str) -> Result<IpAddr, ApiError> {
+    let address: IpAddr = text
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("address: not an IP address: {text:?}")))?;
+    Ok(address.to_canonical())
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))
 }
 
 async fn reload(State(context): Context, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -230,25 +231,24 @@ async fn healthz(State(context): Context) -> Response {
 }
 
 /// The registration routes take the admin token or the registration token (when either
-/// is set).
+/// is set). Tokens are the running config's: a reload that changes a token file
+/// changes them at once.
 fn authorize_registration(context: &AdminContext, headers: &HeaderMap) -> Result<(), ApiError> {
-    let tokens: Vec<&String> = [&context.token, &context.registration_token].into_iter().flatten().collect();
-    if tokens.is_empty() || tokens.into_iter().any(|t| bearer(headers) == Some(t.as_str())) {
-        Ok(())
-    } else {
-        Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong Authorization: Bearer token"))
-    }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+    let tokens = context.state.tokens();
+    let accepted: Vec<&String> = [&tokens.admin, &tokens.registration].into_iter().flatten().collect();
+    check(&accepted, headers)
 }
 
 fn authorize(context: &AdminContext, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &context.token else { return Ok(()) };
+    let tokens = context.state.tokens();
+    check(&tokens.admin.iter().collect::<Vec<_>>(), headers)
+}
+
+/// None accepted: open; else the request's Bearer token must be one of them.
+fn check(accepted: &[&String], headers: &HeaderMap) -> Result<(), ApiError> {
     let given =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token.as_str()) {
+    if accepted.is_empty() || accepted.iter().any(|t| given == Some(t.as_str())) {
         Ok(())
     } else {
         Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong Authorization: Bearer token"))

@@ -71,8 +71,6 @@ impl App {
             let context = AdminContext {
                 state: self.handle.clone(),
                 config_file: self.config.file.clone(),
-                token: self.config.server.admin_token.clone(),
-                registration_token: self.config.server.registration_token.clone(),
                 phase: phase.clone(),
             };
             let listener = tokio::net::TcpListener::from_std(listener)?;

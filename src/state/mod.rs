@@ -37,10 +37,27 @@ const TICK: Duration = Duration::from_millis(250);
 
 type Caller = (Call, oneshot::Sender<Reply>);
 
+/// The admin API's tokens, as the running config has them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Opens every route (`server.admin_token_file`).
+    pub admin: Option<String>,
+    /// Opens the registration routes (`server.registration_token_file`).
+    pub registration: Option<String>,
+}
+
+impl Tokens {
+    fn of(loaded: &Loaded) -> Tokens {
+        let server = &loaded.config.server;
+        Tokens { admin: server.admin_token.clone(), registration: server.registration_token.clone() }
+    }
+}
+
 /// Calls the owner, and reads what it publishes.
 #[derive(Clone)]
 pub struct StateHandle {
     calls: mpsc::Sender<Caller>,
+    tokens: Arc<ArcSwap<Tokens>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
     view: Arc<ArcSwap<View>>,
     status: Arc<ArcSwap<api::Status>>,
@@ -54,21 +71,36 @@ impl StateHandle {
         answer.await.ok()
     }
 
-    /// Replaces the running config with `loaded` (already validated).
+    /// Replaces the running config with `loaded` (already validated); its tokens work
+    /// from then on and the old ones stop.
     pub async fn reload(&self, loaded: Loaded) -> Result<(), ReloadError> {
+        let tokens = Tokens::of(&loaded);
         match self.call(Call::Reload(Box::new(loaded))).await {
-            Some(Reply::Reload(result)) => result,
+            Some(Reply::Reload(result)) => self.reloaded(result, tokens),
             _ => Err(ReloadError::Stopping),
         }
     }
 
+    fn reloaded(&self, result: Result<(), ReloadError>, tokens: Tokens) -> Result<(), ReloadError> {
+        if result.is_ok() {
+            self.tokens.store(Arc::new(tokens));
+        }
+        result
+    }
+
+    /// The tokens of the running config.
+    pub fn tokens(&self) -> Arc<Tokens> {
+        self.tokens.load_full()
+    }
+
     /// [`StateHandle::reload`] for callers outside the runtime.
     pub fn reload_blocking(&self, loaded: Loaded) -> Result<(), ReloadError> {
+        let tokens = Tokens::of(&loaded);
         let (reply, done) = oneshot::channel();
         let call = (Call::Reload(Box::new(loaded)), reply);
         self.calls.blocking_send(call).map_err(|_| ReloadError::Stopping)?;
         match done.blocking_recv() {
-            Ok(Reply::Reload(result)) => result,
+            Ok(Reply::Reload(result)) => self.reloaded(result, tokens),
             _ => Err(ReloadError::Stopping),
         }
     }
@@ -163,6 +195,7 @@ impl Owner {
         view: Arc<ArcSwap<View>>,
         heartbeat: Arc<Heartbeat>,
     ) -> (Owner, StateHandle) {
+        let tokens = Arc::new(ArcSwap::from_pointee(Tokens::of(&loaded)));
         let mut model = Model::new(loaded, store.backend, metrics.clone());
         // the first effects publish the View, the status and the probes; `run` carries
         // them out
@@ -172,8 +205,14 @@ impl Owner {
         let status = Arc::new(ArcSwap::new(status));
         let (tx, calls) = mpsc::channel(64);
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(model.ready()));
-        let handle =
-            StateHandle { calls: tx, ready: ready.clone(), view: view.clone(), status: status.clone(), metrics };
+        let handle = StateHandle {
+            calls: tx,
+            tokens,
+            ready: ready.clone(),
+            view: view.clone(),
+            status: status.clone(),
+            metrics,
+        };
         (Owner { model, first, store, calls, view, status, ready, heartbeat }, handle)
     }
 

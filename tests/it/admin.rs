@@ -63,6 +63,18 @@ fn mutating_calls_need_the_token_when_one_is_set() {
     assert_eq!(http(&s.admin, "POST", "/v1/reload", None, None).0, 401);
     assert_eq!(http(&s.admin, "PUT", path, body, Some("s3cret")).0, 200);
     assert_eq!(http(&s.admin, "GET", "/v1/status", None, None).0, 200, "reading needs no token");
+    // a reload re-reads the token file: the new token works and the old one stops at once
+    std::fs::write(s.dir().join("token"), "n3w\n").unwrap();
+    assert_eq!(http(&s.admin, "POST", "/v1/reload", None, Some("s3cret")).0, 200);
+    assert_eq!(http(&s.admin, "PUT", path, body, Some("s3cret")).0, 401);
+    assert_eq!(http(&s.admin, "PUT", path, body, Some("n3w")).0, 200);
+}
+
+#[test]
+fn an_ipv4_mapped_address_is_the_ipv4_address() {
+    let s = TestServer::quickstart();
+    assert_eq!(put_state(&s, "www.lb.example", "::ffff:127.0.0.10", "drain").0, 200);
+    assert_eq!(sorted(&s, "www.lb.example.", RecordType::A), ["127.0.0.11", "127.0.0.12"]);
 }
 
 #[test]
