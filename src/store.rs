@@ -1,7 +1,6 @@
 //! Run-time state that outlives a restart: admin states and registrations (with their
-//! leases), kept in memory, in one JSON file (written to a fresh temporary file,
-//! fsynced, renamed, and the directory fsynced, so it survives kill -9 and power
-//! loss), or in etcd, shared by every node.
+//! leases), kept in memory, in a file (a JSON snapshot and an append-only journal, each
+//! fsynced, so it survives kill -9 and power loss), or in etcd, shared by every node.
 //!
 //! Every store speaks one protocol with the state owner. The owner sends numbered
 //! [`Write`]s; the store reports each one [`Event::Written`] or [`Event::Failed`], and
@@ -12,6 +11,7 @@
 
 #[cfg(feature = "etcd")]
 mod etcd;
+mod file;
 mod local;
 
 use crate::api::{AdminState, RegistrationRequest, StoredRegistration, StoredState};
@@ -136,10 +136,7 @@ pub enum Event {
 pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
     match config {
         StoreConfig::Memory => Ok(local::start(None, Document::default())),
-        StoreConfig::File { path } => {
-            let document = local::read(path)?;
-            Ok(local::start(Some(path.clone()), document))
-        }
+        StoreConfig::File { path } => local::open(path),
         #[cfg(feature = "etcd")]
         StoreConfig::Etcd(config) => etcd::start(config),
         #[cfg(not(feature = "etcd"))]

@@ -136,6 +136,8 @@ pub struct Model {
     /// change of targets.
     pub(super) effective: Loaded,
     pub(super) registrations: BTreeMap<Key, Registration>,
+    /// How many registrations each service has (for max_registrations).
+    registered: HashMap<Name, usize>,
     /// Admin states other than auto.
     pub(super) admin: BTreeMap<Key, AdminState>,
     pub(super) health: HashMap<ProbeKey, KeyHealth>,
@@ -168,6 +170,7 @@ impl Model {
             effective: loaded.clone(),
             loaded,
             registrations: BTreeMap::new(),
+            registered: HashMap::new(),
             admin: BTreeMap::new(),
             health: HashMap::new(),
             generations: 0,
@@ -395,12 +398,8 @@ impl Model {
         let target = registration_target(config, s, &request)?;
         let key = (service.clone(), request.address);
         let known = self.registrations.get(&key);
-        if known.is_none() {
-            let count =
-                self.registrations.range((service.clone(), min_address())..).take_while(|(k, _)| k.0 == service);
-            if count.count() >= s.max_registrations as usize {
-                return Err(RegisterError::TooMany(s.max_registrations));
-            }
+        if known.is_none() && self.registered.get(&service).copied().unwrap_or(0) >= s.max_registrations as usize {
+            return Err(RegisterError::TooMany(s.max_registrations));
         }
         self.writable(&service).map_err(RegisterError::from)?;
         let reply = api::RegistrationReply {
@@ -431,6 +430,7 @@ impl Model {
                 // it replaces what was known: whatever it leaves out is gone
                 self.admin.clear();
                 self.registrations.clear();
+                self.registered.clear();
                 changes.into_iter().for_each(|c| self.change(c, now));
                 self.targets_changed = true;
                 self.store.revision = revision;
@@ -505,9 +505,7 @@ impl Model {
                 self.view_changed |= before.unwrap_or(AdminState::Auto) != state;
                 self.status_changed = true;
             }
-            Change::Registration { service, address, lease: None } => {
-                self.targets_changed |= self.registrations.remove(&(service, address)).is_some();
-            }
+            Change::Registration { service, address, lease: None } => self.unregister(&(service, address)),
             Change::Registration { service, address, lease: Some(lease) } => {
                 let config = &self.loaded.config;
                 let target = match config.services.iter().find(|s| s.name == service) {
@@ -520,14 +518,27 @@ impl Model {
                         let ttl = lease.request.ttl_seconds;
                         let expires = lease.expires_at.map_or(now + Duration::from_secs(ttl), from_unix);
                         self.targets_changed |= self.registrations.get(&key).is_none_or(|b| b.target != target);
-                        self.registrations.insert(key, Registration { target, ttl, lease: lease.id, expires });
+                        let service = key.0.clone();
+                        let registration = Registration { target, ttl, lease: lease.id, expires };
+                        if self.registrations.insert(key, registration).is_none() {
+                            *self.registered.entry(service).or_default() += 1;
+                        }
                         self.status_changed = true;
                     }
                     Err(e) => {
                         tracing::warn!("store: skipping the registration of {address} for {}: {e}", key.0);
-                        self.targets_changed |= self.registrations.remove(&key).is_some();
+                        self.unregister(&key);
                     }
                 }
+            }
+        }
+    }
+
+    fn unregister(&mut self, key: &Key) {
+        if self.registrations.remove(key).is_some() {
+            self.targets_changed = true;
+            if let Some(n) = self.registered.get_mut(&key.0) {
+                *n -= 1;
             }
         }
     }

@@ -87,9 +87,10 @@ impl Model {
     fn service_status(&self, service: &Service, view: &View, now: SystemTime) -> api::ServiceStatus {
         // answered for a client of the default region (address 0.0.0.0 is in no network)
         let client = Client { address: IpAddr::from([0, 0, 0, 0]), ecs_source: None };
-        let answered: Vec<IpAddr> = view.services.get(&service.name).map_or_else(Vec::new, |sv| {
-            [Family::V4, Family::V6].iter().flat_map(|f| steer::eligible(sv, *f, &client, &view.geo)).collect()
-        });
+        let answered: std::collections::HashSet<IpAddr> =
+            view.services.get(&service.name).map_or_else(Default::default, |sv| {
+                [Family::V4, Family::V6].iter().flat_map(|f| steer::eligible(sv, *f, &client, &view.geo)).collect()
+            });
         let probed = service
             .check
             .as_ref()

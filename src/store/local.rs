@@ -5,14 +5,14 @@
 //! writes, saves, expires leases on its own clock, and stops expiring while the file
 //! cannot be written, until it has been writable again for a lease's TTL.
 
+use super::file::{Entry, Files};
 use super::{Change, Event, Lease, Store, StoreError, Stored, WRITES_IN_FLIGHT, Write, WriteId};
 use crate::api::{AdminState, RegistrationRequest, StoredRegistration, StoredState};
 use crate::config::service_name;
 use hickory_proto::rr::Name;
-use std::collections::BTreeMap;
-use std::io::Write as _;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, mpsc};
@@ -48,6 +48,32 @@ pub struct Document {
 enum Undo {
     Admin(Key, Option<AdminState>),
     Lease(Key, Option<Held>),
+}
+
+/// Which of a key's two values: its admin state, or its registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Admin,
+    Lease,
+}
+
+/// A value a write changed, to journal.
+type Touched = (Kind, Key);
+
+impl Undo {
+    fn touched(&self) -> Touched {
+        match self {
+            Undo::Admin(key, _) => (Kind::Admin, key.clone()),
+            Undo::Lease(key, _) => (Kind::Lease, key.clone()),
+        }
+    }
+}
+
+fn touched(change: &Change) -> Touched {
+    match change {
+        Change::State { service, address, .. } => (Kind::Admin, (service.clone(), *address)),
+        Change::Registration { service, address, .. } => (Kind::Lease, (service.clone(), *address)),
+    }
 }
 
 impl Document {
@@ -108,6 +134,21 @@ impl Document {
         change
     }
 
+    /// A key's value as the journal keeps it.
+    fn entry(&self, (kind, key): &Touched) -> Entry {
+        let (service, address) = (key.0.to_string(), key.1);
+        match kind {
+            Kind::Admin => {
+                let state = self.admin.get(key).copied().unwrap_or(AdminState::Auto);
+                Entry::State(StoredState { service, address, state })
+            }
+            Kind::Lease => match self.leases.get(key) {
+                Some(held) => Entry::Registration(stored_registration(&key.0, address, held)),
+                None => Entry::Deregistered { service, address },
+            },
+        }
+    }
+
     fn undo(&mut self, undo: Vec<Undo>) {
         for step in undo.into_iter().rev() {
             match step {
@@ -151,20 +192,8 @@ impl Document {
                 state: *state,
             })
             .collect();
-        let registrations = self
-            .leases
-            .iter()
-            .map(|((service, address), held)| StoredRegistration {
-                service: service.to_string(),
-                address: *address,
-                region: held.request.region.clone(),
-                weight: held.request.weight.unwrap_or(1),
-                priority: held.request.priority.unwrap_or(1),
-                check_address: held.request.check_address,
-                expires_at: unix(held.expires),
-                ttl_seconds: held.request.ttl_seconds,
-            })
-            .collect();
+        let registrations =
+            self.leases.iter().map(|((service, address), held)| stored_registration(service, *address, held)).collect();
         Stored { version: 1, admin_states, registrations }
     }
 
@@ -211,6 +240,19 @@ impl Document {
     }
 }
 
+fn stored_registration(service: &Name, address: IpAddr, held: &Held) -> StoredRegistration {
+    StoredRegistration {
+        service: service.to_string(),
+        address,
+        region: held.request.region.clone(),
+        weight: held.request.weight.unwrap_or(1),
+        priority: held.request.priority.unwrap_or(1),
+        check_address: held.request.check_address,
+        expires_at: unix(held.expires),
+        ttl_seconds: held.request.ttl_seconds,
+    }
+}
+
 fn registration(service: &Name, address: IpAddr, held: Option<&Held>) -> Change {
     let lease = held.map(|h| Lease { request: h.request.clone(), id: h.id, expires_at: Some(unix(h.expires)) });
     Change::Registration { service: service.clone(), address, lease }
@@ -220,68 +262,34 @@ fn unix(at: SystemTime) -> f64 {
     at.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Reads the state file; a missing file is an empty store, and its directory is made.
-pub fn read(path: &Path) -> Result<Document, StoreError> {
-    let io = |source| StoreError::Io { path: path.to_path_buf(), source };
-    let corrupt = |reason: String| StoreError::Corrupt { path: path.to_path_buf(), reason };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let stored: Stored = match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Document::default()),
-        Err(e) => return Err(io(e)),
-    };
-    Document::from_stored(stored, SystemTime::now()).map_err(corrupt)
+/// Opens the file store at `path`: its snapshot and journal, checked.
+pub fn open(path: &Path) -> Result<Store, StoreError> {
+    let (stored, files) = Files::read(path)?;
+    let document = Document::from_stored(stored, SystemTime::now())
+        .map_err(|reason| StoreError::Corrupt { path: path.to_path_buf(), reason })?;
+    Ok(start(Some(files), document))
 }
 
-/// Writes `stored` to a fresh temporary file beside `path`, fsyncs it, renames it over
-/// `path` and fsyncs the directory.
-fn write(path: &Path, stored: &Stored) -> std::io::Result<()> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = path.file_name().map_or("state".into(), |n| n.to_string_lossy());
-    write_via(path, &path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id())), stored)
-}
-
-/// [`write`] through `temporary`, which is created anew (never through a link planted
-/// there) and removed when any step fails.
-fn write_via(path: &Path, temporary: &Path, stored: &Stored) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(nix::libc::O_NOFOLLOW).open(temporary)?;
-    let written = file
-        .write_all(&serde_json::to_vec_pretty(stored).expect("plain data serializes"))
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(temporary, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(temporary);
-    }
-    written?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::File::open(dir).and_then(|d| d.sync_all())
-}
-
-/// Starts the local store over `document`, saved to `path` when there is one.
-pub fn start(path: Option<PathBuf>, document: Document) -> Store {
+/// Starts the local store over `document`, kept in `files` when there are some.
+pub fn start(files: Option<Files>, document: Document) -> Store {
     let (writes, writes_rx) = mpsc::channel(WRITES_IN_FLIGHT);
     let (events_tx, events) = mpsc::channel(1024);
     let reread = Arc::new(Notify::new());
-    let backend = if path.is_some() { "file" } else { "memory" };
+    let backend = if files.is_some() { "file" } else { "memory" };
     let (revision, changes) = document.snapshot();
     let first = Some(Event::Snapshot { revision, changes });
-    let local = Local { path, document, down: None, dirty: false };
+    let local = Local { files, document, down: None, unsaved: BTreeSet::new() };
     let task = local.run(writes_rx, events_tx, reread.clone());
     Store { backend, writes, first, events, reread, task: Box::pin(task) }
 }
 
 struct Local {
-    path: Option<PathBuf>,
+    files: Option<Files>,
     document: Document,
     /// Why the file cannot be written, while it cannot.
     down: Option<String>,
-    /// Renewals not saved yet.
-    dirty: bool,
+    /// Leases renewed but not saved yet (saved on the next tick).
+    unsaved: BTreeSet<Touched>,
 }
 
 impl Local {
@@ -330,12 +338,13 @@ impl Local {
             undo.extend(steps);
             written.push(Event::Written { id, revision, changes });
         }
+        let keys: BTreeSet<Touched> = undo.iter().map(Undo::touched).collect();
         if !changed && self.down.is_none() {
             // renewals only: saved on the next tick
-            self.dirty = true;
+            self.unsaved.extend(keys);
             return written;
         }
-        match self.save(now) {
+        match self.save(keys, now) {
             Ok(mut reports) => {
                 reports.extend(written);
                 reports
@@ -355,8 +364,8 @@ impl Local {
     /// unless the file cannot be written.
     fn tick(&mut self, now: SystemTime) -> Vec<Event> {
         let mut reports = Vec::new();
-        if self.dirty || self.down.is_some() {
-            match self.save(now) {
+        if !self.unsaved.is_empty() || self.down.is_some() {
+            match self.save(BTreeSet::new(), now) {
                 Ok(r) => reports = r,
                 Err(reason) => return vec![Event::Down(reason)],
             }
@@ -369,7 +378,8 @@ impl Local {
         if changes.is_empty() {
             return reports;
         }
-        if let Err(reason) = self.save(now) {
+        let keys = changes.iter().map(touched).collect();
+        if let Err(reason) = self.save(keys, now) {
             // leases are kept until their end can be written
             self.document = before;
             return vec![Event::Down(reason)];
@@ -378,28 +388,41 @@ impl Local {
         reports
     }
 
-    /// Writes the document; after an outage, extends every lease by its TTL and
-    /// reports the store up with a snapshot.
-    fn save(&mut self, now: SystemTime) -> Result<Vec<Event>, String> {
+    /// Writes `keys` (and the renewals not saved yet) to the journal; after an outage,
+    /// extends every lease by its TTL, writes a whole snapshot, and reports the store
+    /// up with a snapshot.
+    fn save(&mut self, mut keys: BTreeSet<Touched>, now: SystemTime) -> Result<Vec<Event>, String> {
         let recovering = self.down.is_some();
         if recovering {
             self.document.extend(now);
         }
-        if let Some(path) = &self.path
-            && let Err(e) = write(path, &self.document.to_stored())
-        {
-            let reason = format!("{}: {e}", path.display());
-            if self.down.is_none() {
-                tracing::error!("store unavailable: {reason}; changes are refused until it can be written");
+        if let Some(files) = &mut self.files {
+            keys.append(&mut self.unsaved);
+            let entries: Vec<Entry> = keys.iter().map(|k| self.document.entry(k)).collect();
+            let saved = if recovering {
+                files.compact(&self.document.to_stored())
+            } else {
+                files.append(&entries).map(|full| {
+                    if full && let Err(e) = files.compact(&self.document.to_stored()) {
+                        // the journal holds everything: compaction waits for the next save
+                        tracing::warn!("store: cannot compact {}: {e}", files.path().display());
+                    }
+                })
+            };
+            if let Err(e) = saved {
+                self.unsaved.extend(keys);
+                let reason = format!("{}: {e}", files.path().display());
+                if self.down.is_none() {
+                    tracing::error!("store unavailable: {reason}; changes are refused until it can be written");
+                }
+                self.down = Some(reason.clone());
+                return Err(reason);
             }
-            self.down = Some(reason.clone());
-            return Err(reason);
         }
-        self.dirty = false;
         if !recovering {
             return Ok(Vec::new());
         }
-        tracing::info!("store: {} can be written again", self.path.as_deref().unwrap_or(Path::new("")).display());
+        tracing::info!("store: the state file can be written again");
         self.down = None;
         let (revision, changes) = self.document.snapshot();
         Ok(vec![Event::Snapshot { revision, changes }])
@@ -520,45 +543,80 @@ mod tests {
         assert_eq!(round.leases, live.leases);
     }
 
+    fn local(path: &Path) -> Local {
+        let (stored, files) = Files::read(path).unwrap();
+        let document = Document::from_stored(stored, at(0)).unwrap();
+        Local { files: Some(files), document, down: None, unsaved: BTreeSet::new() }
+    }
+
+    fn drain(address: &str) -> Write {
+        Write::State { service: www(), address: address.parse().unwrap(), state: AdminState::Drain }
+    }
+
     #[test]
-    fn a_file_round_trips_and_its_directory_is_made() {
+    fn a_burst_is_saved_once_and_comes_back_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/s.json");
-        assert_eq!(read(&path).unwrap(), Document::default());
-        let mut d = Document::default();
-        d.apply(
-            Write::State { service: www(), address: "127.0.0.1".parse().unwrap(), state: AdminState::Drain },
-            at(0),
-        );
-        write(&path, &d.to_stored()).unwrap();
-        assert_eq!(read(&path).unwrap().admin, d.admin);
-        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+        let mut l = local(&path);
+        let burst = vec![
+            (1, drain("127.0.0.1")),
+            (2, Write::Register { service: www(), request: request("127.0.0.20", 30), replaces: None }),
+        ];
+        let reports = l.batch(burst, at(1));
+        assert!(matches!(&reports[..], [Event::Written { id: 1, .. }, Event::Written { id: 2, .. }]), "{reports:?}");
+        let journal = std::fs::read_to_string(dir.path().join("state/s.json.journal")).unwrap();
+        assert_eq!(journal.lines().count(), 2, "{journal}");
+        let again = local(&path);
+        assert_eq!((again.document.admin, again.document.leases.len()), (l.document.admin.clone(), 1));
     }
 
     #[test]
-    fn a_planted_link_is_never_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, temporary) = (dir.path().join("s.json"), dir.path().join(".s.json.tmp"));
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, "keep").unwrap();
-        std::os::unix::fs::symlink(&victim, &temporary).unwrap();
-        let e = write_via(&path, &temporary, &Stored::default()).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
-        assert!(!path.exists());
-        std::fs::remove_file(&temporary).unwrap();
-        write_via(&path, &temporary, &Stored::default()).unwrap();
-        assert!(path.exists() && !temporary.exists());
-    }
-
-    #[test]
-    fn a_corrupt_file_is_never_overwritten_and_says_how_to_start_afresh() {
+    fn renewals_are_saved_on_the_tick() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        std::fs::write(&path, "{ not json").unwrap();
-        let e = read(&path).unwrap_err().to_string();
-        assert!(e.contains("s.json") && e.contains("move it aside"), "{e}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ not json");
+        let mut l = local(&path);
+        l.batch(
+            vec![(1, Write::Register { service: www(), request: request("127.0.0.20", 30), replaces: None })],
+            at(0),
+        );
+        let id = l.document.leases.values().next().unwrap().id;
+        let renew = Write::Renew { service: www(), request: request("127.0.0.20", 30), lease: id };
+        l.batch(vec![(2, renew)], at(20));
+        assert_eq!(std::fs::read_to_string(dir.path().join("s.json.journal")).unwrap().lines().count(), 1);
+        l.tick(at(21));
+        assert_eq!(local(&path).document.leases.values().next().unwrap().expires, at(50), "the renewal was saved");
+    }
+
+    #[test]
+    fn a_failed_save_takes_the_burst_back_and_the_tick_brings_the_store_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let mut l = local(&path);
+        // the journal cannot be opened for appending
+        std::fs::create_dir(dir.path().join("s.json.journal")).unwrap();
+        let reports = l.batch(vec![(7, drain("127.0.0.1"))], at(1));
+        assert!(matches!(&reports[..], [Event::Down(_), Event::Failed { id: 7, .. }]), "{reports:?}");
+        assert!(l.document.admin.is_empty(), "taken back");
+        assert!(matches!(&l.tick(at(2))[..], [Event::Down(_)]));
+        std::fs::remove_dir(dir.path().join("s.json.journal")).unwrap();
+        let reports = l.tick(at(3));
+        assert!(matches!(&reports[..], [Event::Snapshot { .. }]), "{reports:?}");
+        assert!(l.down.is_none());
+        let reports = l.batch(vec![(8, drain("127.0.0.1"))], at(4));
+        assert!(matches!(&reports[..], [Event::Written { id: 8, .. }]), "{reports:?}");
+    }
+
+    #[test]
+    fn expired_leases_are_saved_as_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let mut l = local(&path);
+        l.batch(
+            vec![(1, Write::Register { service: www(), request: request("127.0.0.20", 3), replaces: None })],
+            at(0),
+        );
+        let reports = l.tick(at(5));
+        assert!(matches!(&reports[..], [Event::Changes { .. }]), "{reports:?}");
+        assert!(local(&path).document.leases.is_empty());
     }
 }

@@ -54,7 +54,7 @@ fn routes_and_their_errors() {
 
 #[test]
 fn mutating_calls_need_the_token_when_one_is_set() {
-    let config = format!("{}\n", quickstart_config()).replace("[server]", "[server]\nadmin_token_file = \"token\"");
+    let config = format!("{}\n", quickstart_config()).edit("[server]", "[server]\nadmin_token_file = \"token\"");
     let s = TestServer::with_files(&config, &[("lb.example.zone", ZONE), ("token", "s3cret\n")]);
     let path = "/v1/services/www.lb.example/targets/127.0.0.10/state";
     let body = Some("{\"state\": \"drain\"}");
@@ -92,32 +92,32 @@ fn admin_states_on_every_policy_and_on_fail_open() {
     // all: drain removes a target at once (the very next query), down does not
     assert_eq!(put_state(&s, "www.lb.example", "127.0.0.10", "drain").0, 200);
     assert_eq!(sorted(&s, "www.lb.example.", RecordType::A), ["127.0.0.11", "127.0.0.12"]);
-    put_state(&s, "www.lb.example", "127.0.0.11", "down");
+    assert_eq!(put_state(&s, "www.lb.example", "127.0.0.11", "down").0, 200);
     assert_eq!(sorted(&s, "www.lb.example.", RecordType::A).len(), 2, "all: health ignored");
     // every candidate of the family drained: NODATA
-    put_state(&s, "www.lb.example", "::1", "drain");
+    assert_eq!(put_state(&s, "www.lb.example", "::1", "drain").0, 200);
     assert!(s.ask("www.lb.example.", RecordType::AAAA).answers.is_empty());
     // healthy: 127.0.30.3 has no backend and is down; up forces it in
     eventually("the probe of 127.0.30.3 failing", || {
         sorted(&s, "h.lb.example.", RecordType::A) == ["127.0.30.1", "127.0.30.2"]
     });
-    put_state(&s, "h.lb.example", "127.0.30.3", "up");
+    assert_eq!(put_state(&s, "h.lb.example", "127.0.30.3", "up").0, 200);
     assert_eq!(sorted(&s, "h.lb.example.", RecordType::A).len(), 3);
     // down counts as a failed check (and halves the TTL); drain is not counted at all
-    put_state(&s, "h.lb.example", "127.0.30.1", "down");
+    assert_eq!(put_state(&s, "h.lb.example", "127.0.30.1", "down").0, 200);
     let r = s.ask("h.lb.example.", RecordType::A);
     assert_eq!((addresses(&r).len(), r.answers[0].ttl), (2, 15));
-    put_state(&s, "h.lb.example", "127.0.30.1", "drain");
-    put_state(&s, "h.lb.example", "127.0.30.3", "drain");
+    assert_eq!(put_state(&s, "h.lb.example", "127.0.30.1", "drain").0, 200);
+    assert_eq!(put_state(&s, "h.lb.example", "127.0.30.3", "drain").0, 200);
     let r = s.ask("h.lb.example.", RecordType::A);
     assert_eq!((addresses(&r), r.answers[0].ttl), (vec!["127.0.30.2".to_string()], 30));
     // fail-open answers down targets but never drained ones
-    put_state(&s, "h.lb.example", "127.0.30.2", "down");
+    assert_eq!(put_state(&s, "h.lb.example", "127.0.30.2", "down").0, 200);
     assert_eq!(sorted(&s, "h.lb.example.", RecordType::A), ["127.0.30.2"]);
     // failover: the primary set down gives the backup; auto gives the primary back
-    put_state(&s, "f.lb.example", "127.0.30.1", "down");
+    assert_eq!(put_state(&s, "f.lb.example", "127.0.30.1", "down").0, 200);
     assert_eq!(sorted(&s, "f.lb.example.", RecordType::A), ["127.0.30.2"]);
-    put_state(&s, "f.lb.example", "127.0.30.1", "auto");
+    assert_eq!(put_state(&s, "f.lb.example", "127.0.30.1", "auto").0, 200);
     assert_eq!(sorted(&s, "f.lb.example.", RecordType::A), ["127.0.30.1"]);
 }
 
@@ -142,13 +142,13 @@ fn reloads_good_and_bad_under_a_steady_stream_of_queries() {
         (sent, lost)
     });
     let path = "/v1/reload";
-    std::fs::write(s.dir().join("steerdns.toml"), quickstart_config().replace("ttl = 30", "ttl = 31")).unwrap();
+    std::fs::write(s.dir().join("steerdns.toml"), quickstart_config().edit("ttl = 30", "ttl = 31")).unwrap();
     assert_eq!(http(&s.admin, "POST", path, None, None).0, 200);
     assert_eq!(s.ask("www.lb.example.", RecordType::A).answers[0].ttl, 31);
     std::fs::write(s.dir().join("steerdns.toml"), "[[services]\nname = 1").unwrap();
     let (code, body) = http(&s.admin, "POST", path, None, None);
     assert!(code == 400 && body.contains("TOML syntax error"), "{code} {body}");
-    std::fs::write(s.dir().join("steerdns.toml"), quickstart_config().replace("ttl = 30", "ttl = -5")).unwrap();
+    std::fs::write(s.dir().join("steerdns.toml"), quickstart_config().edit("ttl = 30", "ttl = -5")).unwrap();
     let (code, body) = http(&s.admin, "POST", path, None, None);
     assert!(code == 400 && body.contains("services[0].ttl"), "{code} {body}");
     assert_eq!(s.ask("www.lb.example.", RecordType::A).answers[0].ttl, 31, "the running config is kept");

@@ -210,7 +210,7 @@ fn without_etcd_both_nodes_keep_answering_and_refuse_changes_then_catch_up() {
     etcd.kill();
     for s in [&a, &b] {
         eventually("the node to notice", || !status_of(&s.admin).store.up);
-        let metrics = http(&s.admin, "GET", "/metrics", None, None).1;
+        let metrics = get_ok(&s.admin, "/metrics");
         assert!(metrics.lines().any(|l| l == "steerdns_store_up 0"), "{metrics}");
         assert_eq!(sorted(s, "r.lb.example."), ["127.0.60.1", "127.0.60.2"], "the last known state");
         assert_eq!(sorted(s, "www.lb.example."), ["127.0.0.11", "127.0.0.12"]);

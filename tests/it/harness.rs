@@ -120,9 +120,9 @@ impl Drop for TestServer {
 pub fn quickstart_config() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.toml"))
         .unwrap()
-        .replace("../zones/lb.example.zone", "lb.example.zone")
+        .edit("../zones/lb.example.zone", "lb.example.zone")
         // a short stop (its grace is a tenth of this) keeps the suite quick
-        .replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"2s\"")
+        .edit("shutdown_timeout = \"5s\"", "shutdown_timeout = \"500ms\"")
 }
 
 /// Sends raw bytes over UDP; the reply's bytes, or None after a short wait.
@@ -412,8 +412,8 @@ pub fn quickstart_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("lb.example.zone"), ZONE).unwrap();
     let config = quickstart_config()
-        .replace("127.0.0.1:5353\"]", "127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"")
-        .replace("shutdown_timeout = \"2s\"", "shutdown_timeout = \"3s\"");
+        .edit("127.0.0.1:5353\"]", "127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"")
+        .edit("shutdown_timeout = \"500ms\"", "shutdown_timeout = \"3s\"");
     std::fs::write(dir.path().join("c.toml"), config).unwrap();
     dir
 }
@@ -463,4 +463,24 @@ pub fn wait_ready(admin: &str) {
         assert!(code == 200 || (code == 503 && body.contains("starting")), "{code} {body}");
         code == 200
     });
+}
+
+/// GET `path`, asserting its 200; the body.
+pub fn get_ok(admin: &str, path: &str) -> String {
+    let (code, body) = http(admin, "GET", path, None, None);
+    assert_eq!(code, 200, "GET {path}: {body}");
+    body
+}
+
+/// Config edits that fail loudly: an edit whose text is no longer there is a broken
+/// test, not a test of the unedited config.
+pub trait Edit {
+    fn edit(&self, from: &str, to: &str) -> String;
+}
+
+impl Edit for str {
+    fn edit(&self, from: &str, to: &str) -> String {
+        assert!(self.contains(from), "the config no longer holds {from:?}:\n{self}");
+        self.replace(from, to)
+    }
 }

@@ -219,14 +219,14 @@ fn a_reload_keeps_the_verdicts_of_unchanged_probes_and_restarts_changed_ones() {
     assert_eq!(answer(&s, "h.lb.example."), (ips(&["127.0.18.2"]), 20));
     // changed check: the probe restarts at unknown, which counts as healthy
     a.set(Mode::Status(200, "OK"));
-    s.reload(&config(&format!("{}{}", slow.replace("timeout = \"1s\"", "timeout = \"2s\""), service(40)))).unwrap();
+    s.reload(&config(&format!("{}{}", slow.edit("timeout = \"1s\"", "timeout = \"2s\""), service(40)))).unwrap();
     assert_eq!(answer(&s, "h.lb.example.").0, ips(&["127.0.18.1", "127.0.18.2"]));
 }
 
 #[test]
 fn a_reload_that_changes_listen_or_store_is_refused() {
     let s = TestServer::quickstart();
-    let moved = quickstart_config().replace("127.0.0.1:5353", "127.0.0.1:5354");
+    let moved = quickstart_config().edit("127.0.0.1:5353", "127.0.0.1:5354");
     let e = s.reload(&moved).unwrap_err();
     assert!(e.to_string().contains("server.listen") && e.to_string().contains("needs a restart"), "{e}");
     assert_eq!(addresses(&s.ask("static.lb.example.", RecordType::A)), ["127.0.0.80"]);

@@ -20,7 +20,7 @@ fn a_fresh_server_never_answers_a_dead_backend() {
     let _slow = Backend::http("127.0.90.2", port, Mode::Hang);
     let dir = quickstart_dir();
     let path = dir.path().join("c.toml");
-    let config = std::fs::read_to_string(&path).unwrap().replace("[server]\n", "[server]\nstartup_wait = \"20s\"\n")
+    let config = std::fs::read_to_string(&path).unwrap().edit("[server]\n", "[server]\nstartup_wait = \"20s\"\n")
         + &format!(
             "\n[checks.web]\nport = {port}\ninterval = \"5s\"\ntimeout = \"1500ms\"\n\n\
              [[services]]\nname = \"h.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\n\
@@ -64,7 +64,7 @@ fn a_fresh_server_never_answers_a_dead_backend() {
 fn startup_wait_zero_answers_at_once() {
     let dir = quickstart_dir();
     let path = dir.path().join("c.toml");
-    let config = std::fs::read_to_string(&path).unwrap().replace("[server]\n", "[server]\nstartup_wait = \"0s\"\n")
+    let config = std::fs::read_to_string(&path).unwrap().edit("[server]\n", "[server]\nstartup_wait = \"0s\"\n")
         + "\n[checks.web]\nport = 9\ninterval = \"5s\"\ntimeout = \"3s\"\n\n\
            [[services]]\nname = \"h.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\ntargets = [\"127.0.90.9\"]\n";
     std::fs::write(&path, config).unwrap();

@@ -16,7 +16,7 @@ pub fn sorted(s: &TestServer, name: &str) -> Vec<String> {
 }
 
 fn rebuilds(s: &TestServer) -> String {
-    let text = http(&s.admin, "GET", "/metrics", None, None).1;
+    let text = get_ok(&s.admin, "/metrics");
     text.lines().find(|l| l.starts_with("steerdns_view_rebuilds_total")).unwrap().to_string()
 }
 
@@ -112,13 +112,13 @@ fn registered_targets_are_probed_and_gslb_needs_a_region() {
     let port = up.addr.port();
     let extra = "policy = \"healthy\"\ncheck = \"web\"\n";
     let text = config(extra)
-        .replace(
+        .edit(
             "[[services]]\nname = \"r.lb",
             &format!(
                 "[checks.web]\nport = {port}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\n[[services]]\nname = \"r.lb"
             ),
         )
-        .replace("\"127.0.60.1\"]", "\"127.0.61.1\"]");
+        .edit("\"127.0.60.1\"]", "\"127.0.61.1\"]");
     let s = TestServer::start(&text);
     assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.61.2", "ttl_seconds": 60}"#, None).0, 200);
     eventually("the registered target without a backend to be probed down", || {
@@ -132,8 +132,7 @@ fn the_registration_token_opens_only_the_registration_routes() {
 }
 
 pub fn tokens_config(store: &str) -> String {
-    with_store("", store)
-        .replace("[server]", "[server]\nadmin_token_file = \"admin\"\nregistration_token_file = \"reg\"")
+    with_store("", store).edit("[server]", "[server]\nadmin_token_file = \"admin\"\nregistration_token_file = \"reg\"")
 }
 
 pub fn token_files() -> [(&'static str, &'static str); 3] {
