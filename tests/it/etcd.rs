@@ -306,8 +306,10 @@ fn etcd_over_tls_with_a_client_certificate() {
     assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1", "127.0.60.2"]);
     // without the client certificate etcd refuses: the node starts, says so, and refuses changes
     let without = TestServer::start(&with_store("", &etcd.store(&format!("ca_file = \"{}\"\n", file("ca.pem")))));
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(!status_of(&without.admin).store.up);
+    eventually("the node to say why the store is down", || {
+        let store = status_of(&without.admin).store;
+        !store.up && store.error.is_some_and(|e| e.contains("etcd"))
+    });
     let (code, _) = register(&without, "r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, None);
     assert_eq!(code, 503);
     assert_eq!(without.ask("www.lb.example.", RecordType::A).answers.len(), 3, "it answers all the same");
@@ -327,9 +329,10 @@ fn etcd_with_a_user_and_password() {
     assert_eq!(register(&s, "r.lb.example", r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#, None).0, 200);
     assert_eq!(sorted(&s, "r.lb.example."), ["127.0.60.1", "127.0.60.2"]);
     let wrong = TestServer::with_files(&config, &[("lb.example.zone", ZONE), ("password", "guess")]);
-    std::thread::sleep(Duration::from_secs(1));
-    let status = status_of(&wrong.admin);
-    assert!(!status.store.up && status.store.error.as_ref().is_some_and(|e| e.contains("auth")), "{:?}", status.store);
+    eventually("the node to say the password is wrong", || {
+        let store = status_of(&wrong.admin).store;
+        !store.up && store.error.is_some_and(|e| e.contains("auth"))
+    });
     assert_eq!(register(&wrong, "r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, None).0, 503);
 }
 
