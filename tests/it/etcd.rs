@@ -308,7 +308,7 @@ fn etcd_over_tls_with_a_client_certificate() {
     let without = TestServer::start(&with_store("", &etcd.store(&format!("ca_file = \"{}\"\n", file("ca.pem")))));
     eventually("the node to say why the store is down", || {
         let store = status_of(&without.admin).store;
-        !store.up && store.error.is_some_and(|e| e.contains("etcd"))
+        !store.up && store.error.is_some_and(|e| e.contains("reading the prefix"))
     });
     let (code, _) = register(&without, "r.lb.example", r#"{"address": "127.0.60.3", "ttl_seconds": 30}"#, None);
     assert_eq!(code, 503);
