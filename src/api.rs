@@ -61,6 +61,10 @@ pub struct StoreStatus {
     /// Why it cannot be written, while it cannot.
     #[serde(default)]
     pub error: Option<String>,
+    /// While the node answers from the store's copy of its last snapshot (etcd away
+    /// since the start): when that copy was saved (Unix time, seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_saved_at: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub reloads_failed: AtomicU64,
     pub view_rebuilds: AtomicU64,
     pub store_up: AtomicBool,
+    /// Answering from the store's copy of its last snapshot (etcd away at start).
+    pub store_from_copy: AtomicBool,
     /// (check, new health) → count; written by the state owner only.
     transitions: Mutex<BTreeMap<(String, String), u64>>,
     probe_seconds: Family<Labels, Histogram>,
@@ -49,6 +51,7 @@ impl Default for Metrics {
             reloads_failed: AtomicU64::new(0),
             view_rebuilds: AtomicU64::new(0),
             store_up: AtomicBool::new(true),
+            store_from_copy: AtomicBool::new(false),
             transitions: Mutex::default(),
             probe_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 14))),
         }
@@ -155,6 +158,9 @@ impl Metrics {
         let store = Gauge::<i64>::default();
         store.set(i64::from(self.store_up.load(Relaxed)));
         registry.register("store_up", "1 while the run-time state store can be written", store);
+        let copy = Gauge::<i64>::default();
+        copy.set(i64::from(self.store_from_copy.load(Relaxed)));
+        registry.register("store_from_copy", "1 while answering from the store's copy of its last snapshot", copy);
         let mut text = String::new();
         encode(&mut text, &registry).expect("writing to a String cannot fail");
         text

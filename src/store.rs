@@ -10,6 +10,8 @@
 //! its own clock. The owner applies nothing before the store reports it.
 
 #[cfg(feature = "etcd")]
+mod copy;
+#[cfg(feature = "etcd")]
 mod etcd;
 mod file;
 mod local;
@@ -129,6 +131,10 @@ pub enum Event {
     Written { id: WriteId, revision: i64, changes: Vec<Change> },
     /// Write `id` was not made: nothing changed.
     Failed { id: WriteId, reason: String },
+    /// The copy of the last snapshot a shared store kept on disk, saved at `saved_at`
+    /// (Unix seconds): the owner starts from it when the store has not answered within
+    /// startup_wait, and says so, until the store's own snapshot replaces it.
+    Copy { saved_at: f64, changes: Vec<Change> },
 }
 
 /// Opens the store: reads what the file holds (a corrupt file stops the start; its

@@ -116,8 +116,12 @@ pub fn render(status: &Status, colour: bool) -> String {
     let mut out = String::new();
     if !status.store.up {
         let why = status.store.error.as_deref().unwrap_or("unknown");
+        let known = match status.store.copy_saved_at {
+            Some(at) => format!("its copy saved {} ago", ago(at)),
+            None => "the last known state".into(),
+        };
         out.push_str(&format!(
-            "store {} unavailable ({why}): answering from the last known state; changes are refused\n\n",
+            "store {} unavailable ({why}): answering from {known}; changes are refused\n\n",
             status.store.backend
         ));
     }

@@ -61,6 +61,9 @@ pub struct EtcdConfig {
     pub key_file: Option<PathBuf>,
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
+    /// A copy of the last snapshot read from etcd (`store.path`), to start from when
+    /// etcd does not answer within startup_wait.
+    pub copy: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]

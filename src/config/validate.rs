@@ -264,10 +264,10 @@ impl<'a> Validator<'a> {
                 }
             }
         }
-        if matches!(backend.as_str(), "memory" | "etcd")
+        if backend == "memory"
             && let Some(p) = &raw.path
         {
-            self.err(p, "store.path", "is only for backend = \"file\"");
+            self.err(p, "store.path", "is only for backend = \"file\" or \"etcd\" (its copy of the last snapshot)");
         }
         match backend.as_str() {
             "memory" => StoreConfig::Memory,
@@ -326,6 +326,7 @@ impl<'a> Validator<'a> {
             key_file: raw.key_file.as_ref().map(|p| self.path(p)),
             username: raw.username.map(S::into_inner),
             password_file: raw.password_file.as_ref().map(|p| self.path(p)),
+            copy: raw.path.as_ref().map_or_else(|| self.base.join("state/steerdns-etcd-copy.json"), |p| self.path(p)),
         }
     }
 

@@ -124,8 +124,12 @@ pub(super) struct StoreState {
     pub(super) down: Option<String>,
     /// The revision the model's state reflects.
     revision: i64,
-    /// Whether the first snapshot has come.
+    /// Whether the first snapshot has come (or the copy was taken instead).
     pub(super) ready: bool,
+    /// The store's copy of its last snapshot, until the start needs it.
+    fallback: Option<(f64, Vec<Change>)>,
+    /// When the copy the model answers from was saved, until the store answers.
+    pub(super) from_copy: Option<f64>,
 }
 
 /// The owner's state and logic.
@@ -174,7 +178,14 @@ impl Model {
             admin: BTreeMap::new(),
             health: HashMap::new(),
             generations: 0,
-            store: StoreState { backend, down: Some("waiting for the store".into()), revision: 0, ready: false },
+            store: StoreState {
+                backend,
+                down: Some("waiting for the store".into()),
+                revision: 0,
+                ready: false,
+                fallback: None,
+                from_copy: None,
+            },
             waiting: HashMap::new(),
             next_write: 0,
             metrics,
@@ -207,16 +218,11 @@ impl Model {
     }
 
     fn flush(&mut self, now: SystemTime) -> Effects {
-        if std::mem::take(&mut self.targets_changed) {
-            self.effective = effective(&self.loaded, &self.registrations);
-            if self.track(&wanted_probes(&self.effective.config)) {
-                let set = self.health.iter().map(|(k, h)| (k.clone(), (h.check.clone(), h.generation))).collect();
-                self.effects.probes = Some(set);
-            }
-            self.view_changed = true;
-            self.status_changed = true;
-        }
+        // readiness counts the probes of the targets as they are now; the store's copy,
+        // when the start falls back on it, brings targets of its own
+        self.sync_targets();
         self.check_ready(now);
+        self.sync_targets();
         if std::mem::take(&mut self.view_changed) {
             self.publish();
         }
@@ -225,6 +231,20 @@ impl Model {
             self.effects.status = Some(Arc::new(self.status(now)));
         }
         std::mem::take(&mut self.effects)
+    }
+
+    /// After the targets changed: the config with the registrations, and the probes.
+    fn sync_targets(&mut self) {
+        if !std::mem::take(&mut self.targets_changed) {
+            return;
+        }
+        self.effective = effective(&self.loaded, &self.registrations);
+        if self.track(&wanted_probes(&self.effective.config)) {
+            let set = self.health.iter().map(|(k, h)| (k.clone(), (h.check.clone(), h.generation))).collect();
+            self.effects.probes = Some(set);
+        }
+        self.view_changed = true;
+        self.status_changed = true;
     }
 
     /// Ready once every probe has a verdict and the store has given its first
@@ -236,6 +256,11 @@ impl Model {
         let measured = self.health.values().all(|k| k.last.is_some());
         if !(self.store.ready && measured) && waited < starting.wait {
             return;
+        }
+        if !self.store.ready
+            && let Some((saved_at, changes)) = self.store.fallback.take()
+        {
+            self.start_from_copy(saved_at, changes, now);
         }
         self.starting = None;
         self.view_changed = true;
@@ -251,6 +276,22 @@ impl Model {
             line += ", without the store's first snapshot (startup_wait passed)";
         }
         tracing::info!("{line}");
+    }
+
+    /// The store has not answered within startup_wait: what it last held, from its
+    /// copy, instead of the config alone (so drains stay drained). The store stays
+    /// down, so nothing is written or expired here until it answers.
+    fn start_from_copy(&mut self, saved_at: f64, changes: Vec<Change>, now: SystemTime) {
+        let age = now.duration_since(from_unix(saved_at)).unwrap_or_default();
+        tracing::warn!(
+            "the store did not answer within startup_wait: answering from its copy saved {:.0?} ago until it does",
+            Duration::from_secs(age.as_secs())
+        );
+        changes.into_iter().for_each(|c| self.change(c, now));
+        self.store.from_copy = Some(saved_at);
+        self.metrics.store_from_copy.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.targets_changed = true;
+        self.status_changed = true;
     }
 
     /// Whether the server is ready (SPEC §1 "Ready").
@@ -435,6 +476,9 @@ impl Model {
                 self.targets_changed = true;
                 self.store.revision = revision;
                 self.store.ready = true;
+                self.store.fallback = None;
+                self.store.from_copy = None;
+                self.metrics.store_from_copy.store(false, std::sync::atomic::Ordering::Relaxed);
                 self.store_health(None);
             }
             Event::Changes { revision, changes } => {
@@ -450,6 +494,7 @@ impl Model {
                 self.written(id);
             }
             Event::Failed { id, reason } => self.failed(id, reason),
+            Event::Copy { saved_at, changes } => self.store.fallback = Some((saved_at, changes)),
         }
         // an admin state set through any node is logged by every node
         let Some(before) = admin_before else { return };

@@ -80,6 +80,7 @@ impl Model {
             backend: self.store.backend.into(),
             up: self.store.down.is_none(),
             error: self.store.down.clone(),
+            copy_saved_at: self.store.from_copy,
         };
         api::Status { store, services, unmatched_states }
     }

@@ -795,3 +795,35 @@ fn a_target_that_appears_after_the_start_counts_as_healthy() {
     assert!(!not_ready(e.view.as_ref().unwrap(), "reg.lb.example"));
     assert_eq!(answered(e.view.as_ref().unwrap(), "reg.lb.example"), addresses(&["127.0.0.20"]));
 }
+
+#[test]
+fn without_the_store_a_start_falls_back_on_its_copy_until_the_store_answers() {
+    let mut m = model_of(&CONFIG.replace("startup_wait = \"0s\"", "startup_wait = \"3s\""));
+    let drain = Change::State { service: name("www.lb.example"), address: ip("127.0.0.10"), state: AdminState::Drain };
+    m.apply([Input::Store(Event::Copy { saved_at: unix_of(at(0)) - 60.0, changes: vec![drain] })], at(0));
+    let e = m.apply([Input::Tick], at(1));
+    assert!(!e.ready && e.view.is_none(), "the copy waits for startup_wait");
+    let e = m.apply([Input::Tick], at(3));
+    assert!(e.ready);
+    assert_eq!(answered(e.view.as_ref().unwrap(), "www.lb.example"), addresses(&["127.0.0.11"]));
+    let store = e.status.unwrap().store.clone();
+    assert_eq!((store.up, store.copy_saved_at), (false, Some(unix_of(at(0)) - 60.0)));
+    let e = m.apply([set_state(1, "www.lb.example", "127.0.0.10", AdminState::Auto)], at(4));
+    assert!(
+        matches!(&e.replies[..], [(1, Reply::SetState(Err(SetStateError::Store(_))))]),
+        "nothing is written meanwhile"
+    );
+    let e = m.apply([snapshot(5, vec![]), Input::Tick], at(5));
+    assert_eq!(answered(e.view.as_ref().unwrap(), "www.lb.example"), addresses(&["127.0.0.10", "127.0.0.11"]));
+    assert_eq!(e.status.unwrap().store.copy_saved_at, None);
+}
+
+#[test]
+fn a_store_that_answers_in_time_makes_the_copy_moot() {
+    let mut m = model_of(&CONFIG.replace("startup_wait = \"0s\"", "startup_wait = \"3s\""));
+    let drain = Change::State { service: name("www.lb.example"), address: ip("127.0.0.10"), state: AdminState::Drain };
+    m.apply([Input::Store(Event::Copy { saved_at: 0.0, changes: vec![drain] }), snapshot(1, vec![])], at(0));
+    let e = m.apply([Input::Tick], at(5));
+    assert!(e.ready);
+    assert_eq!(answered(e.view.as_ref().unwrap(), "www.lb.example"), addresses(&["127.0.0.10", "127.0.0.11"]));
+}

@@ -23,6 +23,8 @@ use tokio::time::timeout;
 
 /// How long one request to etcd may take before the store counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the copy of what etcd holds is written, when it changed.
+const COPY_EVERY: Duration = Duration::from_secs(2);
 /// Retry delays after losing etcd: from the first to the longest.
 const RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
@@ -35,13 +37,15 @@ pub fn start(config: &EtcdConfig) -> Result<Store, StoreError> {
     let keys = Keys { prefix: config.prefix.clone() };
     let endpoints = config.endpoints.clone();
     let reread = Arc::new(Notify::new());
-    let follower = Follower { keys: keys.clone(), events: events_tx.clone(), reread: reread.clone() };
+    let first = super::copy::read(&config.copy);
+    let copy = super::copy::Copy::new(config.copy.clone());
+    let mut follower = Follower { keys: keys.clone(), events: events_tx.clone(), reread: reread.clone(), copy };
     let task = async move {
         let (client_tx, client_rx) = watch::channel(None);
         tokio::spawn(writer(writes_rx, client_rx, keys, events_tx));
         follower.run(endpoints, options, client_tx).await;
     };
-    Ok(Store { backend: "etcd", writes, first: None, events, reread, task: Box::pin(task) })
+    Ok(Store { backend: "etcd", writes, first, events, reread, task: Box::pin(task) })
 }
 
 fn options(config: &EtcdConfig) -> Result<ConnectOptions, StoreError> {
@@ -71,6 +75,8 @@ fn options(config: &EtcdConfig) -> Result<ConnectOptions, StoreError> {
 
 /// Reads the prefix and follows it, for the owner.
 struct Follower {
+    /// What etcd holds, kept in a file for a start without etcd.
+    copy: super::copy::Copy,
     keys: Keys,
     events: mpsc::Sender<Event>,
     reread: Arc<Notify>,
@@ -79,8 +85,8 @@ struct Follower {
 impl Follower {
     /// Connects, then follows the prefix until the owner stops listening; reports the
     /// store down and retries whenever etcd cannot be reached.
-    async fn run(&self, endpoints: Vec<String>, options: ConnectOptions, client_tx: watch::Sender<Option<Client>>) {
-        let events = &self.events;
+    async fn run(&mut self, endpoints: Vec<String>, options: ConnectOptions, client_tx: watch::Sender<Option<Client>>) {
+        let events = &self.events.clone();
         let mut delay = RETRY.0;
         let mut client: Option<Client> = None;
         loop {
@@ -115,8 +121,9 @@ impl Follower {
 
     /// Reads the prefix and watches it from there; reads again after a compaction or
     /// when the owner asks. Returns Ok when the owner has stopped, Err when etcd failed.
-    async fn session(&self, mut client: Client, delay: &mut Duration) -> Result<(), String> {
-        let (keys, events) = (&self.keys, &self.events);
+    async fn session(&mut self, mut client: Client, delay: &mut Duration) -> Result<(), String> {
+        let (keys, events) = (&self.keys.clone(), &self.events.clone());
+        let mut save = tokio::time::interval(COPY_EVERY);
         loop {
             let read =
                 timeout(REQUEST_TIMEOUT, client.get(keys.prefix.as_str(), Some(GetOptions::new().with_prefix())))
@@ -124,7 +131,9 @@ impl Follower {
                     .map_err(|_| "reading the prefix timed out".to_string())?
                     .map_err(|e| format!("reading the prefix: {}", brief(&e)))?;
             let revision = read.header().map_or(0, |h| h.revision());
-            let changes = read.kvs().iter().filter_map(|kv| keys.parse(kv, false)).collect();
+            let changes: Vec<Change> = read.kvs().iter().filter_map(|kv| keys.parse(kv, false)).collect();
+            self.copy.replace(&changes);
+            self.copy.save();
             if events.send(Event::Snapshot { revision, changes }).await.is_err() {
                 return Ok(());
             }
@@ -139,6 +148,10 @@ impl Follower {
                 let message = tokio::select! {
                     _ = events.closed() => return Ok(()),
                     _ = self.reread.notified() => break,
+                    _ = save.tick() => {
+                        self.copy.save();
+                        continue;
+                    }
                     message = stream.message() => message,
                 };
                 let response =
@@ -156,6 +169,7 @@ impl Follower {
                     .filter_map(|e| keys.parse(e.kv()?, e.event_type() == EventType::Delete))
                     .collect();
                 let revision = response.header().map_or(0, |h| h.revision());
+                self.copy.apply(&changes);
                 if !changes.is_empty() && events.send(Event::Changes { revision, changes }).await.is_err() {
                     return Ok(());
                 }

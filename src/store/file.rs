@@ -145,7 +145,7 @@ fn replay(stored: &mut Stored, text: &str) -> Result<(), String> {
 
 /// Writes `stored` to a fresh temporary file beside `path`, fsyncs it, renames it over
 /// `path` and fsyncs the directory; the bytes written.
-fn write(path: &Path, stored: &Stored) -> std::io::Result<u64> {
+pub(super) fn write<T: Serialize>(path: &Path, stored: &T) -> std::io::Result<u64> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path.file_name().map_or("state".into(), |n| n.to_string_lossy());
@@ -154,7 +154,7 @@ fn write(path: &Path, stored: &Stored) -> std::io::Result<u64> {
 
 /// [`write`] through `temporary`, which is created anew (never through a link planted
 /// there) and removed when any step fails.
-fn write_via(path: &Path, temporary: &Path, stored: &Stored) -> std::io::Result<u64> {
+fn write_via<T: Serialize>(path: &Path, temporary: &Path, stored: &T) -> std::io::Result<u64> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file =
         OpenOptions::new().write(true).create_new(true).custom_flags(nix::libc::O_NOFOLLOW).open(temporary)?;

@@ -361,3 +361,39 @@ impl Tls {
         Tls { dir }
     }
 }
+
+#[test]
+fn a_node_restarted_while_etcd_is_away_starts_from_its_copy() {
+    let Some(mut etcd) = Etcd::start() else { return };
+    let copies = tempfile::tempdir().unwrap();
+    let copy = copies.path().join("copy.json");
+    let store = etcd.store(&format!("path = \"{}\"\n", copy.display()));
+    let config = with_store("", &store).edit("[server]", "[server]\nstartup_wait = \"1s\"");
+    let a = ready(TestServer::start(&config));
+    assert_eq!(drain(&a, "127.0.0.10").0, 200);
+    assert_eq!(register(&a, "r.lb.example", r#"{"address": "127.0.60.2", "ttl_seconds": 30}"#, None).0, 200);
+    eventually("the copy to hold both", || {
+        std::fs::read_to_string(&copy).is_ok_and(|t| t.contains("\"drain\"") && t.contains("127.0.60.2"))
+    });
+    drop(a);
+    etcd.kill();
+    // without etcd, startup_wait passes and the node answers from the copy: the drain holds
+    let b = TestServer::start(&config);
+    assert_eq!(sorted(&b, "www.lb.example."), ["127.0.0.11", "127.0.0.12"], "the drain, from the copy");
+    assert_eq!(sorted(&b, "r.lb.example."), ["127.0.60.1", "127.0.60.2"]);
+    let store = status_of(&b.admin).store;
+    assert!(!store.up && store.copy_saved_at.is_some(), "{store:?}");
+    assert!(get_ok(&b.admin, "/metrics").lines().any(|l| l == "steerdns_store_from_copy 1"));
+    let out = Command::new(env!("CARGO_BIN_EXE_steerdns")).args(["status", "--admin", &b.admin]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("store etcd unavailable (") && text.contains("answering from its copy saved"), "{text}");
+    let (code, text) = drain(&b, "127.0.0.11");
+    assert!(code == 503 && text.contains("store unavailable"), "{code} {text}");
+    etcd.restart();
+    eventually("etcd's own snapshot to replace the copy", || {
+        let store = status_of(&b.admin).store;
+        store.up && store.copy_saved_at.is_none()
+    });
+    assert!(get_ok(&b.admin, "/metrics").lines().any(|l| l == "steerdns_store_from_copy 0"));
+    assert_eq!(sorted(&b, "www.lb.example."), ["127.0.0.11", "127.0.0.12"]);
+}
