@@ -157,7 +157,7 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let admin = listeners.admin_addr();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let path = path.to_path_buf();
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let app = App::new(loaded)?.exit_on_hang();
         tokio::spawn(signals(shutdown.clone(), app.handle(), path));
@@ -169,7 +169,11 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         }
         app.run(listeners, shutdown).await?;
         anyhow::Ok(())
-    })
+    });
+    // run() has kept to shutdown_timeout; a task that never yields (a hung owner) must
+    // not hold the exit
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    served
 }
 
 /// SIGHUP reloads; SIGTERM or Ctrl-C cancels `shutdown`.

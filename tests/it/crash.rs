@@ -172,3 +172,20 @@ fn a_hung_owner_is_caught_by_its_heartbeat() {
 fn answers_nothing(dns: std::net::SocketAddr) -> bool {
     udp_raw(dns, &query("www.lb.example.", RecordType::A).to_vec().unwrap(), Duration::from_millis(300)).is_none()
 }
+
+#[test]
+fn sigterm_ends_the_process_within_shutdown_timeout_even_with_a_hung_owner() {
+    let dir = dir_with("");
+    let mut p = Process::start(dir.path(), &[("STEERDNS_FAULT", "owner-stall")]);
+    let admin = p.admin.clone();
+    // the call hangs the owner; the stop that follows must not wait for it
+    let call = std::thread::spawn(move || try_http(&admin, "PUT", DRAIN, Some(r#"{"state": "drain"}"#), None));
+    eventually("the call to be taken", || {
+        std::net::TcpStream::connect(p.admin.trim_start_matches("http://")).is_ok() && !call.is_finished()
+    });
+    Command::new("kill").args(["-TERM", &p.server.0.id().to_string()]).status().unwrap();
+    let status = exit_status(&mut p.server.0);
+    // shutdown_timeout is 3 s and the watchdog's limit 5 s: 0 is the orderly stop
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(!p.logged("the state owner is hung"), "stopped before the watchdog had to");
+}
