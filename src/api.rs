@@ -119,6 +119,48 @@ pub struct ChangeStatus {
     pub reason: String,
 }
 
+// The errors of the calls that change state: typed, with the field or cause, so the
+// admin API maps each to a status in one place and a client can match variants.
+
+/// Why a reload was refused; the running config is kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0} changed: this needs a restart (the running config is kept)")]
+    NeedsRestart(String),
+    #[error("steerdns is stopping")]
+    Stopping,
+}
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("unknown service {0}")]
+    UnknownService(String),
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("{0} is a configured target of this service")]
+    Configured(IpAddr),
+    #[error("the service already has max_registrations = {0} registrations")]
+    TooMany(u32),
+    #[error("no registration of {0} for this service")]
+    NotRegistered(IpAddr),
+    #[error("store unavailable: {0}")]
+    Store(String),
+    #[error("steerdns is stopping")]
+    Stopping,
+}
+
+/// Why an admin state was not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetStateError {
+    #[error("unknown service {0}")]
+    UnknownService(String),
+    #[error("store unavailable: {0}")]
+    Store(String),
+    #[error("steerdns is stopping")]
+    Stopping,
+}
+
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -1,7 +1,7 @@
 //! The admin API's clients: `status` (a table, `--watch`, `--json`), `state`, `reload`.
 //! They talk HTTP only.
 
-use crate::api::{ErrorBody, Explanation, Status, TargetStatus};
+use crate::api::{AdminState, ErrorBody, Explanation, RegistrationRequest, StateRequest, Status, TargetStatus};
 use anyhow::{Context, bail};
 use comfy_table::{Cell, Color, Table, presets};
 use std::io::IsTerminal;
@@ -27,7 +27,12 @@ pub enum StateArg {
 }
 
 /// Sends one request; an unreachable server is one clear line.
-fn call(admin: &Admin, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<String> {
+fn call(
+    admin: &Admin,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&impl serde::Serialize>,
+) -> anyhow::Result<String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let url = format!("{}{path}", admin.url.trim_end_matches('/'));
     crate::health::install_crypto_provider();
@@ -38,7 +43,7 @@ fn call(admin: &Admin, method: reqwest::Method, path: &str, body: Option<serde_j
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
-            request = request.json(&body);
+            request = request.json(body);
         }
         let response = request
             .send()
@@ -68,22 +73,27 @@ fn short(error: &reqwest::Error) -> String {
 }
 
 pub fn state(admin: &Admin, service: &str, address: &str, state: StateArg) -> anyhow::Result<()> {
-    let state = format!("{state:?}").to_lowercase();
+    let state = match state {
+        StateArg::Auto => AdminState::Auto,
+        StateArg::Drain => AdminState::Drain,
+        StateArg::Up => AdminState::Up,
+        StateArg::Down => AdminState::Down,
+    };
     let path = format!("/v1/services/{service}/targets/{address}/state");
-    call(admin, reqwest::Method::PUT, &path, Some(serde_json::json!({ "state": state })))?;
+    call(admin, reqwest::Method::PUT, &path, Some(&StateRequest { state }))?;
     println!("{service} {address}: {state}");
     Ok(())
 }
 
 pub fn reload(admin: &Admin) -> anyhow::Result<()> {
-    call(admin, reqwest::Method::POST, "/v1/reload", None)?;
+    call(admin, reqwest::Method::POST, "/v1/reload", None::<&()>)?;
     println!("reloaded");
     Ok(())
 }
 
 pub fn status(admin: &Admin, watch: bool, json: bool) -> anyhow::Result<()> {
     loop {
-        let text = call(admin, reqwest::Method::GET, "/v1/status", None)?;
+        let text = call(admin, reqwest::Method::GET, "/v1/status", None::<&()>)?;
         if json {
             println!("{text}");
         } else {
@@ -220,7 +230,7 @@ pub fn explain(
     if let Some(s) = source {
         query.push_str(&format!("&source={}", encode(s)));
     }
-    let text = call(admin, reqwest::Method::GET, &query, None)?;
+    let text = call(admin, reqwest::Method::GET, &query, None::<&()>)?;
     if json {
         println!("{text}");
     } else {
@@ -344,14 +354,14 @@ pub fn register(args: &RegisterArgs) -> anyhow::Result<()> {
 async fn run_registration(args: &RegisterArgs) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;
-    let body = serde_json::json!({
-        "address": args.address,
-        "ttl_seconds": args.ttl.as_secs().max(1),
-        "region": args.region,
-        "weight": args.weight,
-        "priority": args.priority,
-        "check_address": args.check_address,
-    });
+    let body = RegistrationRequest {
+        address: args.address,
+        ttl_seconds: args.ttl.as_secs().max(1),
+        region: args.region.clone(),
+        weight: args.weight,
+        priority: args.priority,
+        check_address: args.check_address,
+    };
     let mut term = signal(SignalKind::terminate())?;
     let mut service_ttl = None;
     let mut unreachable = false;
@@ -389,7 +399,7 @@ async fn run_registration(args: &RegisterArgs) -> anyhow::Result<()> {
 async fn post_first(
     client: &reqwest::Client,
     args: &RegisterArgs,
-    body: &serde_json::Value,
+    body: &RegistrationRequest,
 ) -> Outcome<crate::api::RegistrationReply> {
     let mut last = String::new();
     for admin in &args.admin {

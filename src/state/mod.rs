@@ -12,7 +12,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-pub use errors::{RegisterError, ReloadError, SetStateError};
+pub use crate::api::{RegisterError, ReloadError, SetStateError};
 pub use model::{Call, CallId, Effects, Input, Model, Reply, wanted_probes};
 pub use report::{ExplainRequest, explain};
 

@@ -7,8 +7,9 @@
 //! when the store reports it made (its own report or its watch, whichever comes
 //! first), so a failed write changes nothing and the caller gets the error.
 
-use super::errors::{Refused, RegisterError, ReloadError, SetStateError};
+use super::errors::Refused;
 use crate::api::{self, AdminState, RegistrationRequest};
+use crate::api::{RegisterError, ReloadError, SetStateError};
 use crate::config::{Check, CheckKind, Config, Service, Target};
 use crate::health::{Health, ProbeKey, ProbeSet, RiseFall, Verdict};
 use crate::loaded::Loaded;
