@@ -1,0 +1,212 @@
+//! Raw structs → [`Config`], collecting every error with its location: the core here
+//! (splitting the file into sections, locations, the value checks they share), each
+//! section in a file of its own (`server`: [server] and [store]; `places`: zones,
+//! regions and geo; `services`: checks and services).
+
+mod places;
+mod server;
+mod services;
+
+use super::error::{Errors, line_column};
+use super::raw::*;
+use super::*;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+const CONTINENTS: &[&str] = &["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
+/// ISO 3166-1 alpha-2 codes (officially assigned).
+const COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
+
+pub(super) fn validate(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    let root = DeTable::parse(text).map_err(|e| syntax_error(text, file, &e))?;
+    let mut v = Validator {
+        errors: Errors::new(file, text),
+        base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        text,
+        failed: Vec::new(),
+    };
+    let raw = v.split(root.get_ref());
+    let config = v.config(raw, file);
+    v.errors.into_result()?;
+    Ok(config)
+}
+
+fn syntax_error(text: &str, file: &Path, e: &toml::de::Error) -> ConfigErrors {
+    let (line, column) = e.span().map_or((0, 0), |s| line_column(text, s.start));
+    ConfigErrors(vec![ConfigError {
+        file: file.to_path_buf(),
+        line,
+        column,
+        key: String::new(),
+        message: format!("TOML syntax error: {}", e.message().trim()),
+    }])
+}
+
+/// The file's sections, each deserialized on its own so that one bad table does not
+/// hide the errors of the others.
+#[derive(Default)]
+struct RawConfig {
+    server: RawServer,
+    store: RawStore,
+    zones: Vec<(RawZone, String)>,
+    geo: RawGeo,
+    regions: Vec<(S<String>, Option<RawRegion>)>,
+    checks: Vec<(S<String>, Option<RawCheck>)>,
+    services: Vec<(RawService, String)>,
+}
+
+struct Validator<'a> {
+    errors: Errors<'a>,
+    base: PathBuf,
+    text: &'a str,
+    /// Sections that failed to deserialize: rules that depend on them are skipped, so
+    /// one mistake is reported once.
+    failed: Vec<String>,
+}
+
+type Value<'i> = toml::Spanned<DeValue<'i>>;
+
+impl<'a> Validator<'a> {
+    fn split(&mut self, root: &DeTable<'_>) -> RawConfig {
+        let mut raw = RawConfig::default();
+        for (key, value) in root {
+            match key.get_ref().as_ref() {
+                "server" => raw.server = self.section("server", value).unwrap_or_default(),
+                "store" => raw.store = self.section("store", value).unwrap_or_default(),
+                "geo" => raw.geo = self.section("geo", value).unwrap_or_default(),
+                "zones" => raw.zones = self.array("zones", value),
+                "services" => raw.services = self.array("services", value),
+                "regions" => raw.regions = self.named_tables("regions", value),
+                "checks" => raw.checks = self.named_tables("checks", value),
+                other => self.errors.at(
+                    key.span(),
+                    other,
+                    "unknown key; allowed: server, store, zones, geo, regions, checks, services",
+                ),
+            }
+        }
+        raw
+    }
+
+    fn section<T: DeserializeOwned>(&mut self, key: &str, value: &Value<'_>) -> Option<T> {
+        T::deserialize(ValueDeserializer::from(value.clone()))
+            .map_err(|e| {
+                self.errors.serde(key, &e, value.span());
+                self.failed.push(key.to_string());
+            })
+            .ok()
+    }
+
+    /// `[[key]]` arrays of tables; each element with its key path.
+    fn array<T: DeserializeOwned>(&mut self, key: &str, value: &Value<'_>) -> Vec<(T, String)> {
+        let Some(items) = value.get_ref().as_array() else {
+            self.errors.at(value.span(), key, "must be an array of tables ([[{key}]])");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{key}[{i}]");
+            if let Some(t) = self.section(&path, item) {
+                out.push((t, path));
+            }
+        }
+        out
+    }
+
+    /// `[key.NAME]` tables; each with its name, and None where it did not deserialize
+    /// (its name still counts for references, so one mistake is reported once).
+    fn named_tables<T: DeserializeOwned>(&mut self, key: &str, value: &Value<'_>) -> Vec<(S<String>, Option<T>)> {
+        let Some(table) = value.get_ref().as_table() else {
+            self.errors.at(value.span(), key, format!("must be a table of tables ([{key}.NAME])"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, item) in table {
+            let path = format!("{key}.{}", name.get_ref());
+            let table = self.section(&path, item);
+            out.push((S::new(name.span(), name.get_ref().to_string()), table));
+        }
+        out
+    }
+
+    fn err<T>(&mut self, value: &S<T>, key: &str, message: impl Into<String>) {
+        self.errors.at(value.span(), key, message);
+    }
+
+    fn location(&self, span: Range<usize>) -> (usize, usize) {
+        line_column(self.text, span.start)
+    }
+
+    fn path(&self, value: &S<String>) -> PathBuf {
+        self.base.join(value.get_ref())
+    }
+
+    fn config(&mut self, raw: RawConfig, file: &Path) -> Config {
+        let server = self.server(raw.server);
+        let store = self.store(raw.store);
+        let zones = self.zones(raw.zones);
+        let regions = self.regions(raw.regions);
+        let check_names: Vec<String> = raw.checks.iter().map(|(n, _)| n.get_ref().clone()).collect();
+        let checks = self.checks(raw.checks);
+        let services = self.services(raw.services, &regions, &check_names);
+        let geo = self.geo(raw.geo, &regions, &services);
+        Config { file: file.to_path_buf(), server, store, zones, geo, regions, checks, services }
+    }
+
+    /// A domain name, made fully qualified and lower-case.
+    fn name(&mut self, value: &S<String>, key: &str) -> Option<Name> {
+        match Name::from_ascii(value.get_ref()) {
+            Ok(name) if !value.get_ref().is_empty() => {
+                let mut name = name.to_lowercase();
+                name.set_fqdn(true);
+                Some(name)
+            }
+            _ => {
+                self.err(value, key, "must be a domain name, e.g. \"lb.example.com.\"");
+                None
+            }
+        }
+    }
+
+    /// A unicast address: not unspecified, multicast, broadcast or IPv4-mapped IPv6.
+    fn unicast(&mut self, value: &S<String>, key: &str) -> Option<IpAddr> {
+        let Ok(addr) = value.get_ref().parse::<IpAddr>() else {
+            self.err(value, key, "must be an IPv4 or IPv6 address");
+            return None;
+        };
+        if !is_unicast(&addr) {
+            self.err(value, key, format!("{addr} is not a unicast address (unspecified, multicast, broadcast and IPv4-mapped IPv6 are not allowed)"));
+            return None;
+        }
+        Some(addr)
+    }
+
+    fn int(&mut self, value: &S<i64>, key: &str, min: i64, max: i64) -> i64 {
+        let v = *value.get_ref();
+        if (min..=max).contains(&v) {
+            v
+        } else {
+            self.err(value, key, format!("must be {min} to {max}, not {v}"));
+            min
+        }
+    }
+
+    fn duration(&mut self, value: Option<&S<String>>, key: &str, default: Duration) -> Duration {
+        let Some(value) = value else { return default };
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                self.err(value, key, "must be a positive duration with a unit, e.g. \"250ms\", \"1s\", \"2m\"");
+                default
+            }
+        }
+    }
+}
+
+fn names<'n>(keys: impl Iterator<Item = &'n String>) -> String {
+    let list: Vec<&str> = keys.map(String::as_str).collect();
+    if list.is_empty() { "(none)".into() } else { list.join(", ") }
+}

@@ -1,0 +1,195 @@
+//! [server] and [store].
+
+use super::*;
+
+impl Validator<'_> {
+    pub(super) fn server(&mut self, raw: RawServer) -> ServerConfig {
+        let mut listen = Vec::new();
+        match &raw.listen {
+            Some(list) if list.get_ref().is_empty() => {
+                self.err(list, "server.listen", "must list at least one address")
+            }
+            Some(list) => {
+                for item in list.get_ref() {
+                    match item.get_ref().parse::<SocketAddr>() {
+                        Ok(addr) if listen.contains(&addr) => self.err(item, "server.listen", "is listed twice"),
+                        Ok(addr) => listen.push(addr),
+                        Err(_) => {
+                            self.err(item, "server.listen", "must be IP:PORT, e.g. \"127.0.0.1:53\" or \"[::1]:53\"")
+                        }
+                    }
+                }
+            }
+            None => listen.push(SocketAddr::from(([127, 0, 0, 1], 5353))),
+        }
+        let admin_listen = match &raw.admin_listen {
+            Some(s) => s.get_ref().parse().unwrap_or_else(|_| {
+                self.err(s, "server.admin_listen", "must be IP:PORT, e.g. \"127.0.0.1:8053\"");
+                SocketAddr::from(([127, 0, 0, 1], 8053))
+            }),
+            None => SocketAddr::from(([127, 0, 0, 1], 8053)),
+        };
+        let admin_token = raw.admin_token_file.as_ref().and_then(|f| self.token(f, "server.admin_token_file"));
+        if admin_token.is_none() && raw.admin_token_file.is_none() && !admin_listen.ip().is_loopback() {
+            let span = raw.admin_listen.as_ref().map(S::span).unwrap_or(0..0);
+            self.errors.at(
+                span,
+                "server.admin_listen",
+                "is not a loopback address, so server.admin_token_file is required",
+            );
+        }
+        let registration_token =
+            raw.registration_token_file.as_ref().and_then(|f| self.token(f, "server.registration_token_file"));
+        let identity = match raw.identity {
+            Some(s) if s.get_ref().is_empty() || s.get_ref().len() > 255 => {
+                self.err(&s, "server.identity", "must be 1 to 255 bytes");
+                String::new()
+            }
+            Some(s) => s.into_inner(),
+            None => host_name(),
+        };
+        let udp_workers = match raw.udp_workers {
+            Some(n) => self.int(&n, "server.udp_workers", 1, 1024) as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let tcp_idle_timeout =
+            self.duration(raw.tcp_idle_timeout.as_ref(), "server.tcp_idle_timeout", Duration::from_secs(10));
+        let shutdown_timeout =
+            self.duration(raw.shutdown_timeout.as_ref(), "server.shutdown_timeout", Duration::from_secs(5));
+        let startup_wait = raw.startup_wait.as_ref().and_then(|value| {
+            let parsed = humantime::parse_duration(value.get_ref());
+            parsed
+                .map_err(|_| {
+                    self.err(value, "server.startup_wait", "must be a duration with a unit, e.g. \"3s\" (\"0s\": off)")
+                })
+                .ok()
+        });
+        ServerConfig {
+            listen,
+            admin_listen,
+            admin_token,
+            registration_token,
+            identity,
+            udp_workers,
+            tcp_idle_timeout,
+            shutdown_timeout,
+            startup_wait,
+        }
+    }
+
+    /// Reads a token file: one token, surrounding whitespace trimmed, not empty.
+    pub(super) fn token(&mut self, file: &S<String>, key: &str) -> Option<String> {
+        let path = self.path(file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) if text.trim().is_empty() => {
+                self.err(file, key, format!("{} is empty", path.display()));
+                None
+            }
+            Ok(text) => Some(text.trim().to_string()),
+            Err(e) => {
+                self.err(file, key, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    pub(super) fn store(&mut self, raw: RawStore) -> StoreConfig {
+        let backend = raw.backend.as_ref().map_or("file", |b| b.get_ref().as_str()).to_string();
+        if let Some(b) = raw.backend.as_ref().filter(|b| b.get_ref() == "etcd" && !cfg!(feature = "etcd")) {
+            self.err(
+                b,
+                "store.backend",
+                "this steerdns was built without the etcd store; build it with `--features etcd`",
+            );
+        }
+        let etcd_only: [(&str, Option<Range<usize>>); 7] = [
+            ("endpoints", raw.endpoints.as_ref().map(S::span)),
+            ("prefix", raw.prefix.as_ref().map(S::span)),
+            ("ca_file", raw.ca_file.as_ref().map(S::span)),
+            ("cert_file", raw.cert_file.as_ref().map(S::span)),
+            ("key_file", raw.key_file.as_ref().map(S::span)),
+            ("username", raw.username.as_ref().map(S::span)),
+            ("password_file", raw.password_file.as_ref().map(S::span)),
+        ];
+        if matches!(backend.as_str(), "memory" | "file") {
+            for (key, span) in etcd_only {
+                if let Some(span) = span {
+                    self.errors.at(span, format!("store.{key}"), "is only for backend = \"etcd\"");
+                }
+            }
+        }
+        if backend == "memory"
+            && let Some(p) = &raw.path
+        {
+            self.err(p, "store.path", "is only for backend = \"file\" or \"etcd\" (its copy of the last snapshot)");
+        }
+        match backend.as_str() {
+            "memory" => StoreConfig::Memory,
+            "file" => StoreConfig::File {
+                path: raw.path.as_ref().map_or_else(|| self.base.join("state/steerdns-state.json"), |p| self.path(p)),
+            },
+            "etcd" => StoreConfig::Etcd(self.etcd(raw)),
+            _ => {
+                let b = raw.backend.as_ref().expect("only a given backend can be unknown");
+                self.err(b, "store.backend", "must be \"file\", \"memory\" or \"etcd\"");
+                StoreConfig::Memory
+            }
+        }
+    }
+
+    pub(super) fn etcd(&mut self, raw: RawStore) -> EtcdConfig {
+        let endpoints: Vec<String> = match &raw.endpoints {
+            Some(list) if !list.get_ref().is_empty() => list.get_ref().iter().map(|e| e.get_ref().clone()).collect(),
+            Some(list) => {
+                self.err(list, "store.endpoints", "must list at least one endpoint");
+                Vec::new()
+            }
+            None => {
+                let span = raw.backend.as_ref().map(S::span).unwrap_or(0..0);
+                self.errors.at(span, "store.endpoints", "is required for backend = \"etcd\"");
+                Vec::new()
+            }
+        };
+        if let Some(list) = &raw.endpoints {
+            for e in list.get_ref() {
+                if !(e.get_ref().starts_with("http://") || e.get_ref().starts_with("https://")) {
+                    self.err(e, "store.endpoints", "must be a URL such as \"http://127.0.0.1:2379\"");
+                }
+            }
+        }
+        let prefix = raw.prefix.as_ref().map_or("/steerdns/".to_string(), |p| p.get_ref().clone());
+        if let Some(p) = raw.prefix.as_ref().filter(|p| !p.get_ref().ends_with('/')) {
+            self.err(p, "store.prefix", "must end with \"/\" (so that it is a directory of keys: \"/steerdns/\")");
+        }
+        let pairs = [
+            (("cert_file", &raw.cert_file), ("key_file", &raw.key_file)),
+            (("username", &raw.username), ("password_file", &raw.password_file)),
+        ];
+        for ((a, first), (b, second)) in pairs {
+            match (first, second) {
+                (Some(given), None) => self.err(given, &format!("store.{a}"), format!("needs store.{b} too")),
+                (None, Some(given)) => self.err(given, &format!("store.{b}"), format!("needs store.{a} too")),
+                _ => {}
+            }
+        }
+        EtcdConfig {
+            endpoints,
+            prefix,
+            ca_file: raw.ca_file.as_ref().map(|p| self.path(p)),
+            cert_file: raw.cert_file.as_ref().map(|p| self.path(p)),
+            key_file: raw.key_file.as_ref().map(|p| self.path(p)),
+            username: raw.username.map(S::into_inner),
+            password_file: raw.password_file.as_ref().map(|p| self.path(p)),
+            copy: raw.path.as_ref().map_or_else(|| self.base.join("state/steerdns-etcd-copy.json"), |p| self.path(p)),
+        }
+    }
+}
+
+/// The machine's host name, the default `identity`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty() && h.len() <= 255)
+        .unwrap_or_else(|| "steerdns".to_string())
+}

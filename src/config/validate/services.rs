@@ -1,0 +1,276 @@
+//! [checks.*] and [[services]].
+
+use super::*;
+
+impl Validator<'_> {
+    pub(super) fn checks(&mut self, raw: Vec<(S<String>, Option<RawCheck>)>) -> BTreeMap<String, Check> {
+        let mut out = BTreeMap::new();
+        for (name, check) in raw {
+            let Some(check) = check else { continue };
+            let key = format!("checks.{}", name.get_ref());
+            if let Some(c) = self.check(check, &key) {
+                out.insert(name.into_inner(), c);
+            }
+        }
+        out
+    }
+
+    pub(super) fn check(&mut self, raw: RawCheck, key: &str) -> Option<Check> {
+        let kind = match raw.kind.as_ref().map(|k| k.get_ref().as_str()) {
+            None | Some("http") => CheckKind::Http,
+            Some("https") => CheckKind::Https,
+            Some("tcp") => CheckKind::Tcp,
+            Some("none") => CheckKind::None,
+            Some(_) => {
+                self.err(
+                    raw.kind.as_ref().unwrap(),
+                    &format!("{key}.kind"),
+                    "must be \"http\", \"https\", \"tcp\" or \"none\"",
+                );
+                return None;
+            }
+        };
+        let port = match (&raw.port, kind) {
+            (Some(p), _) => self.int(p, &format!("{key}.port"), 1, 65535) as u16,
+            (None, CheckKind::Https) => 443,
+            (None, CheckKind::Tcp) => {
+                let span = raw.kind.as_ref().map(S::span).unwrap_or(0..0);
+                self.errors.at(span, format!("{key}.port"), "is required for kind = \"tcp\"");
+                0
+            }
+            (None, _) => 80,
+        };
+        let path = raw.path.as_ref().map_or("/".to_string(), |p| p.get_ref().clone());
+        if !path.starts_with('/') || path.chars().any(|c| c.is_ascii_whitespace() || c.is_ascii_control()) {
+            self.err(raw.path.as_ref().unwrap(), &format!("{key}.path"), "must start with / and hold no spaces");
+        }
+        let tls_verify = raw.tls_verify.as_ref().is_none_or(|v| *v.get_ref());
+        if let Some(v) = &raw.tls_verify
+            && kind != CheckKind::Https
+        {
+            self.err(v, &format!("{key}.tls_verify"), "is only for kind = \"https\"");
+        }
+        if kind == CheckKind::Https && tls_verify && raw.host.is_none() {
+            let span = raw.kind.as_ref().map(S::span).unwrap_or(0..0);
+            self.errors.at(
+                span,
+                format!("{key}.host"),
+                "is required for kind = \"https\" with tls_verify (the certificate is checked against it)",
+            );
+        }
+        if let Some(h) = &raw.host
+            && (h.get_ref().is_empty() || h.get_ref().chars().any(|c| c.is_ascii_whitespace() || c.is_ascii_control()))
+        {
+            self.err(h, &format!("{key}.host"), "must be a host name without spaces");
+        }
+        let expect_status = match &raw.expect_status {
+            Some(list) if list.get_ref().is_empty() => {
+                self.err(list, &format!("{key}.expect_status"), "must list at least one status code");
+                vec![]
+            }
+            Some(list) => {
+                list.get_ref().iter().map(|s| self.int(s, &format!("{key}.expect_status"), 100, 599) as u16).collect()
+            }
+            None => vec![200],
+        };
+        let interval = self.duration(raw.interval.as_ref(), &format!("{key}.interval"), Duration::from_secs(5));
+        let timeout = self.duration(raw.timeout.as_ref(), &format!("{key}.timeout"), Duration::from_secs(2));
+        if timeout >= interval {
+            let span = raw.timeout.as_ref().or(raw.interval.as_ref()).map(S::span).unwrap_or(0..0);
+            self.errors.at(
+                span,
+                format!("{key}.timeout"),
+                format!("must be less than interval ({timeout:?} is not below {interval:?})"),
+            );
+        }
+        let rise = raw.rise.as_ref().map_or(2, |r| self.int(r, &format!("{key}.rise"), 1, 100) as u32);
+        let fall = raw.fall.as_ref().map_or(3, |f| self.int(f, &format!("{key}.fall"), 1, 100) as u32);
+        Some(Check {
+            kind,
+            port,
+            path,
+            host: raw.host.map(S::into_inner),
+            expect_status,
+            expect_body: raw.expect_body.map(S::into_inner),
+            tls_verify,
+            interval,
+            timeout,
+            rise,
+            fall,
+        })
+    }
+
+    pub(super) fn services(
+        &mut self,
+        raw: Vec<(RawService, String)>,
+        regions: &BTreeMap<String, Region>,
+        checks: &[String],
+    ) -> Vec<Service> {
+        let mut out: Vec<Service> = Vec::new();
+        for (service, key) in raw {
+            let Some(s) = self.service(service, &key, regions, checks) else { continue };
+            if out.iter().any(|o| o.name == s.name) {
+                let (line, column) = s.at;
+                self.errors.list.push(ConfigError {
+                    file: self.errors_file(),
+                    line,
+                    column,
+                    key: format!("{key}.name"),
+                    message: format!("service {} is configured twice", s.name),
+                });
+                continue;
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    pub(super) fn service(
+        &mut self,
+        raw: RawService,
+        key: &str,
+        regions: &BTreeMap<String, Region>,
+        checks: &[String],
+    ) -> Option<Service> {
+        let name = self.name(&raw.name, &format!("{key}.name"));
+        let policy = match raw.policy.as_ref().map(|p| p.get_ref().as_str()) {
+            None | Some("all") => Policy::All,
+            Some("healthy") => Policy::Healthy,
+            Some("failover") => Policy::Failover,
+            Some("gslb") => Policy::Gslb,
+            Some(_) => {
+                self.err(
+                    raw.policy.as_ref().unwrap(),
+                    &format!("{key}.policy"),
+                    "must be \"all\", \"healthy\", \"failover\" or \"gslb\"",
+                );
+                Policy::All
+            }
+        };
+        let order = match raw.order.as_ref().map(|o| o.get_ref().as_str()) {
+            None | Some("round-robin") => Order::RoundRobin,
+            Some("weighted") => Order::Weighted,
+            Some("sticky") => Order::Sticky,
+            Some(_) => {
+                self.err(
+                    raw.order.as_ref().unwrap(),
+                    &format!("{key}.order"),
+                    "must be \"round-robin\", \"weighted\" or \"sticky\"",
+                );
+                Order::RoundRobin
+            }
+        };
+        match &raw.check {
+            Some(c) if !checks.contains(c.get_ref()) => {
+                self.err(c, &format!("{key}.check"), format!("names no check; known: {}", names(checks.iter())));
+            }
+            Some(_) => {}
+            None if policy != Policy::All => {
+                self.err(&raw.name, &format!("{key}.check"), "is required for every policy but \"all\"");
+            }
+            None => {}
+        }
+        let ttl = raw.ttl.as_ref().map_or(30, |t| self.int(t, &format!("{key}.ttl"), 0, 86400) as u32);
+        let default_answers = if order == Order::RoundRobin { 8 } else { 1 };
+        let max_answers = raw
+            .max_answers
+            .as_ref()
+            .map_or(default_answers, |m| self.int(m, &format!("{key}.max_answers"), 1, 64) as usize);
+        let when_all_down = match raw.when_all_down.as_ref().map(|w| w.get_ref().as_str()) {
+            None | Some("all") => WhenAllDown::All,
+            Some("none") => WhenAllDown::None,
+            Some(_) => {
+                self.err(
+                    raw.when_all_down.as_ref().unwrap(),
+                    &format!("{key}.when_all_down"),
+                    "must be \"all\" or \"none\"",
+                );
+                WhenAllDown::All
+            }
+        };
+        let max_registrations = raw
+            .max_registrations
+            .as_ref()
+            .map_or(1000, |m| self.int(m, &format!("{key}.max_registrations"), 0, 100_000) as u32);
+        let targets = self.targets(&raw.targets, key, policy, regions);
+        let at = self.location(raw.name.span());
+        Some(Service {
+            name: name?,
+            policy,
+            order,
+            check: raw.check.map(S::into_inner),
+            ttl,
+            max_answers,
+            when_all_down,
+            max_registrations,
+            targets,
+            at,
+        })
+    }
+
+    pub(super) fn targets(
+        &mut self,
+        raw: &[S<RawTarget>],
+        key: &str,
+        policy: Policy,
+        regions: &BTreeMap<String, Region>,
+    ) -> Vec<Target> {
+        let mut out: Vec<Target> = Vec::new();
+        for (i, item) in raw.iter().enumerate() {
+            let key = format!("{key}.targets[{i}]");
+            let target = match item.get_ref() {
+                RawTarget::Address(a) => {
+                    let a = S::new(item.span(), a.clone());
+                    self.target(&key, &a, None, policy, &item.span(), regions)
+                }
+                RawTarget::Table(t) => self.target(&key, &t.address, Some(t), policy, &item.span(), regions),
+            };
+            let Some(target) = target else { continue };
+            if out.iter().any(|o| o.address == target.address) {
+                self.err(item, &key, format!("{} is listed twice in this service", target.address));
+                continue;
+            }
+            out.push(target);
+        }
+        out
+    }
+
+    pub(super) fn target(
+        &mut self,
+        key: &str,
+        address: &S<String>,
+        table: Option<&RawTargetTable>,
+        policy: Policy,
+        span: &Range<usize>,
+        regions: &BTreeMap<String, Region>,
+    ) -> Option<Target> {
+        let addr = self.unicast(address, &format!("{key}.address"));
+        let mut target = Target { address: addr?, weight: 1, region: None, priority: 1, check_address: None };
+        if let Some(t) = table {
+            if let Some(w) = &t.weight {
+                target.weight = self.int(w, &format!("{key}.weight"), 0, 1000) as u32;
+            }
+            if let Some(p) = &t.priority {
+                target.priority = self.int(p, &format!("{key}.priority"), 1, 255) as u8;
+            }
+            if let Some(r) = &t.region {
+                if regions.contains_key(r.get_ref()) {
+                    target.region = Some(r.get_ref().clone());
+                } else {
+                    self.err(r, &format!("{key}.region"), format!("names no region; known: {}", names(regions.keys())));
+                }
+            }
+            if let Some(c) = &t.check_address {
+                target.check_address = self.unicast(c, &format!("{key}.check_address"));
+            }
+        }
+        if policy == Policy::Gslb && table.and_then(|t| t.region.as_ref()).is_none() {
+            self.errors.at(
+                span.clone(),
+                format!("{key}.region"),
+                "is required: every target of a gslb service needs a region",
+            );
+        }
+        Some(target)
+    }
+}
