@@ -137,6 +137,43 @@ pub enum Event {
     Copy { saved_at: f64, changes: Vec<Change> },
 }
 
+/// A registration as the file and the copy keep it.
+fn stored_registration(service: &Name, request: &RegistrationRequest, expires_at: f64) -> StoredRegistration {
+    StoredRegistration {
+        service: service.to_string(),
+        address: request.address,
+        region: request.region.clone(),
+        weight: request.weight.unwrap_or(1),
+        priority: request.priority.unwrap_or(1),
+        check_address: request.check_address,
+        expires_at,
+        ttl_seconds: request.ttl_seconds,
+    }
+}
+
+/// The request a kept registration stands for, with `ttl_seconds` (3 to 86400).
+fn stored_request(r: StoredRegistration, ttl_seconds: u64) -> RegistrationRequest {
+    RegistrationRequest {
+        address: r.address,
+        ttl_seconds: ttl_seconds.clamp(3, 86400),
+        region: r.region,
+        weight: Some(r.weight),
+        priority: Some(r.priority),
+        check_address: r.check_address,
+    }
+}
+
+/// Admin states as the file and the copy keep them.
+fn stored_states<'a>(states: impl Iterator<Item = (&'a (Name, IpAddr), &'a AdminState)>) -> Vec<StoredState> {
+    states
+        .map(|((service, address), state)| StoredState {
+            service: service.to_string(),
+            address: *address,
+            state: *state,
+        })
+        .collect()
+}
+
 /// Opens the store: reads what the file holds (a corrupt file stops the start; its
 /// directory is created when missing), or prepares the etcd client.
 pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {

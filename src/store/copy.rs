@@ -3,7 +3,7 @@
 //! instead of from the config alone.
 
 use super::{Change, Event, Lease, Stored};
-use crate::api::{AdminState, RegistrationRequest, StoredRegistration, StoredState};
+use crate::api::{AdminState, RegistrationRequest};
 use crate::config::service_name;
 use hickory_proto::rr::Name;
 use serde::{Deserialize, Serialize};
@@ -67,29 +67,10 @@ impl Copy {
         if !self.dirty {
             return;
         }
-        let admin_states = self
-            .states
-            .iter()
-            .map(|((service, address), state)| StoredState {
-                service: service.to_string(),
-                address: *address,
-                state: *state,
-            })
-            .collect();
-        let registrations = self
-            .registrations
-            .iter()
-            .map(|((service, address), r)| StoredRegistration {
-                service: service.to_string(),
-                address: *address,
-                region: r.region.clone(),
-                weight: r.weight.unwrap_or(1),
-                priority: r.priority.unwrap_or(1),
-                check_address: r.check_address,
-                expires_at: 0.0,
-                ttl_seconds: r.ttl_seconds,
-            })
-            .collect();
+        let admin_states = super::stored_states(self.states.iter());
+        // etcd's leases end when etcd says: the copy keeps no expiry
+        let registrations =
+            self.registrations.iter().map(|((service, _), r)| super::stored_registration(service, r, 0.0)).collect();
         let saved_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         let saved = Saved { saved_at, stored: Stored { version: 1, admin_states, registrations } };
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -124,17 +105,11 @@ pub fn read(path: &Path) -> Option<Event> {
     }
     for r in saved.stored.registrations {
         let Some(service) = service_name(&r.service) else { continue };
-        let request = RegistrationRequest {
-            address: r.address,
-            ttl_seconds: r.ttl_seconds.clamp(3, 86400),
-            region: r.region,
-            weight: Some(r.weight),
-            priority: Some(r.priority),
-            check_address: r.check_address,
-        };
+        let (address, ttl) = (r.address, r.ttl_seconds);
+        let request = super::stored_request(r, ttl);
         // the lease is etcd's: a renewal of this one registers afresh
         let lease = Some(Lease { request, id: 0, expires_at: None });
-        changes.push(Change::Registration { service, address: r.address, lease });
+        changes.push(Change::Registration { service, address, lease });
     }
     let saved_at = if saved.saved_at.is_finite() { saved.saved_at } else { 0.0 };
     Some(Event::Copy { saved_at, changes })

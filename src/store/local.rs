@@ -143,7 +143,7 @@ impl Document {
                 Entry::State(StoredState { service, address, state })
             }
             Kind::Lease => match self.leases.get(key) {
-                Some(held) => Entry::Registration(stored_registration(&key.0, address, held)),
+                Some(held) => Entry::Registration(stored_registration(&key.0, held)),
                 None => Entry::Deregistered { service, address },
             },
         }
@@ -183,17 +183,8 @@ impl Document {
 
     /// The file's document.
     pub fn to_stored(&self) -> Stored {
-        let admin_states = self
-            .admin
-            .iter()
-            .map(|((service, address), state)| StoredState {
-                service: service.to_string(),
-                address: *address,
-                state: *state,
-            })
-            .collect();
-        let registrations =
-            self.leases.iter().map(|((service, address), held)| stored_registration(service, *address, held)).collect();
+        let admin_states = super::stored_states(self.admin.iter());
+        let registrations = self.leases.iter().map(|((service, _), held)| stored_registration(service, held)).collect();
         Stored { version: 1, admin_states, registrations }
     }
 
@@ -221,36 +212,22 @@ impl Document {
             if expires <= now {
                 continue;
             }
-            let request = RegistrationRequest {
-                address: r.address,
-                // files before ttl_seconds was kept: the lease left is the TTL
-                ttl_seconds: match r.ttl_seconds {
-                    0 => expires.duration_since(now).unwrap_or_default().as_secs().clamp(3, 86400),
-                    ttl => ttl.clamp(3, 86400),
-                },
-                region: r.region,
-                weight: Some(r.weight),
-                priority: Some(r.priority),
-                check_address: r.check_address,
+            // files before ttl_seconds was kept: the lease left is the TTL
+            let ttl = match r.ttl_seconds {
+                0 => expires.duration_since(now).unwrap_or_default().as_secs(),
+                ttl => ttl,
             };
+            let address = r.address;
+            let request = super::stored_request(r, ttl);
             document.next_lease += 1;
-            document.leases.insert((service, r.address), Held { request, id: document.next_lease, expires });
+            document.leases.insert((service, address), Held { request, id: document.next_lease, expires });
         }
         Ok(document)
     }
 }
 
-fn stored_registration(service: &Name, address: IpAddr, held: &Held) -> StoredRegistration {
-    StoredRegistration {
-        service: service.to_string(),
-        address,
-        region: held.request.region.clone(),
-        weight: held.request.weight.unwrap_or(1),
-        priority: held.request.priority.unwrap_or(1),
-        check_address: held.request.check_address,
-        expires_at: unix(held.expires),
-        ttl_seconds: held.request.ttl_seconds,
-    }
+fn stored_registration(service: &Name, held: &Held) -> StoredRegistration {
+    super::stored_registration(service, &held.request, unix(held.expires))
 }
 
 fn registration(service: &Name, address: IpAddr, held: Option<&Held>) -> Change {
