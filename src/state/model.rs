@@ -143,6 +143,8 @@ pub struct Model {
     pub(super) registrations: BTreeMap<Key, Registration>,
     /// How many registrations each service has (for max_registrations).
     registered: HashMap<Name, usize>,
+    /// Registrations a snapshot after an outage lacked, kept until then.
+    lingering: BTreeMap<Key, SystemTime>,
     /// Admin states other than auto.
     pub(super) admin: BTreeMap<Key, AdminState>,
     pub(super) health: HashMap<ProbeKey, KeyHealth>,
@@ -176,6 +178,7 @@ impl Model {
             loaded,
             registrations: BTreeMap::new(),
             registered: HashMap::new(),
+            lingering: BTreeMap::new(),
             admin: BTreeMap::new(),
             health: HashMap::new(),
             generations: 0,
@@ -221,6 +224,7 @@ impl Model {
     fn flush(&mut self, now: SystemTime) -> Effects {
         // readiness counts the probes of the targets as they are now; the store's copy,
         // when the start falls back on it, brings targets of its own
+        self.end_lingering(now);
         self.sync_targets();
         self.check_ready(now);
         self.sync_targets();
@@ -289,6 +293,8 @@ impl Model {
             Duration::from_secs(age.as_secs())
         );
         changes.into_iter().for_each(|c| self.change(c, now));
+        // the store's snapshot will come after an outage, as far as the model can tell
+        self.store.ready = true;
         self.store.from_copy = Some(saved_at);
         self.metrics.store_from_copy.store(true, std::sync::atomic::Ordering::Relaxed);
         self.targets_changed = true;
@@ -469,11 +475,17 @@ impl Model {
         let admin_before = self.store.ready.then(|| self.admin.clone());
         match event {
             Event::Snapshot { revision, changes } => {
-                // it replaces what was known: whatever it leaves out is gone
+                // it replaces what was known: whatever it leaves out is gone, except
+                // registrations after an outage (their backends could not renew)
+                let outage = self.store.ready && self.store.down.is_some();
                 self.admin.clear();
-                self.registrations.clear();
+                let before = std::mem::take(&mut self.registrations);
                 self.registered.clear();
+                self.lingering.clear();
                 changes.into_iter().for_each(|c| self.change(c, now));
+                if outage {
+                    self.linger(before, now);
+                }
                 self.targets_changed = true;
                 self.store.revision = revision;
                 self.store.ready = true;
@@ -565,6 +577,7 @@ impl Model {
                         let expires = lease.expires_at.map_or(now + Duration::from_secs(ttl), from_unix);
                         self.targets_changed |= self.registrations.get(&key).is_none_or(|b| b.target != target);
                         let service = key.0.clone();
+                        self.lingering.remove(&key);
                         let registration = Registration { target, ttl, lease: lease.id, expires };
                         if self.registrations.insert(key, registration).is_none() {
                             *self.registered.entry(service).or_default() += 1;
@@ -580,7 +593,39 @@ impl Model {
         }
     }
 
+    /// Keeps the registrations `before` had and the store's snapshot after an outage
+    /// lacks, for one TTL from `now`: their backends renew (and so register afresh)
+    /// within it, or they go (SPEC §4: no lease ends until the store has been back for
+    /// one TTL).
+    fn linger(&mut self, before: BTreeMap<Key, Registration>, now: SystemTime) {
+        let missing: Vec<(Key, Registration)> =
+            before.into_iter().filter(|(key, _)| !self.registrations.contains_key(key)).collect();
+        if !missing.is_empty() {
+            tracing::warn!(
+                "store: {} registrations missing from it after the outage are kept one TTL for their backends to renew",
+                missing.len()
+            );
+        }
+        for (key, mut registration) in missing {
+            registration.expires = now + Duration::from_secs(registration.ttl);
+            self.lingering.insert(key.clone(), registration.expires);
+            *self.registered.entry(key.0.clone()).or_default() += 1;
+            self.registrations.insert(key, registration);
+        }
+    }
+
+    /// Drops the lingering registrations whose TTL since the outage has passed.
+    fn end_lingering(&mut self, now: SystemTime) {
+        let ended: Vec<Key> =
+            self.lingering.iter().filter(|(_, until)| **until <= now).map(|(k, _)| k.clone()).collect();
+        for key in ended {
+            tracing::info!("registration of {} for {} not renewed since the store came back: dropped", key.1, key.0);
+            self.unregister(&key);
+        }
+    }
+
     fn unregister(&mut self, key: &Key) {
+        self.lingering.remove(key);
         if self.registrations.remove(key).is_some() {
             self.targets_changed = true;
             if let Some(n) = self.registered.get_mut(&key.0) {

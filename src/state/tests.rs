@@ -827,3 +827,32 @@ fn a_store_that_answers_in_time_makes_the_copy_moot() {
     assert!(e.ready);
     assert_eq!(answered(e.view.as_ref().unwrap(), "www.lb.example"), addresses(&["127.0.0.10", "127.0.0.11"]));
 }
+
+#[test]
+fn after_an_outage_a_registration_the_store_lost_stays_one_ttl_for_its_backend_to_renew() {
+    let mut m = model();
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(1));
+    make_registration(&mut m, 2, "127.0.0.21", 6, at(1));
+    m.apply([Input::Store(Event::Down("etcd: unreachable".into()))], at(2));
+    // etcd expired both leases meanwhile; its snapshot after the outage has neither
+    let e = m.apply([snapshot(50, vec![])], at(100));
+    assert_eq!(answered(e.view.as_ref().unwrap(), "reg.lb.example"), addresses(&["127.0.0.20", "127.0.0.21"]));
+    // one backend renews: its renewal registers afresh and it stays
+    let e = m.apply([register(3, "reg.lb.example", request("127.0.0.20", 30))], at(110));
+    let (id, write) = the_write(&e);
+    assert!(matches!(write, Write::Renew { lease: 5, .. }), "{write:?}");
+    let change = registered("reg.lb.example", request("127.0.0.20", 30), 9, at(140));
+    m.apply([written(id, 51, vec![change])], at(110));
+    let e = m.apply([Input::Tick], at(129));
+    assert!(e.view.is_none(), "both kept within the TTL");
+    let e = m.apply([Input::Tick], at(130));
+    assert_eq!(answered(e.view.as_ref().unwrap(), "reg.lb.example"), addresses(&["127.0.0.20"]), "the other one went");
+}
+
+#[test]
+fn a_snapshot_without_an_outage_drops_what_it_lacks_at_once() {
+    let mut m = model();
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(1));
+    let e = m.apply([snapshot(50, vec![])], at(2));
+    assert!(answered(e.view.as_ref().unwrap(), "reg.lb.example").is_empty());
+}
