@@ -350,15 +350,21 @@ impl Local {
         if self.down.is_some() {
             return reports;
         }
-        let before = self.document.clone();
-        let changes = self.document.expire(now);
-        if changes.is_empty() {
+        let due: Vec<(Key, Held)> = self
+            .document
+            .leases
+            .iter()
+            .filter(|(_, h)| h.expires <= now)
+            .map(|(k, h)| (k.clone(), h.clone()))
+            .collect();
+        if due.is_empty() {
             return reports;
         }
+        let changes = self.document.expire(now);
         let keys = changes.iter().map(touched).collect();
         if let Err(reason) = self.save(keys, now) {
             // leases are kept until their end can be written
-            self.document = before;
+            self.document.leases.extend(due);
             return vec![Event::Down(reason)];
         }
         reports.push(Event::Changes { revision: self.document.revision, changes });
@@ -581,6 +587,27 @@ mod tests {
         assert!(l.down.is_none());
         let reports = l.batch(vec![(8, drain("127.0.0.1"))], at(4));
         assert!(matches!(&reports[..], [Event::Written { id: 8, .. }]), "{reports:?}");
+    }
+
+    #[test]
+    fn a_lease_ends_only_once_its_end_can_be_written_and_a_ttl_after_the_outage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let mut l = local(&path);
+        l.batch(
+            vec![(1, Write::Register { service: www(), request: request("127.0.0.20", 3), replaces: None })],
+            at(0),
+        );
+        // a restart reads the lease back; then the journal cannot be opened for appending
+        let mut l = local(&path);
+        std::fs::remove_file(dir.path().join("s.json.journal")).unwrap();
+        std::fs::create_dir(dir.path().join("s.json.journal")).unwrap();
+        assert!(matches!(&l.tick(at(5))[..], [Event::Down(_)]));
+        assert_eq!(l.document.leases.len(), 1, "kept while its end cannot be written");
+        std::fs::remove_dir(dir.path().join("s.json.journal")).unwrap();
+        assert!(matches!(&l.tick(at(6))[..], [Event::Snapshot { .. }]));
+        assert!(l.tick(at(8)).is_empty(), "a TTL from the store's return");
+        assert!(matches!(&l.tick(at(9))[..], [Event::Changes { .. }]));
     }
 
     #[test]
