@@ -4,6 +4,7 @@
 //! [`from_toml`] works on text alone; [`load`] reads the file and resolves every relative
 //! path against the config file's directory.
 
+mod defaults;
 mod error;
 mod raw;
 mod validate;
@@ -201,7 +202,7 @@ impl Config {
     /// `server.startup_wait`, by default the longest check timeout plus 1 s.
     pub fn startup_wait(&self) -> Duration {
         let longest = self.checks.values().map(|c| c.timeout).max().unwrap_or_default();
-        self.server.startup_wait.unwrap_or(longest + Duration::from_secs(1))
+        self.server.startup_wait.unwrap_or(longest + defaults::STARTUP_WAIT_MARGIN)
     }
 }
 

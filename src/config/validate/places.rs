@@ -15,9 +15,9 @@ impl Validator<'_> {
             let max_bytes = match &zone.max_zone_bytes {
                 Some(value) => bytes(value.get_ref()).unwrap_or_else(|| {
                     self.err(value, &format!("{key}.max_zone_bytes"), "must be a size, e.g. \"512MiB\", \"1GiB\"");
-                    DEFAULT_MAX_ZONE_BYTES
+                    defaults::MAX_ZONE_BYTES
                 }),
-                None => DEFAULT_MAX_ZONE_BYTES,
+                None => defaults::MAX_ZONE_BYTES,
             };
             zones.push(ZoneConfig { origin, file: self.path(&zone.file), at, max_bytes });
         }
@@ -144,9 +144,6 @@ impl Validator<'_> {
         }
     }
 }
-
-/// A zone file with its $INCLUDEs may not be larger, unless its zone says otherwise.
-const DEFAULT_MAX_ZONE_BYTES: u64 = 1 << 30;
 
 /// "1GiB", "512MiB", "64KiB", "100MB", "4096": a size in bytes.
 fn bytes(text: &str) -> Option<u64> {

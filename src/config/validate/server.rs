@@ -20,14 +20,14 @@ impl Validator<'_> {
                     }
                 }
             }
-            None => listen.push(SocketAddr::from(([127, 0, 0, 1], 5353))),
+            None => listen.push(defaults::LISTEN),
         }
         let admin_listen = match &raw.admin_listen {
             Some(s) => s.get_ref().parse().unwrap_or_else(|_| {
                 self.err(s, "server.admin_listen", "must be IP:PORT, e.g. \"127.0.0.1:8053\"");
-                SocketAddr::from(([127, 0, 0, 1], 8053))
+                defaults::ADMIN_LISTEN
             }),
-            None => SocketAddr::from(([127, 0, 0, 1], 8053)),
+            None => defaults::ADMIN_LISTEN,
         };
         let admin_token = raw.admin_token_file.as_ref().and_then(|f| self.token(f, "server.admin_token_file"));
         if admin_token.is_none() && raw.admin_token_file.is_none() && !admin_listen.ip().is_loopback() {
@@ -53,9 +53,9 @@ impl Validator<'_> {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let tcp_idle_timeout =
-            self.duration(raw.tcp_idle_timeout.as_ref(), "server.tcp_idle_timeout", Duration::from_secs(10));
+            self.duration(raw.tcp_idle_timeout.as_ref(), "server.tcp_idle_timeout", defaults::TCP_IDLE_TIMEOUT);
         let shutdown_timeout =
-            self.duration(raw.shutdown_timeout.as_ref(), "server.shutdown_timeout", Duration::from_secs(5));
+            self.duration(raw.shutdown_timeout.as_ref(), "server.shutdown_timeout", defaults::SHUTDOWN_TIMEOUT);
         let startup_wait = raw.startup_wait.as_ref().and_then(|value| {
             let parsed = humantime::parse_duration(value.get_ref());
             parsed
@@ -94,7 +94,7 @@ impl Validator<'_> {
     }
 
     pub(super) fn store(&mut self, raw: RawStore) -> StoreConfig {
-        let backend = raw.backend.as_ref().map_or("file", |b| b.get_ref().as_str()).to_string();
+        let backend = raw.backend.as_ref().map_or(defaults::STORE_BACKEND, |b| b.get_ref().as_str()).to_string();
         if let Some(b) = raw.backend.as_ref().filter(|b| b.get_ref() == "etcd" && !cfg!(feature = "etcd")) {
             self.err(
                 b,
@@ -126,7 +126,7 @@ impl Validator<'_> {
         match backend.as_str() {
             "memory" => StoreConfig::Memory,
             "file" => StoreConfig::File {
-                path: raw.path.as_ref().map_or_else(|| self.base.join("state/steerdns-state.json"), |p| self.path(p)),
+                path: raw.path.as_ref().map_or_else(|| self.base.join(defaults::STORE_PATH), |p| self.path(p)),
             },
             "etcd" => StoreConfig::Etcd(self.etcd(raw)),
             _ => {
@@ -157,7 +157,7 @@ impl Validator<'_> {
                 }
             }
         }
-        let prefix = raw.prefix.as_ref().map_or("/steerdns/".to_string(), |p| p.get_ref().clone());
+        let prefix = raw.prefix.as_ref().map_or(defaults::ETCD_PREFIX.to_string(), |p| p.get_ref().clone());
         if let Some(p) = raw.prefix.as_ref().filter(|p| !p.get_ref().ends_with('/')) {
             self.err(p, "store.prefix", "must end with \"/\" (so that it is a directory of keys: \"/steerdns/\")");
         }
@@ -180,7 +180,7 @@ impl Validator<'_> {
             key_file: raw.key_file.as_ref().map(|p| self.path(p)),
             username: raw.username.map(S::into_inner),
             password_file: raw.password_file.as_ref().map(|p| self.path(p)),
-            copy: raw.path.as_ref().map_or_else(|| self.base.join("state/steerdns-etcd-copy.json"), |p| self.path(p)),
+            copy: raw.path.as_ref().map_or_else(|| self.base.join(defaults::ETCD_COPY_PATH), |p| self.path(p)),
         }
     }
 }

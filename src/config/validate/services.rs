@@ -40,7 +40,7 @@ impl Validator<'_> {
             }
             (None, _) => 80,
         };
-        let path = raw.path.as_ref().map_or("/".to_string(), |p| p.get_ref().clone());
+        let path = raw.path.as_ref().map_or(defaults::CHECK_PATH.to_string(), |p| p.get_ref().clone());
         if !path.starts_with('/') || path.chars().any(|c| c.is_ascii_whitespace() || c.is_ascii_control()) {
             self.err(raw.path.as_ref().unwrap(), &format!("{key}.path"), "must start with / and hold no spaces");
         }
@@ -73,8 +73,8 @@ impl Validator<'_> {
             }
             None => vec![200],
         };
-        let interval = self.duration(raw.interval.as_ref(), &format!("{key}.interval"), Duration::from_secs(5));
-        let timeout = self.duration(raw.timeout.as_ref(), &format!("{key}.timeout"), Duration::from_secs(2));
+        let interval = self.duration(raw.interval.as_ref(), &format!("{key}.interval"), defaults::CHECK_INTERVAL);
+        let timeout = self.duration(raw.timeout.as_ref(), &format!("{key}.timeout"), defaults::CHECK_TIMEOUT);
         if timeout >= interval {
             let span = raw.timeout.as_ref().or(raw.interval.as_ref()).map(S::span).unwrap_or(0..0);
             self.errors.at(
@@ -83,8 +83,8 @@ impl Validator<'_> {
                 format!("must be less than interval ({timeout:?} is not below {interval:?})"),
             );
         }
-        let rise = raw.rise.as_ref().map_or(2, |r| self.int(r, &format!("{key}.rise"), 1, 100) as u32);
-        let fall = raw.fall.as_ref().map_or(3, |f| self.int(f, &format!("{key}.fall"), 1, 100) as u32);
+        let rise = raw.rise.as_ref().map_or(defaults::RISE, |r| self.int(r, &format!("{key}.rise"), 1, 100) as u32);
+        let fall = raw.fall.as_ref().map_or(defaults::FALL, |f| self.int(f, &format!("{key}.fall"), 1, 100) as u32);
         Some(Check {
             kind,
             port,
@@ -170,8 +170,9 @@ impl Validator<'_> {
             }
             None => {}
         }
-        let ttl = raw.ttl.as_ref().map_or(30, |t| self.int(t, &format!("{key}.ttl"), 0, 86400) as u32);
-        let default_answers = if order == Order::RoundRobin { 8 } else { 1 };
+        let ttl = raw.ttl.as_ref().map_or(defaults::TTL, |t| self.int(t, &format!("{key}.ttl"), 0, 86400) as u32);
+        let default_answers =
+            if order == Order::RoundRobin { defaults::MAX_ANSWERS } else { defaults::MAX_ANSWERS_PICKED };
         let max_answers = raw
             .max_answers
             .as_ref()
@@ -188,10 +189,9 @@ impl Validator<'_> {
                 WhenAllDown::All
             }
         };
-        let max_registrations = raw
-            .max_registrations
-            .as_ref()
-            .map_or(1000, |m| self.int(m, &format!("{key}.max_registrations"), 0, 100_000) as u32);
+        let max_registrations = raw.max_registrations.as_ref().map_or(defaults::MAX_REGISTRATIONS, |m| {
+            self.int(m, &format!("{key}.max_registrations"), 0, 100_000) as u32
+        });
         let targets = self.targets(&raw.targets, key, policy, regions);
         let at = self.location(raw.name.span());
         Some(Service {
