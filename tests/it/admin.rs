@@ -125,7 +125,8 @@ fn admin_states_on_every_policy_and_on_fail_open() {
 fn reloads_good_and_bad_under_a_steady_stream_of_queries() {
     let s = TestServer::quickstart();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (addr, flag) = (s.addr, stop.clone());
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (addr, flag, count) = (s.addr, stop.clone(), answered.clone());
     let stream = std::thread::spawn(move || {
         let (mut sent, mut lost) = (0, 0);
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -135,7 +136,9 @@ fn reloads_good_and_bad_under_a_steady_stream_of_queries() {
             let mut buf = [0u8; 512];
             sent += 1;
             match socket.recv(&mut buf) {
-                Ok(n) if hickory_proto::op::Message::from_vec(&buf[..n]).unwrap().answers.len() == 3 => {}
+                Ok(n) if hickory_proto::op::Message::from_vec(&buf[..n]).unwrap().answers.len() == 3 => {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 _ => lost += 1,
             }
         }
@@ -152,7 +155,10 @@ fn reloads_good_and_bad_under_a_steady_stream_of_queries() {
     let (code, body) = http(&s.admin, "POST", path, None, None);
     assert!(code == 400 && body.contains("services[0].ttl"), "{code} {body}");
     assert_eq!(s.ask("www.lb.example.", RecordType::A).answers[0].ttl, 31, "the running config is kept");
-    std::thread::sleep(Duration::from_millis(200));
+    let so_far = answered.load(std::sync::atomic::Ordering::SeqCst);
+    eventually("queries answered after the last reload", || {
+        answered.load(std::sync::atomic::Ordering::SeqCst) >= so_far + 20
+    });
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (sent, lost) = stream.join().unwrap();
     assert!(sent > 10 && lost == 0, "{lost} of {sent} queries unanswered");
