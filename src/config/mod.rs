@@ -134,27 +134,35 @@ pub enum Order {
     Sticky,
 }
 
-impl Policy {
-    /// The name the config uses.
-    pub fn name(self) -> &'static str {
-        match self {
-            Policy::All => "all",
-            Policy::Healthy => "healthy",
-            Policy::Failover => "failover",
-            Policy::Gslb => "gslb",
-        }
+/// A value the config writes as one of a fixed set of words: the words and their
+/// values in one table, read by validation and written back by status.
+pub trait Word: Copy + PartialEq + 'static {
+    /// The first is the default.
+    const WORDS: &'static [(&'static str, Self)];
+
+    /// The word the config uses for this value.
+    fn name(self) -> &'static str {
+        Self::WORDS.iter().find(|(_, v)| *v == self).map_or("?", |(w, _)| w)
     }
 }
 
-impl Order {
-    /// The name the config uses.
-    pub fn name(self) -> &'static str {
-        match self {
-            Order::RoundRobin => "round-robin",
-            Order::Weighted => "weighted",
-            Order::Sticky => "sticky",
-        }
-    }
+impl Word for CheckKind {
+    const WORDS: &'static [(&'static str, Self)] =
+        &[("http", CheckKind::Http), ("https", CheckKind::Https), ("tcp", CheckKind::Tcp), ("none", CheckKind::None)];
+}
+
+impl Word for Policy {
+    const WORDS: &'static [(&'static str, Self)] =
+        &[("all", Policy::All), ("healthy", Policy::Healthy), ("failover", Policy::Failover), ("gslb", Policy::Gslb)];
+}
+
+impl Word for Order {
+    const WORDS: &'static [(&'static str, Self)] =
+        &[("round-robin", Order::RoundRobin), ("weighted", Order::Weighted), ("sticky", Order::Sticky)];
+}
+
+impl Word for WhenAllDown {
+    const WORDS: &'static [(&'static str, Self)] = &[("all", WhenAllDown::All), ("none", WhenAllDown::None)];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -328,7 +328,9 @@ fn service_rules() {
     let text = replace("policy = \"gslb\"", "policy = \"random\"");
     one_error(&text, at(&text, "random"), "services[0].policy", "\"all\", \"healthy\"");
     let text = replace("policy = \"gslb\"", "policy = \"gslb\"\norder = \"fastest\"");
-    one_error(&text, at(&text, "fastest"), "services[0].order", "\"round-robin\"");
+    one_error(&text, at(&text, "fastest"), "services[0].order", "must be \"round-robin\", \"weighted\" or \"sticky\"");
+    let text = replace("policy = \"gslb\"", "policy = \"gslb\"\nwhen_all_down = \"some\"");
+    one_error(&text, at(&text, "some"), "services[0].when_all_down", "must be \"all\" or \"none\"");
     let text = replace("check = \"web\"", "check = \"db\"");
     one_error(&text, at(&text, "\"db\""), "services[0].check", "names no check");
     let text = replace("check = \"web\"\n", "");

@@ -5,6 +5,7 @@ use super::wire::Question;
 use super::writer::{Owner, Section, Writer};
 use super::{Rcode, Reply};
 use crate::api::{Explanation, ServiceExplanation};
+use crate::config::Word;
 use crate::steer::{self, Client, Family};
 use crate::view::{ServiceView, View};
 use crate::zone::{Lookup, RRset, Zone};

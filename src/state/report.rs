@@ -3,6 +3,7 @@
 
 use super::model::{Model, Registration, unix};
 use crate::api::{self, StoredState};
+use crate::config::Word;
 use crate::config::{CheckKind, Service};
 use crate::health::ProbeKey;
 use crate::steer::{self, Client, Family};

@@ -172,6 +172,20 @@ impl<'a> Validator<'a> {
     }
 
     /// A unicast address: not unspecified, multicast, broadcast or IPv4-mapped IPv6.
+    /// One of `T`'s words, or its default when not given; an unknown word is an error
+    /// that lists the words.
+    fn word<T: Word>(&mut self, value: Option<&S<String>>, key: &str) -> Option<T> {
+        let Some(value) = value else { return Some(T::WORDS[0].1) };
+        if let Some((_, v)) = T::WORDS.iter().find(|(w, _)| *w == value.get_ref()) {
+            return Some(*v);
+        }
+        let words: Vec<String> = T::WORDS.iter().map(|(w, _)| format!("{w:?}")).collect();
+        let (last, rest) = words.split_last().expect("a word at least");
+        let list = if rest.is_empty() { last.clone() } else { format!("{} or {last}", rest.join(", ")) };
+        self.err(value, key, format!("must be {list}"));
+        None
+    }
+
     fn unicast(&mut self, value: &S<String>, key: &str) -> Option<IpAddr> {
         let Ok(addr) = value.get_ref().parse::<IpAddr>() else {
             self.err(value, key, "must be an IPv4 or IPv6 address");

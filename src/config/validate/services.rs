@@ -16,20 +16,7 @@ impl Validator<'_> {
     }
 
     pub(super) fn check(&mut self, raw: RawCheck, key: &str) -> Option<Check> {
-        let kind = match raw.kind.as_ref().map(|k| k.get_ref().as_str()) {
-            None | Some("http") => CheckKind::Http,
-            Some("https") => CheckKind::Https,
-            Some("tcp") => CheckKind::Tcp,
-            Some("none") => CheckKind::None,
-            Some(_) => {
-                self.err(
-                    raw.kind.as_ref().unwrap(),
-                    &format!("{key}.kind"),
-                    "must be \"http\", \"https\", \"tcp\" or \"none\"",
-                );
-                return None;
-            }
-        };
+        let kind: CheckKind = self.word(raw.kind.as_ref(), &format!("{key}.kind"))?;
         let port = match (&raw.port, kind) {
             (Some(p), _) => self.int(p, &format!("{key}.port"), 1, 65535) as u16,
             (None, CheckKind::Https) => 443,
@@ -133,33 +120,8 @@ impl Validator<'_> {
         checks: &[String],
     ) -> Option<Service> {
         let name = self.name(&raw.name, &format!("{key}.name"));
-        let policy = match raw.policy.as_ref().map(|p| p.get_ref().as_str()) {
-            None | Some("all") => Policy::All,
-            Some("healthy") => Policy::Healthy,
-            Some("failover") => Policy::Failover,
-            Some("gslb") => Policy::Gslb,
-            Some(_) => {
-                self.err(
-                    raw.policy.as_ref().unwrap(),
-                    &format!("{key}.policy"),
-                    "must be \"all\", \"healthy\", \"failover\" or \"gslb\"",
-                );
-                Policy::All
-            }
-        };
-        let order = match raw.order.as_ref().map(|o| o.get_ref().as_str()) {
-            None | Some("round-robin") => Order::RoundRobin,
-            Some("weighted") => Order::Weighted,
-            Some("sticky") => Order::Sticky,
-            Some(_) => {
-                self.err(
-                    raw.order.as_ref().unwrap(),
-                    &format!("{key}.order"),
-                    "must be \"round-robin\", \"weighted\" or \"sticky\"",
-                );
-                Order::RoundRobin
-            }
-        };
+        let policy = self.word(raw.policy.as_ref(), &format!("{key}.policy")).unwrap_or(Policy::All);
+        let order = self.word(raw.order.as_ref(), &format!("{key}.order")).unwrap_or(Order::RoundRobin);
         match &raw.check {
             Some(c) if !checks.contains(c.get_ref()) => {
                 self.err(c, &format!("{key}.check"), format!("names no check; known: {}", names(checks.iter())));
@@ -177,18 +139,8 @@ impl Validator<'_> {
             .max_answers
             .as_ref()
             .map_or(default_answers, |m| self.int(m, &format!("{key}.max_answers"), 1, 64) as usize);
-        let when_all_down = match raw.when_all_down.as_ref().map(|w| w.get_ref().as_str()) {
-            None | Some("all") => WhenAllDown::All,
-            Some("none") => WhenAllDown::None,
-            Some(_) => {
-                self.err(
-                    raw.when_all_down.as_ref().unwrap(),
-                    &format!("{key}.when_all_down"),
-                    "must be \"all\" or \"none\"",
-                );
-                WhenAllDown::All
-            }
-        };
+        let when_all_down =
+            self.word(raw.when_all_down.as_ref(), &format!("{key}.when_all_down")).unwrap_or(WhenAllDown::All);
         let max_registrations = raw.max_registrations.as_ref().map_or(defaults::MAX_REGISTRATIONS, |m| {
             self.int(m, &format!("{key}.max_registrations"), 0, 100_000) as u32
         });
