@@ -90,9 +90,7 @@ impl App {
         }
         dns.spawn_blocking(move || udp_workers.into_iter().for_each(|w| w.join().unwrap_or(())));
         let tcp = listeners.tcp.into_iter().map(tokio::net::TcpListener::from_std).collect::<Result<Vec<_>, _>>()?;
-        let timeout = self.config.server.tcp_idle_timeout;
-        let tcp = server::serve_tcp(tcp, self.view.clone(), self.metrics.clone(), timeout, dns_stop.clone());
-        dns.spawn(supervise::task("tcp", tcp));
+        dns.spawn(server::serve_tcp(tcp, self.view.clone(), self.metrics.clone(), dns_stop.clone()));
         dns.close();
         phase.serving();
         shutdown.cancelled().await;

@@ -14,7 +14,7 @@
 //! | [`steer`] | the answer stages (candidates → policy → order → cap), pure functions |
 //! | [`dns`] | `respond(&View, request bytes) → response bytes`: parse, resolve, emit |
 //! | [`metrics`] | counters (atomics on the query path) and the Prometheus exposition |
-//! | [`server`] | sockets: steerdns's own UDP loop, TCP through hickory-server; a panic answering one query drops that query |
+//! | [`server`] | sockets: steerdns's own UDP and TCP loops; a panic answering one query drops that query |
 //! | [`store`] | run-time state kept across restarts (memory, a JSON file) or shared by nodes (etcd, feature `etcd`); leases are the store's |
 //! | [`state`] | the single owner of mutable state: a pure model (`apply(inputs, now) → effects`) and its shell |
 //! | [`admin`] | the admin HTTP API (axum): status, admin states, registrations, reload, healthz |
@@ -31,7 +31,7 @@
 //! ```text
 //! UDP socket ─► server::udp ─┐                       ┌─► zone::Zone::lookup (static names)
 //!                            ├─► dns::respond(&View) ┤
-//! TCP (hickory) ─► server::tcp┘      (one ArcSwap    └─► steer::answer (services)
+//! TCP socket ─► server::tcp ─┘      (one ArcSwap    └─► steer::answer (services)
 //!                                     load, no locks,
 //!                                     no I/O, no await)
 //! ```

@@ -25,6 +25,26 @@ pub struct View {
     pub services: FxHashMap<Name, ServiceView>,
     /// The `identity` for CHAOS and NSID.
     pub identity: String,
+    /// How TCP connections are bounded (a reload changes them for new connections).
+    pub tcp: TcpLimits,
+}
+
+/// `tcp_idle_timeout`, `tcp_max_connections`, `tcp_max_connections_per_client`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TcpLimits {
+    pub idle_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub max_per_client: usize,
+}
+
+impl TcpLimits {
+    fn of(server: &crate::config::ServerConfig) -> TcpLimits {
+        TcpLimits {
+            idle_timeout: server.tcp_idle_timeout,
+            max_connections: server.tcp_max_connections,
+            max_per_client: server.tcp_max_connections_per_client,
+        }
+    }
 }
 
 /// A service as the query path sees it.
@@ -114,12 +134,14 @@ impl View {
             geo: loaded.geo.clone(),
             services,
             identity: config.server.identity.clone(),
+            tcp: TcpLimits::of(&config.server),
         }
     }
 
     /// A View with nothing in it, until the owner publishes its first.
     pub fn empty(geo: Arc<Geo>) -> View {
-        View { zones: Arc::default(), geo, services: FxHashMap::default(), identity: String::new() }
+        let tcp = TcpLimits { idle_timeout: std::time::Duration::from_secs(10), max_connections: 1, max_per_client: 1 };
+        View { zones: Arc::default(), geo, services: FxHashMap::default(), identity: String::new(), tcp }
     }
 }
 

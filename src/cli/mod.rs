@@ -104,8 +104,8 @@ pub fn main() -> ExitCode {
 /// `steerdns_log_lines_dropped_total`). Keep the guard: dropping it flushes.
 fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,hickory_server=warn,hickory_proto=warn".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hickory_proto=warn".into());
     let (writer, guard) =
         tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(true).finish(Quiet(std::io::stderr()));
     crate::metrics::count_log_drops(writer.error_counter());

@@ -8,6 +8,8 @@ pub const LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ip
 pub const ADMIN_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8053);
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const TCP_MAX_CONNECTIONS: usize = 1024;
+pub const TCP_MAX_CONNECTIONS_PER_CLIENT: usize = 64;
 /// Added to the longest check timeout for the default `startup_wait`.
 pub const STARTUP_WAIT_MARGIN: Duration = Duration::from_secs(1);
 

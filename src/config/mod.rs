@@ -41,6 +41,10 @@ pub struct ServerConfig {
     pub identity: String,
     pub udp_workers: usize,
     pub tcp_idle_timeout: Duration,
+    /// TCP connections open at once, over all clients; past it the longest-idle goes.
+    pub tcp_max_connections: usize,
+    /// TCP connections open at once from one source address.
+    pub tcp_max_connections_per_client: usize,
     pub shutdown_timeout: Duration,
     /// As written; [`Config::startup_wait`] gives the default.
     pub startup_wait: Option<Duration>,

@@ -18,6 +18,8 @@ pub struct RawServer {
     pub identity: Option<S<String>>,
     pub udp_workers: Option<S<i64>>,
     pub tcp_idle_timeout: Option<S<String>>,
+    pub tcp_max_connections: Option<S<i64>>,
+    pub tcp_max_connections_per_client: Option<S<i64>>,
     pub shutdown_timeout: Option<S<String>>,
     pub startup_wait: Option<S<String>>,
 }

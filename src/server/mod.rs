@@ -1,5 +1,5 @@
-//! Sockets: binding the listen addresses, steerdns's own UDP loop, and TCP through
-//! hickory-server's `Server`; both answer through [`respond`].
+//! Sockets: binding the listen addresses, and steerdns's own UDP and TCP loops, which
+//! both answer through [`respond`].
 
 mod tcp;
 mod udp;

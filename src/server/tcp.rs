@@ -1,88 +1,243 @@
-//! TCP through hickory-server's `Server` (connection handling, framing, idle timeout),
-//! with a thin handler that calls the same `dns::respond` as UDP.
+//! steerdns's own TCP loop (SPEC §7): two-byte framing, queries answered in turn by
+//! the same [`super::respond`] as UDP (so every reply is the one UDP gives, but TC),
+//! replies batched into one write while more queries are already buffered.
 //!
-//! hickory decodes each request before the handler runs (undecodable requests get its
-//! own FORMERR) and sends a structured response, so the handler decodes our response
-//! bytes once more: TCP is rare, and this keeps one answer path.
+//! A connection closes on a zero-length message, on a length prefix or message it does
+//! not complete, and after `tcp_idle_timeout` without a complete query (a client that
+//! never reads its replies is closed by the same clock). `tcp_max_connections` and
+//! `tcp_max_connections_per_client` bound what is open: past either, the longest-idle
+//! connection (of that client, or of all) is closed to make room. An accept that fails
+//! (no descriptors left) backs off instead of spinning.
 
 use crate::dns::Transport;
 use crate::metrics::Metrics;
 use crate::view::View;
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Header, Message, ResponseCode};
-use hickory_server::Server;
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-struct Handler {
-    view: Arc<ArcSwap<View>>,
-    metrics: Arc<Metrics>,
-}
+/// Longest pause after a failed accept.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, handle: R) -> ResponseInfo {
-        crate::supervise::task("tcp", self.handle(request, handle)).await
-    }
-}
-
-impl Handler {
-    async fn handle<R: ResponseHandler>(&self, request: &Request, mut handle: R) -> ResponseInfo {
-        crate::supervise::fault_point("tcp");
-        let mut bytes = Vec::new();
-        let view = self.view.load();
-        let rcode = super::respond(&view, request.as_slice(), request.src(), Transport::Tcp, &mut bytes, &self.metrics);
-        let message = match Message::from_vec(&bytes) {
-            Ok(m) if rcode.is_some() => m,
-            _ => return failed(request),
-        };
-        let builder = MessageResponseBuilder::new(&request.queries, message.edns.as_ref());
-        let response = builder.build(
-            message.metadata,
-            message.answers.iter(),
-            message.authorities.iter(),
-            std::iter::empty(),
-            message.additionals.iter(),
-        );
-        handle.send_response(response).await.unwrap_or_else(|e| {
-            tracing::debug!("tcp send to {}: {e}", request.src());
-            failed(request)
-        })
-    }
-}
-
-fn failed(request: &Request) -> ResponseInfo {
-    let mut metadata = hickory_proto::op::Metadata::response_from_request(&request.metadata);
-    metadata.response_code = ResponseCode::ServFail;
-    Header { metadata, counts: Default::default() }.into()
-}
-
-/// Serves DNS over TCP on `listeners` until `shutdown`, then lets connections finish
-/// their in-flight queries.
+/// Serves DNS over TCP on `listeners` until `shutdown`; connections then finish the
+/// query in hand and close. Returns once every connection has.
 pub async fn serve_tcp(
-    listeners: Vec<tokio::net::TcpListener>,
+    listeners: Vec<TcpListener>,
     view: Arc<ArcSwap<View>>,
     metrics: Arc<Metrics>,
-    idle_timeout: Duration,
-    shutdown: tokio_util::sync::CancellationToken,
+    shutdown: CancellationToken,
 ) {
-    let mut server = Server::new(Handler { view, metrics });
+    let open = Arc::new(Open::default());
+    let connections = TaskTracker::new();
+    let accepts = TaskTracker::new();
     for listener in listeners {
-        server.register_listener(listener, idle_timeout, 64);
+        let (view, metrics, open, shutdown, connections) =
+            (view.clone(), metrics.clone(), open.clone(), shutdown.clone(), connections.clone());
+        accepts.spawn(crate::supervise::task("tcp", async move {
+            accept(listener, view, metrics, open, shutdown, connections).await;
+        }));
     }
-    tokio::select! {
-        result = server.block_until_done() => {
-            if let Err(e) = result {
-                tracing::error!("tcp server stopped: {e}");
+    accepts.close();
+    accepts.wait().await;
+    connections.close();
+    connections.wait().await;
+}
+
+async fn accept(
+    listener: TcpListener,
+    view: Arc<ArcSwap<View>>,
+    metrics: Arc<Metrics>,
+    open: Arc<Open>,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE and the like: wait for descriptors to come back
+                tracing::debug!("tcp accept: {e}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(10);
+        let limits = Limits::of(&view.load());
+        let connection = open.admit(peer.ip(), &limits);
+        let (view, metrics, open, shutdown) = (view.clone(), metrics.clone(), open.clone(), shutdown.clone());
+        connections.spawn(crate::supervise::task("tcp", async move {
+            crate::supervise::fault_point("tcp");
+            serve(stream, peer, &view, &metrics, (&open, &connection), limits.idle, &shutdown).await;
+            open.leave(&connection);
+        }));
+    }
+}
+
+/// The limits of the View in force when a connection was accepted.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    idle: Duration,
+    total: usize,
+    per_client: usize,
+}
+
+impl Limits {
+    fn of(view: &View) -> Limits {
+        Limits { idle: view.tcp.idle_timeout, total: view.tcp.max_connections, per_client: view.tcp.max_per_client }
+    }
+}
+
+/// One open connection, as the limits see it.
+#[derive(Debug)]
+struct Connection {
+    id: u64,
+    peer: IpAddr,
+    /// When its last complete query came (or its accept), on the [`Open::clock`]:
+    /// the lowest is the longest idle.
+    active: AtomicU64,
+    /// Cancelled to make room for a newer connection.
+    close: CancellationToken,
+}
+
+/// Every open connection.
+#[derive(Debug)]
+struct Open {
+    /// Counts accepts and queries: a strict order of activity, ties impossible.
+    clock: AtomicU64,
+    next: AtomicU64,
+    connections: Mutex<HashMap<u64, Arc<Connection>>>,
+}
+
+impl Default for Open {
+    fn default() -> Self {
+        Open { clock: AtomicU64::new(0), next: AtomicU64::new(0), connections: Mutex::default() }
+    }
+}
+
+impl Open {
+    fn now(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a new connection from `peer`, closing the longest-idle one of that
+    /// client, or of all, when it would pass a limit.
+    fn admit(&self, peer: IpAddr, limits: &Limits) -> Arc<Connection> {
+        let connection = Arc::new(Connection {
+            id: self.next.fetch_add(1, Ordering::Relaxed),
+            peer,
+            active: AtomicU64::new(self.now()),
+            close: CancellationToken::new(),
+        });
+        let mut open = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let closing = |c: &&Arc<Connection>| !c.close.is_cancelled();
+        let idlest = |of: &mut dyn Iterator<Item = &Arc<Connection>>| {
+            of.min_by_key(|c| c.active.load(Ordering::Relaxed)).map(|c| c.close.cancel())
+        };
+        if open.values().filter(closing).filter(|c| c.peer == peer).count() >= limits.per_client {
+            idlest(&mut open.values().filter(closing).filter(|c| c.peer == peer));
+        }
+        if open.values().filter(closing).count() >= limits.total {
+            idlest(&mut open.values().filter(closing));
+        }
+        open.insert(connection.id, connection.clone());
+        connection
+    }
+
+    fn leave(&self, connection: &Connection) {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&connection.id);
+    }
+}
+
+/// Why a connection ends, for the trace log.
+enum End {
+    Closed,
+    Idle,
+    ZeroLength,
+    Replaced,
+    Stopping,
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Closed => f.write_str("closed by the client"),
+            End::Idle => f.write_str("idle timeout"),
+            End::ZeroLength => f.write_str("a zero-length message"),
+            End::Replaced => f.write_str("closed for a newer connection (limits)"),
+            End::Stopping => f.write_str("stopping"),
+            End::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    view: &ArcSwap<View>,
+    metrics: &Metrics,
+    (open, connection): (&Open, &Connection),
+    idle: Duration,
+    shutdown: &CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::with_capacity(4096, read);
+    let (mut query, mut replies, mut reply) = (Vec::new(), Vec::new(), Vec::new());
+    let end = loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => break End::Stopping,
+            _ = connection.close.cancelled() => break End::Replaced,
+            next = tokio::time::timeout(idle, frame(&mut read, &mut query)) => next,
+        };
+        match next {
+            Err(_) => break End::Idle,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break End::Closed,
+            Ok(Err(e)) => break End::Io(e),
+            Ok(Ok(0)) => break End::ZeroLength,
+            Ok(Ok(_)) => {}
+        }
+        connection.active.store(open.now(), Ordering::Relaxed);
+        let rcode = super::respond(&view.load(), &query, peer, Transport::Tcp, &mut reply, metrics);
+        if rcode.is_some() && !reply.is_empty() {
+            replies.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+            replies.extend_from_slice(&reply);
+        }
+        // one write for every query already in hand
+        if read.buffer().len() < 2 && !replies.is_empty() {
+            match tokio::time::timeout(idle, write.write_all(&replies)).await {
+                Ok(Ok(())) => replies.clear(),
+                Ok(Err(e)) => break End::Io(e),
+                Err(_) => break End::Idle,
             }
         }
-        _ = shutdown.cancelled() => {
-            if let Err(e) = server.shutdown_gracefully().await {
-                tracing::warn!("tcp shutdown: {e}");
-            }
-        }
+    };
+    if !replies.is_empty() {
+        let _ = tokio::time::timeout(idle, write.write_all(&replies)).await;
     }
+    tracing::trace!("tcp {peer}: {end}");
+}
+
+/// Reads one message into `query`: its length, 0 for a zero-length message.
+async fn frame(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, query: &mut Vec<u8>) -> std::io::Result<usize> {
+    let len = read.read_u16().await? as usize;
+    query.resize(len, 0);
+    read.read_exact(query).await?;
+    Ok(len)
 }

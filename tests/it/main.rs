@@ -20,4 +20,5 @@ mod ready;
 mod registrations;
 mod robustness;
 mod services;
+mod tcp;
 mod zones;

@@ -54,6 +54,13 @@ impl Validator<'_> {
         };
         let tcp_idle_timeout =
             self.duration(raw.tcp_idle_timeout.as_ref(), "server.tcp_idle_timeout", defaults::TCP_IDLE_TIMEOUT);
+        let tcp_max_connections = raw.tcp_max_connections.as_ref().map_or(defaults::TCP_MAX_CONNECTIONS, |n| {
+            self.int(n, "server.tcp_max_connections", 1, 1_000_000) as usize
+        });
+        let tcp_max_connections_per_client =
+            raw.tcp_max_connections_per_client.as_ref().map_or(defaults::TCP_MAX_CONNECTIONS_PER_CLIENT, |n| {
+                self.int(n, "server.tcp_max_connections_per_client", 1, 1_000_000) as usize
+            });
         let shutdown_timeout =
             self.duration(raw.shutdown_timeout.as_ref(), "server.shutdown_timeout", defaults::SHUTDOWN_TIMEOUT);
         let startup_wait = raw.startup_wait.as_ref().and_then(|value| {
@@ -72,6 +79,8 @@ impl Validator<'_> {
             identity,
             udp_workers,
             tcp_idle_timeout,
+            tcp_max_connections,
+            tcp_max_connections_per_client,
             shutdown_timeout,
             startup_wait,
         }
