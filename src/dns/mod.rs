@@ -89,21 +89,26 @@ fn respond_traced(
     let request = match wire::parse(request) {
         Ok(r) => r,
         Err(Reject::Drop) => return None,
-        Err(Reject::FormErr { id, opcode, rd }) => {
-            let flags = 0x8000 | (u16::from(opcode) << 11) | if rd { 0x0100 } else { 0 } | Rcode::FormErr as u16;
-            Writer::new(out, 512, None, None).finish(id, flags, None);
-            return Some(Rcode::FormErr);
+        Err(Reject::FormErr(request)) => {
+            let limit = limit(transport, &request);
+            return Some(finish_error(view, &request, Reply::error(Rcode::FormErr), limit, out));
         }
     };
-    let limit = match (transport, &request.edns) {
-        (Transport::Tcp, _) => u16::MAX as usize,
-        (Transport::Udp, Some(e)) => e.payload.clamp(512, OUR_UDP_SIZE) as usize,
-        (Transport::Udp, None) => 512,
-    };
+    let limit = limit(transport, &request);
     Some(match precheck(&request) {
         Some(reply) => finish_error(view, &request, reply, limit, out),
         None => answer(view, &request, client, limit, out, trace),
     })
+}
+
+/// The most a reply may take: 65,535 bytes over TCP; over UDP the query's EDNS payload
+/// size within [512, 1232], or 512 without EDNS.
+fn limit(transport: Transport, request: &Request) -> usize {
+    match (transport, &request.edns) {
+        (Transport::Tcp, _) => u16::MAX as usize,
+        (Transport::Udp, Some(e)) => e.payload.clamp(512, OUR_UDP_SIZE) as usize,
+        (Transport::Udp, None) => 512,
+    }
 }
 
 /// Why `client` (an ECS subnet, or else the `source` address) gets its answer for
@@ -250,10 +255,13 @@ fn opt_for<'v>(
     })
 }
 
-/// QR, the request's opcode, RD and CD copied; AA and TC as decided; RA, AD and Z 0.
+/// QR, the request's opcode, RD and CD copied (for QUERY only: other opcodes get them
+/// clear, SPEC §5); AA and TC as decided; RA, AD and Z 0.
 fn flags(request: &Request, reply: Reply) -> u16 {
     let mut flags = 0x8000 | (u16::from(request.opcode) << 11) | (reply.rcode as u16 & 0xF);
-    for (set, bit) in [(reply.aa, 0x0400), (reply.tc, 0x0200), (request.rd, 0x0100), (request.cd, 0x0010)] {
+    let query = request.opcode == 0;
+    let copied = [(request.rd && query, 0x0100), (request.cd && query, 0x0010)];
+    for (set, bit) in [(reply.aa, 0x0400), (reply.tc, 0x0200)].into_iter().chain(copied) {
         if set {
             flags |= bit;
         }

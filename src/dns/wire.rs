@@ -2,9 +2,9 @@
 //! checked as SPEC §5 says (one OPT, in the additional section, with a root owner;
 //! BADVERS before any option error; strict ECS).
 
-use hickory_proto::rr::Name;
 use hickory_proto::rr::rdata::opt::ClientSubnet;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, Restrict};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 const OPT: u16 = 41;
@@ -43,50 +43,63 @@ pub struct Edns {
 }
 
 /// Why a request gets no normal answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Reject {
     /// Not even a query header, or a response (QR=1): no reply at all.
     Drop,
-    /// Malformed past the header: FORMERR with the header's id, opcode and RD.
-    FormErr { id: u16, opcode: u8, rd: bool },
+    /// Malformed past the header: FORMERR, with what parsed of the request (its
+    /// question when exactly one parsed, and its OPT when it had one).
+    FormErr(Box<Request>),
 }
 
-/// Parses a request.
+/// Parses a request, checking every record: its framing, its owner, and the RDATA of
+/// the types hickory knows (lengths, names), with nothing left over after the last.
 pub fn parse(bytes: &[u8]) -> Result<Request, Reject> {
     if bytes.len() < 12 || bytes[2] & 0x80 != 0 {
         return Err(Reject::Drop);
     }
     let word = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
     let (id, flags) = (word(0), word(2));
-    let opcode = ((flags >> 11) & 0xF) as u8;
-    let rd = flags & 0x0100 != 0;
-    let formerr = Reject::FormErr { id, opcode, rd };
     let counts = [word(4), word(6), word(8), word(10)];
+    let mut request = Request {
+        id,
+        opcode: ((flags >> 11) & 0xF) as u8,
+        rd: flags & 0x0100 != 0,
+        cd: flags & 0x0010 != 0,
+        qdcount: counts[0],
+        question: None,
+        edns: None,
+    };
     let mut decoder = BinDecoder::new(bytes);
     decoder.read_slice(12).map_err(|_| Reject::Drop)?;
-    let mut request =
-        Request { id, opcode, rd, cd: flags & 0x0010 != 0, qdcount: counts[0], question: None, edns: None };
     for _ in 0..counts[0] {
-        let question = read_question(&mut decoder).ok_or(formerr)?;
-        request.question.get_or_insert(question);
-    }
-    for _ in 0..counts[1] as u32 + counts[2] as u32 {
-        let (_, rtype, _, _, _) = read_record(&mut decoder).ok_or(formerr)?;
-        if rtype == OPT {
-            return Err(formerr);
+        match read_question(&mut decoder) {
+            Some(question) => drop(request.question.get_or_insert(question)),
+            None => return Err(Reject::FormErr(Box::new(request))),
         }
     }
-    for _ in 0..counts[3] {
-        let (owner_is_root, rtype, class, ttl, rdata) = read_record(&mut decoder).ok_or(formerr)?;
-        if rtype != OPT {
-            continue;
+    // a record whose framing holds but whose content does not is noted, and the rest
+    // read on, so that the FORMERR can carry the OPT
+    let mut malformed = false;
+    for (section, count) in counts.iter().enumerate().skip(1) {
+        for _ in 0..*count {
+            let Some(record) = read_record(bytes, &mut decoder) else {
+                return Err(Reject::FormErr(Box::new(request)));
+            };
+            match record {
+                Record::Opt { owner_is_root, class, ttl, rdata } => {
+                    let misplaced = section != 3 || !owner_is_root || request.edns.is_some();
+                    malformed |= misplaced;
+                    if !misplaced {
+                        request.edns = Some(read_edns(class, ttl, rdata));
+                    }
+                }
+                Record::Other { rdata_ok } => malformed |= !rdata_ok,
+            }
         }
-        if !owner_is_root || request.edns.is_some() {
-            return Err(formerr);
-        }
-        request.edns = Some(read_edns(class, ttl, rdata));
     }
-    Ok(request)
+    malformed |= !decoder.is_empty();
+    if malformed { Err(Reject::FormErr(Box::new(request))) } else { Ok(request) }
 }
 
 fn read_question(decoder: &mut BinDecoder<'_>) -> Option<Question> {
@@ -96,16 +109,40 @@ fn read_question(decoder: &mut BinDecoder<'_>) -> Option<Question> {
     Some(Question { name, qtype, qclass })
 }
 
-/// Reads one resource record: (owner is root, type, class, ttl, rdata).
-fn read_record<'a>(decoder: &mut BinDecoder<'a>) -> Option<(bool, u16, u16, u32, &'a [u8])> {
+/// One resource record of a query, as far as the parser needs it.
+enum Record<'a> {
+    Opt {
+        owner_is_root: bool,
+        class: u16,
+        ttl: u32,
+        rdata: &'a [u8],
+    },
+    /// Whether its RDATA is well formed for its type (any bytes, for a type hickory
+    /// does not know).
+    Other {
+        rdata_ok: bool,
+    },
+}
+
+/// Reads one resource record; None when its framing does not hold (the owner name,
+/// the fixed fields, or an RDLENGTH past the message).
+fn read_record<'a>(message: &'a [u8], decoder: &mut BinDecoder<'a>) -> Option<Record<'a>> {
     let owner_is_root = decoder.peek()?.unverified() == 0;
     Name::read(decoder).ok()?;
     let rtype = decoder.read_u16().ok()?.unverified();
     let class = decoder.read_u16().ok()?.unverified();
     let ttl = decoder.read_u32().ok()?.unverified();
-    let len = decoder.read_u16().ok()?.unverified() as usize;
-    let rdata = decoder.read_slice(len).ok()?.unverified();
-    Some((owner_is_root, rtype, class, ttl, rdata))
+    let len = decoder.read_u16().ok()?.unverified();
+    let start = decoder.index();
+    let rdata = decoder.read_slice(len as usize).ok()?.unverified();
+    if rtype == OPT {
+        return Some(Record::Opt { owner_is_root, class, ttl, rdata });
+    }
+    // names in RDATA may point anywhere before them: read it in the whole message
+    let mut check = BinDecoder::new(message);
+    let rdata_ok =
+        check.read_slice(start).is_ok() && RData::read(&mut check, RecordType::from(rtype), Restrict::new(len)).is_ok();
+    Some(Record::Other { rdata_ok })
 }
 
 fn read_edns(class: u16, ttl: u32, mut rdata: &[u8]) -> Edns {
@@ -188,9 +225,9 @@ mod tests {
 
     #[test]
     fn short_packets_and_responses_are_dropped() {
-        assert_eq!(parse(&[0; 11]).unwrap_err(), Reject::Drop);
+        assert!(matches!(parse(&[0; 11]), Err(Reject::Drop)));
         let mut response = [0u8; 12];
         response[2] = 0x80;
-        assert_eq!(parse(&response).unwrap_err(), Reject::Drop);
+        assert!(matches!(parse(&response), Err(Reject::Drop)));
     }
 }

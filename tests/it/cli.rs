@@ -36,7 +36,7 @@ fn check_prints_every_error_with_its_location_and_exits_1() {
 fn serve_answers_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("lb.example.zone"), ZONE).unwrap();
-    let config = quickstart_config().edit("127.0.0.1:5353", "127.0.0.1:0");
+    let config = quickstart_config().edit("127.0.0.1:5353\"]", "127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"");
     std::fs::write(dir.path().join("c.toml"), config).unwrap();
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])

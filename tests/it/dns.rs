@@ -165,6 +165,68 @@ fn malformed_ecs_opt_and_question_counts_get_formerr() {
     }
 }
 
+/// An A record with `rdata`, owned by the root.
+fn a_record(rdata: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 1, 0, 1, 0, 0, 0, 60];
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(rdata);
+    out
+}
+
+#[test]
+fn every_record_is_checked_and_formerr_carries_the_question_and_the_opt() {
+    let s = TestServer::quickstart();
+    let q = [("www.lb.example.", A, IN)];
+    let opt = raw::opt(&raw::name("."), 0, &[]);
+    let mut trailing = raw::query(0x0100, &q, [&[], &[], std::slice::from_ref(&opt)]);
+    trailing.extend_from_slice(&[1, 2, 3]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("an A record of 3 bytes", raw::query(0x0100, &q, [&[], &[], &[a_record(&[1, 2, 3]), opt.clone()]])),
+        (
+            "an A record of 5 bytes",
+            raw::query(0x0100, &q, [&[], &[a_record(&[1, 2, 3, 4, 5])], std::slice::from_ref(&opt)]),
+        ),
+        ("bytes after the last record", trailing),
+    ];
+    for (what, packet) in cases {
+        for (transport, reply) in [("UDP", raw_reply(&s, &packet)), ("TCP", tcp_raw(s.addr, &packet))] {
+            let (rcode, flags, qdcount, ancount, arcount) = raw::summary(&reply);
+            assert_eq!(rcode, 1, "{what} over {transport}: FORMERR");
+            assert!(flags & 0x0100 != 0, "{what}: RD copied");
+            assert_eq!((qdcount, ancount, arcount), (1, 0, 1), "{what} over {transport}: the question and an OPT");
+        }
+    }
+    // a well-formed record of a known type is fine
+    let fine = raw::query(0x0100, &q, [&[], &[], &[a_record(&[1, 2, 3, 4]), opt]]);
+    assert_eq!(raw::summary(&raw_reply(&s, &fine)).0, 0);
+}
+
+#[test]
+fn a_query_larger_than_4096_bytes_is_read_whole() {
+    let s = TestServer::quickstart();
+    // EDNS padding (option 12) of 5,000 bytes
+    let mut padding = vec![0, 12];
+    padding.extend_from_slice(&5000u16.to_be_bytes());
+    padding.extend(std::iter::repeat_n(0, 5000));
+    let packet =
+        raw::query(0x0100, &[("static.lb.example.", A, IN)], [&[], &[], &[raw::opt(&raw::name("."), 0, &padding)]]);
+    assert!(packet.len() > 5000);
+    let reply = raw_reply(&s, &packet);
+    let (rcode, _, qdcount, ancount, _) = raw::summary(&reply);
+    assert_eq!((rcode, qdcount, ancount), (0, 1, 1), "answered");
+}
+
+#[test]
+fn other_opcodes_get_rd_and_cd_clear() {
+    let s = TestServer::quickstart();
+    // opcode 2 (STATUS) with RD and CD set
+    let packet = raw::query(0x1110, &[("www.lb.example.", A, IN)], [&[], &[], &[]]);
+    let (rcode, flags, ..) = raw::summary(&raw_reply(&s, &packet));
+    assert_eq!(rcode, 4, "NOTIMP");
+    assert_eq!(flags & 0x0110, 0, "RD and CD clear: {flags:04x}");
+    assert_eq!(flags & 0x7800, 0x1000, "the opcode echoed");
+}
+
 #[test]
 fn edns_version_above_zero_gets_badvers_before_any_option_error() {
     let s = TestServer::quickstart();

@@ -484,3 +484,11 @@ impl Edit for str {
         self.replace(from, to)
     }
 }
+
+/// Sends raw bytes as one TCP message; the reply's bytes.
+pub fn tcp_raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp_send(&mut stream, bytes);
+    tcp_read(&mut stream).expect("a TCP reply")
+}

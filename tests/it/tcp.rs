@@ -111,6 +111,14 @@ fn tcp_replies_are_the_replies_udp_gives_but_tc() {
         raw::query(0x2100, &[("www.lb.example.", 1, 1)], [&[], &[], &[]]),
         raw::query(0x0100, &[("www.lb.example.", 252, 1)], [&[], &[], &[]]),
         raw::query(0x0100, &[], [&[], &[], &[]]),
+        // an A record of 3 bytes beside the OPT
+        raw::query(
+            0x0100,
+            &[("www.lb.example.", 1, 1)],
+            [&[], &[], &[vec![0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 3, 1, 2, 3], raw::opt(&[0], 0, &[])]],
+        ),
+        // opcode STATUS with RD and CD
+        raw::query(0x1110, &[("www.lb.example.", 1, 1)], [&[], &[], &[]]),
     ];
     for bytes in cases {
         let udp = udp_raw(s.addr, &bytes, Duration::from_secs(2)).expect("a UDP reply");
