@@ -22,6 +22,7 @@
 //! | [`api`] | the API's JSON types, shared with the CLI |
 //! | [`supervise`] | crash-only: named tasks, the panic hook, contained queries, the owner's heartbeat |
 //! | [`cli`] | the `steerdns` command line |
+//! | [`fuzzing`] | the fuzz harnesses (queries over UDP and TCP, zone files, configs, API bodies), shared by `fuzz/` and `cargo test` |
 //!
 //! Dependencies flow one way, down this table (`api` and `supervise` are used from
 //! anywhere); `layering`'s test checks there is no cycle.
@@ -53,6 +54,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod fuzzing;
 pub mod geo;
 pub mod health;
 #[cfg(test)]

@@ -133,17 +133,29 @@ fn read_zone(origin: &Name, path: &Path) -> Result<Vec<Record>, Vec<ZoneError>> 
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![error(&origin.to_string(), format!("cannot read the zone file: {e}"))])?;
-    let (_, sets) =
-        Parser::new(text.as_str(), Some(path.to_path_buf()), Some(origin.clone())).parse().map_err(|e| {
-            let mut e = error(&origin.to_string(), format!("cannot parse the zone file: {e}"));
-            e.line = failing_line(&text, origin, path, &e.message);
-            vec![e]
-        })?;
+    parse_zone(origin, path, &text)
+}
+
+/// Parses and checks zone text (what `path` holds, for errors and $INCLUDEs, which
+/// the caller has checked).
+pub fn parse_zone(origin: &Name, path: &Path, text: &str) -> Result<Vec<Record>, Vec<ZoneError>> {
+    let error = |owner: &str, message: String| ZoneError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        key: owner.to_string(),
+        message,
+    };
+    let (_, sets) = Parser::new(text, Some(path.to_path_buf()), Some(origin.clone())).parse().map_err(|e| {
+        let mut e = error(&origin.to_string(), format!("cannot parse the zone file: {e}"));
+        e.line = failing_line(text, origin, path, &e.message);
+        vec![e]
+    })?;
     let records: Vec<Record> = sets.values().flat_map(|s| s.records_without_rrsigs().cloned()).collect();
     let mut errors = Vec::new();
     let mut at = |record: &Record, message: String| {
         let mut e = error(&record.name.to_string(), message);
-        e.line = owner_line(&text, &record.name, origin);
+        e.line = owner_line(text, &record.name, origin);
         errors.push(e);
     };
     for record in &records {

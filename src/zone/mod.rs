@@ -8,7 +8,7 @@ mod index;
 mod load;
 
 pub use index::{Lookup, RRset, Zone};
-pub use load::{ZoneError, load_zones};
+pub use load::{ZoneError, load_zones, parse_zone};
 
 use hickory_proto::rr::Name;
 

@@ -1,0 +1,256 @@
+//! The fuzz harnesses: one function per kind of outside bytes, shared by the cargo-fuzz
+//! targets (`fuzz/`) and by `cargo test`, which replays every corpus file through them
+//! (`fuzz/corpus/TARGET/`). Each panics when an invariant breaks; none touches a
+//! socket.
+//!
+//! - [`respond_udp`], [`respond_tcp`], [`respond_structured`] (well-formed queries
+//!   built from the fuzzer's bytes): a query (or a TCP byte stream) answered from a
+//!   View of the quickstart's zone and services; every reply must decode with
+//!   hickory-proto, echo the ID with QR set, and keep to the size limit (512 bytes
+//!   without EDNS, 1232 with it, over UDP; 65,535 over TCP).
+//! - [`zone_text`], [`config_text`], [`api_body`]: zone files, configs and the admin
+//!   API's JSON bodies, which must give a value or an error, never a panic or a hang.
+
+use crate::api::{RegistrationRequest, StateRequest};
+use crate::dns::{self, Transport};
+use crate::view::View;
+use hickory_proto::op::Message;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::OnceLock;
+
+const CONFIG: &str = include_str!("../examples/quickstart.toml");
+const ZONE: &str = include_str!("../zones/lb.example.zone");
+
+/// The View every respond harness answers from: the quickstart, built once.
+pub fn view() -> &'static View {
+    static VIEW: OnceLock<View> = OnceLock::new();
+    VIEW.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("steerdns-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        std::fs::write(dir.join("lb.example.zone"), ZONE).expect("the zone written");
+        let config = CONFIG.replace("../zones/lb.example.zone", "lb.example.zone");
+        std::fs::write(dir.join("c.toml"), config).expect("the config written");
+        let loaded = crate::loaded::load(&dir.join("c.toml")).expect("the quickstart loads");
+        let _ = std::fs::remove_dir_all(&dir);
+        let health = |_: &crate::health::ProbeKey| crate::health::Health::Unknown;
+        View::build(&loaded, None, &health, &|_, _| crate::api::AdminState::Auto, false)
+    })
+}
+
+const CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)), 53000);
+
+/// One datagram, answered as the UDP loop answers it.
+pub fn respond_udp(query: &[u8]) {
+    let mut out = Vec::new();
+    if dns::respond(view(), query, CLIENT, Transport::Udp, &mut out).is_some() {
+        check_reply(query, &out, Transport::Udp);
+    }
+}
+
+/// A TCP byte stream: each two-byte-framed message answered in turn, as the TCP loop
+/// does, until the stream ends, a frame is incomplete, or a zero-length message
+/// closes it.
+pub fn respond_tcp(mut stream: &[u8]) {
+    let mut out = Vec::new();
+    while let [high, low, rest @ ..] = stream {
+        let len = usize::from(u16::from_be_bytes([*high, *low]));
+        if len == 0 || rest.len() < len {
+            return;
+        }
+        let (query, next) = rest.split_at(len);
+        if dns::respond(view(), query, CLIENT, Transport::Tcp, &mut out).is_some() {
+            check_reply(query, &out, Transport::Tcp);
+        }
+        stream = next;
+    }
+}
+
+/// A well-formed query built from `data` (names of the zone in any case, every kind
+/// of type and class, EDNS with ECS, NSID, padding and unknown options, other
+/// opcodes, extra records), answered over UDP and over TCP: the fuzzer reaches deep
+/// into resolution instead of stopping at the parser.
+pub fn respond_structured(data: &[u8]) {
+    let mut u = arbitrary::Unstructured::new(data);
+    let Ok(query) = structured_query(&mut u) else { return };
+    respond_udp(&query);
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&query);
+    respond_tcp(&framed);
+}
+
+const NAMES: &[&str] = &[
+    "www.lb.example.",
+    "api.lb.example.",
+    "empty.lb.example.",
+    "static.lb.example.",
+    "alias.lb.example.",
+    "nope.lb.example.",
+    "lb.example.",
+    "x.lb.example.",
+    "example.org.",
+    "id.server.",
+    "hostname.bind.",
+    ".",
+];
+const TYPES: &[u16] = &[1, 28, 255, 6, 2, 15, 16, 5, 43, 33, 257, 252, 251, 0, 41, 65000, 128, 249];
+
+fn structured_query(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Vec<u8>> {
+    let opcode: u16 = *u.choose(&[0, 0, 0, 0, 1, 2, 4, 5, 15])?;
+    let flags = (opcode << 11) | (u16::from(u.arbitrary::<bool>()?) << 8) | (u16::from(u.arbitrary::<bool>()?) << 4);
+    let extra: u8 = u.int_in_range(0..=2)?;
+    let edns = u.ratio(3, 4)?;
+    let mut out = Vec::new();
+    out.extend_from_slice(&u.arbitrary::<u16>()?.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(edns) + extra]);
+    // the question: a name of the zone, maybe under more labels, in any case
+    let mut name = String::new();
+    for _ in 0..u.int_in_range(0..=2)? {
+        name.push_str(u.choose(&["a", "b", "*", "_tcp", "xn--d1a"])?);
+        name.push('.');
+    }
+    name.push_str(u.choose(NAMES)?);
+    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        for byte in label.bytes() {
+            out.push(if u.arbitrary::<bool>()? { byte.to_ascii_uppercase() } else { byte });
+        }
+    }
+    out.push(0);
+    let qtype = if u.ratio(1, 8)? { u.arbitrary::<u16>()? } else { *u.choose(TYPES)? };
+    let qclass: u16 = *u.choose(&[1, 1, 1, 3, 255, 254, 4])?;
+    out.extend_from_slice(&qtype.to_be_bytes());
+    out.extend_from_slice(&qclass.to_be_bytes());
+    for _ in 0..extra {
+        // an A record of 4 bytes, or of a length the fuzzer picks
+        let len: u16 = if u.ratio(3, 4)? { 4 } else { u.int_in_range(0..=8)? };
+        out.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 60]);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend(std::iter::repeat_n(7, usize::from(len)));
+    }
+    if edns {
+        let options = edns_options(u)?;
+        out.extend_from_slice(&[0, 0, 41]);
+        out.extend_from_slice(&u.arbitrary::<u16>()?.to_be_bytes());
+        let version: u8 = if u.ratio(1, 8)? { 1 } else { 0 };
+        out.extend_from_slice(&[0, version, if u.arbitrary::<bool>()? { 0x80 } else { 0 }, 0]);
+        out.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        out.extend_from_slice(&options);
+    }
+    Ok(out)
+}
+
+fn edns_options(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for _ in 0..u.int_in_range(0..=3)? {
+        let (code, data): (u16, Vec<u8>) = match u.int_in_range(0..=4)? {
+            0 => {
+                let family: u16 = *u.choose(&[1, 2, 0, 3])?;
+                let source: u8 = u.int_in_range(0..=130)?;
+                let scope: u8 = u.arbitrary()?;
+                let len = if u.ratio(7, 8)? { usize::from(source.div_ceil(8)) } else { u.int_in_range(0..=17)? };
+                let mut data = family.to_be_bytes().to_vec();
+                data.extend_from_slice(&[source, scope]);
+                for _ in 0..len {
+                    data.push(u.arbitrary()?);
+                }
+                (8, data)
+            }
+            1 => (3, Vec::new()),
+            2 => (12, vec![0; u.int_in_range(0..=600)?]),
+            3 => (10, (0..*u.choose(&[8usize, 24, 5])?).map(|i| i as u8).collect()),
+            _ => (u.arbitrary()?, (0..u.int_in_range(0..=20)?).map(|i| i as u8).collect()),
+        };
+        out.extend_from_slice(&code.to_be_bytes());
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
+}
+
+/// The invariants of SPEC §5 every reply keeps.
+fn check_reply(query: &[u8], reply: &[u8], transport: Transport) {
+    let message = Message::from_vec(reply).unwrap_or_else(|e| panic!("the reply does not decode: {e}\n{reply:02x?}"));
+    assert_eq!(reply[..2], query[..2], "the ID is echoed");
+    assert!(message.metadata.message_type == hickory_proto::op::MessageType::Response, "QR is set");
+    let limit = match transport {
+        Transport::Tcp => usize::from(u16::MAX),
+        Transport::Udp if message.edns.is_some() => usize::from(dns::OUR_UDP_SIZE),
+        Transport::Udp => 512,
+    };
+    assert!(reply.len() <= limit, "a reply of {} bytes over {transport:?}", reply.len());
+    assert!(message.queries.len() <= 1, "at most the one question");
+}
+
+/// A zone file's text, parsed and checked; its $INCLUDEs are never followed here.
+pub fn zone_text(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if text.to_ascii_lowercase().contains("$include") {
+        return;
+    }
+    let origin: hickory_proto::rr::Name = "lb.example.".parse().expect("a name");
+    let _ = crate::zone::parse_zone(&origin, Path::new("/fuzz/z.zone"), text);
+}
+
+/// A config's text, validated (paths it names are not read: they do not exist).
+pub fn config_text(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Err(errors) = crate::config::from_toml(text, Path::new("/nonexistent/fuzz/c.toml")) {
+        // every error renders, with its location
+        let _ = errors.to_string();
+    }
+}
+
+/// The admin API's JSON bodies: a state and a registration.
+pub fn api_body(data: &[u8]) {
+    let _ = serde_json::from_slice::<StateRequest>(data);
+    if let Ok(request) = serde_json::from_slice::<RegistrationRequest>(data) {
+        let _ = serde_json::to_vec(&request).expect("a parsed body serializes");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replays every file of `fuzz/corpus/TARGET` through `harness`; the count.
+    fn replay(target: &str, harness: fn(&[u8])) -> usize {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            if let Err(e) = std::panic::catch_unwind(|| harness(&bytes)) {
+                std::panic::resume_unwind(Box::new(format!("{}: {e:?}", path.display())));
+            }
+            count += 1;
+        }
+        count
+    }
+
+    #[test]
+    fn every_corpus_replays_through_its_harness() {
+        for (target, harness, least) in [
+            ("respond_udp", respond_udp as fn(&[u8]), 5),
+            ("respond_tcp", respond_tcp, 2),
+            ("respond_structured", respond_structured, 1),
+            ("zone", zone_text, 1),
+            ("config", config_text, 2),
+            ("api_body", api_body, 2),
+        ] {
+            let count = replay(target, harness);
+            assert!(count >= least, "{target}: {count} corpus files");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "the ID is echoed")]
+    fn the_invariants_can_fail() {
+        let query = [0x12, 0x34, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut reply = Vec::new();
+        dns::respond(view(), &query, CLIENT, Transport::Udp, &mut reply);
+        reply[1] ^= 1;
+        check_reply(&query, &reply, Transport::Udp);
+    }
+}
