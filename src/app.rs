@@ -39,7 +39,8 @@ impl App {
         let heartbeat = Arc::new(Heartbeat::default());
         heartbeat.beat();
         let view = Arc::new(ArcSwap::from_pointee(View::empty(loaded.geo.clone())));
-        let (owner, handle) = Owner::new(loaded, store, metrics.clone(), view.clone(), heartbeat.clone());
+        let descriptors = crate::health::raise_file_limit();
+        let (owner, handle) = Owner::new(loaded, store, metrics.clone(), view.clone(), heartbeat.clone(), descriptors);
         Ok(App { config, view, metrics, owner, handle, heartbeat, exit_on_hang: false })
     }
 
@@ -60,7 +61,6 @@ impl App {
     /// then /healthz turns 503, DNS stops accepting and in-flight queries finish within
     /// `shutdown_timeout`.
     pub async fn run(self, listeners: Listeners, shutdown: CancellationToken) -> std::io::Result<()> {
-        crate::health::raise_file_limit();
         // the admin API and the state owner outlive DNS, so /healthz says 503 while it drains
         let after_dns = CancellationToken::new();
         let background = TaskTracker::new();

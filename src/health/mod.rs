@@ -36,15 +36,21 @@ pub struct Verdict {
 
 /// Raises the soft open-file limit to the hard one, so that probes in flight are not
 /// capped below what the configured pairs need.
-pub fn raise_file_limit() {
+/// Returns the limit in force (None when it cannot be read).
+pub fn raise_file_limit() -> Option<u64> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => Some(hard),
+            Err(e) => {
                 tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+                Some(soft)
             }
+        },
+        Ok((soft, _)) => Some(soft),
+        Err(e) => {
+            tracing::warn!("cannot read the open-file limit: {e}");
+            None
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!("cannot read the open-file limit: {e}"),
     }
 }

@@ -194,9 +194,11 @@ impl Owner {
         metrics: Arc<Metrics>,
         view: Arc<ArcSwap<View>>,
         heartbeat: Arc<Heartbeat>,
+        descriptors: Option<u64>,
     ) -> (Owner, StateHandle) {
         let tokens = Arc::new(ArcSwap::from_pointee(Tokens::of(&loaded)));
         let mut model = Model::new(loaded, store.backend, metrics.clone());
+        model.descriptors = descriptors;
         // the first effects publish the View, the status and the probes; `run` carries
         // them out
         let mut first = model.apply(store.first.take().map(Input::Store), SystemTime::now());

@@ -22,6 +22,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// Descriptors kept for the admin API's connections (SPEC §7).
+const ADMIN_CONNECTIONS: u64 = 256;
+
 /// Numbers a call, so its reply finds its caller.
 pub type CallId = u64;
 
@@ -156,6 +159,11 @@ pub struct Model {
     view: Arc<View>,
     /// Until ready (SPEC §1 "Ready"): when the first input came, and how long to wait.
     starting: Option<Starting>,
+    /// The process's open-file limit, when known: TCP connections are clamped so that
+    /// probes always have descriptors (SPEC §7).
+    pub descriptors: Option<u64>,
+    /// The clamped `tcp_max_connections` last logged.
+    clamped: Option<usize>,
     /// What this batch of inputs changed.
     targets_changed: bool,
     view_changed: bool,
@@ -195,6 +203,8 @@ impl Model {
             metrics,
             view,
             starting,
+            descriptors: None,
+            clamped: None,
             targets_changed: true,
             view_changed: true,
             status_changed: true,
@@ -310,11 +320,32 @@ impl Model {
         let health = |key: &ProbeKey| self.health.get(key).map_or(Health::Unknown, |k| k.machine.health());
         let admin = |service: &Name, address: IpAddr| self.admin_state(service, address);
         let starting = self.starting.is_some();
-        let view = View::build(&self.effective, Some(&self.view), &health, &admin, starting);
+        let mut view = View::build(&self.effective, Some(&self.view), &health, &admin, starting);
+        view.tcp.max_connections = self.tcp_connections(view.tcp.max_connections);
         self.metrics.view_rebuilds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.view = Arc::new(view);
         self.effects.view = Some(self.view.clone());
         self.status_changed = true;
+    }
+
+    /// `configured` TCP connections, clamped to the descriptor limit less the reserve
+    /// for probes (2 per probe key, and 64) and the admin API's 256 connections;
+    /// logged once per change.
+    fn tcp_connections(&mut self, configured: usize) -> usize {
+        let Some(limit) = self.descriptors else { return configured };
+        let reserve = 2 * self.health.len() as u64 + 64 + ADMIN_CONNECTIONS;
+        let budget = usize::try_from(limit.saturating_sub(reserve)).unwrap_or(usize::MAX).max(1);
+        let allowed = configured.min(budget);
+        let clamped = (allowed < configured).then_some(allowed);
+        if clamped != self.clamped {
+            self.clamped = clamped;
+            if let Some(n) = clamped {
+                tracing::warn!(
+                    "tcp_max_connections {configured} clamped to {n}: the open-file limit is {limit}, and {reserve} are kept for probes and the admin API"
+                );
+            }
+        }
+        allowed
     }
 
     pub(super) fn admin_state(&self, service: &Name, address: IpAddr) -> AdminState {

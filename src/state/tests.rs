@@ -856,3 +856,17 @@ fn a_snapshot_without_an_outage_drops_what_it_lacks_at_once() {
     let e = m.apply([snapshot(50, vec![])], at(2));
     assert!(answered(e.view.as_ref().unwrap(), "reg.lb.example").is_empty());
 }
+
+#[test]
+fn tcp_connections_leave_descriptors_for_the_probes_and_the_admin_api() {
+    let mut m = model_of(CONFIG);
+    m.descriptors = Some(1000);
+    let e = m.apply([snapshot(1, vec![])], at(0));
+    // three probe keys: 2 × 3 + 64 + 256 kept
+    assert_eq!(e.view.unwrap().tcp.max_connections, 1000 - 326);
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(1));
+    assert_eq!(m.view().tcp.max_connections, 1000 - 328, "a new probe key takes two more");
+    m.descriptors = Some(1_000_000);
+    let e = reload(&mut m, 2, CONFIG);
+    assert_eq!(e.view.unwrap().tcp.max_connections, 1024, "the configured limit when it fits");
+}

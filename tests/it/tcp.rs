@@ -129,3 +129,60 @@ fn tcp_replies_are_the_replies_udp_gives_but_tc() {
         assert_eq!(tcp, udp, "the same bytes: {bytes:02x?}");
     }
 }
+
+/// With 512 descriptors and 600 clients holding connections, the server keeps what its
+/// probes and the admin API need: the probe keeps its verdict, UDP and the admin API
+/// answer, and the clamp is logged.
+#[test]
+fn clients_never_take_the_descriptors_probes_need() {
+    use crate::backend::{Backend, Mode};
+    let backend = Backend::http("127.0.97.1", 0, Mode::Status(200, "OK"));
+    let port = backend.addr.port();
+    let dir = quickstart_dir();
+    let path = dir.path().join("c.toml");
+    let config = std::fs::read_to_string(&path).unwrap()
+        + &format!(
+            "\n[checks.web]\nport = {port}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\n\
+             [[services]]\nname = \"h.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\n\
+             targets = [\"127.0.97.1\", \"127.0.97.2\"]\n"
+        );
+    std::fs::write(&path, config).unwrap();
+    // the server starts under a soft and hard limit of 512 open files
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n 512 && exec {} serve --config {}", env!("CARGO_BIN_EXE_steerdns"), path.display()))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (dns, admin) = addresses_from(child.stderr.take().unwrap(), Some(lines.clone()));
+    let _server = Server(child);
+    wait_ready(&admin);
+    let before = target_status(&admin, "h.lb.example.", "127.0.97.1");
+    assert_eq!(before.health, "up");
+    // twelve sources of fifty: under the per-client limit, over the descriptors
+    let clients: Vec<TcpStream> = (0..600).map(|i| connect(&format!("127.0.98.{}", 1 + i / 50), dns)).collect();
+    // every connection a query: the server has accepted them all by then
+    let mut asked = 0;
+    for mut c in clients.iter().take(50) {
+        let q = query("static.lb.example.", RecordType::A).to_vec().unwrap();
+        asked += usize::from(c.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat()).is_ok());
+    }
+    assert!(asked > 0);
+    // some probes later, the target is still up, with no change since
+    let probed = |t: &steerdns::api::TargetStatus| t.last_probe.as_ref().map(|p| p.at);
+    let first = probed(&before);
+    eventually("more probes", || probed(&target_status(&admin, "h.lb.example.", "127.0.97.1")) > first);
+    eventually("two more", || {
+        let t = target_status(&admin, "h.lb.example.", "127.0.97.1");
+        probed(&t) > first.map(|f| f + 0.5)
+    });
+    let after = target_status(&admin, "h.lb.example.", "127.0.97.1");
+    assert_eq!((after.health.as_str(), after.fails), ("up", 0), "{after:?}");
+    let reply = udp_exchange(dns, &query("h.lb.example.", RecordType::A)).expect("UDP answers");
+    assert_eq!(addresses(&reply), ["127.0.97.1"]);
+    assert!(lines.lock().unwrap().iter().any(|l| l.contains("tcp_max_connections 1024 clamped to")));
+    drop(clients);
+}
