@@ -219,8 +219,9 @@ async fn serve(
             replies.extend_from_slice(&(reply.len() as u16).to_be_bytes());
             replies.extend_from_slice(&reply);
         }
-        // one write for every query already in hand
-        if read.buffer().len() < 2 && !replies.is_empty() {
+        // one write for every query already in hand: flush unless a whole next
+        // message is buffered
+        if !whole_message(read.buffer()) && !replies.is_empty() {
             match tokio::time::timeout(idle, write.write_all(&replies)).await {
                 Ok(Ok(())) => replies.clear(),
                 Ok(Err(e)) => break End::Io(e),
@@ -234,10 +235,53 @@ async fn serve(
     tracing::trace!("tcp {peer}: {end}");
 }
 
+/// Whether `buffered` begins with a complete two-byte-framed message.
+fn whole_message(buffered: &[u8]) -> bool {
+    match buffered {
+        [high, low, rest @ ..] => rest.len() >= usize::from(u16::from_be_bytes([*high, *low])),
+        _ => false,
+    }
+}
+
 /// Reads one message into `query`: its length, 0 for a zero-length message.
 async fn frame(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, query: &mut Vec<u8>) -> std::io::Result<usize> {
     let len = read.read_u16().await? as usize;
     query.resize(len, 0);
     read.read_exact(query).await?;
     Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_message_is_one_whose_length_and_bytes_are_all_buffered() {
+        assert!(!whole_message(&[]));
+        assert!(!whole_message(&[0]));
+        assert!(whole_message(&[0, 0]));
+        assert!(!whole_message(&[0, 3, 1, 2]));
+        assert!(whole_message(&[0, 3, 1, 2, 3]));
+        assert!(whole_message(&[0, 1, 9, 0, 5]));
+    }
+
+    fn limits(total: usize, per_client: usize) -> Limits {
+        Limits { idle: Duration::from_secs(10), total, per_client }
+    }
+
+    #[test]
+    fn the_longest_idle_connection_makes_room() {
+        let open = Open::default();
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        let first = open.admit(a, &limits(3, 2));
+        let second = open.admit(a, &limits(3, 2));
+        first.active.store(open.now(), Ordering::Relaxed);
+        let third = open.admit(a, &limits(3, 2));
+        assert!(second.close.is_cancelled() && !first.close.is_cancelled(), "per client: the idlest of a");
+        open.leave(&second);
+        let other = open.admit(b, &limits(3, 2));
+        let fourth = open.admit(b, &limits(3, 2));
+        assert!(first.close.is_cancelled(), "in all: the idlest of every client");
+        assert!(![&third, &other, &fourth].iter().any(|c| c.close.is_cancelled()));
+    }
 }
