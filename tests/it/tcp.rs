@@ -186,3 +186,30 @@ fn clients_never_take_the_descriptors_probes_need() {
     assert!(lines.lock().unwrap().iter().any(|l| l.contains("tcp_max_connections 1024 clamped to")));
     drop(clients);
 }
+
+/// 5,000 idle connections from a hundred addresses: the limits keep what is open
+/// bounded, and UDP, the probes and the admin API go on as before.
+#[test]
+fn five_thousand_idle_connections_are_held_off() {
+    use crate::backend::{Backend, Mode};
+    let backend = Backend::http("127.0.99.1", 0, Mode::Status(200, "OK"));
+    let port = backend.addr.port();
+    let s = TestServer::start(&format!(
+        "{}\n[checks.web]\nport = {port}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\n\
+         [[services]]\nname = \"h.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\n\
+         targets = [\"127.0.99.1\", \"127.0.99.2\"]\n",
+        quickstart_config()
+    ));
+    eventually("the probe's first verdict", || target_status(&s.admin, "h.lb.example.", "127.0.99.1").health == "up");
+    let idle: Vec<TcpStream> =
+        (0..5000).map(|i| connect(&format!("127.0.{}.{}", 100 + i / 2500, 1 + (i / 50) % 50), s.addr)).collect();
+    let first = target_status(&s.admin, "h.lb.example.", "127.0.99.1").last_probe.map(|p| p.at);
+    eventually("probes after the flood", || {
+        target_status(&s.admin, "h.lb.example.", "127.0.99.1").last_probe.map(|p| p.at) > first.map(|f| f + 0.5)
+    });
+    let t = target_status(&s.admin, "h.lb.example.", "127.0.99.1");
+    assert_eq!((t.health.as_str(), t.fails), ("up", 0), "{t:?}");
+    assert_eq!(addresses(&s.ask("h.lb.example.", RecordType::A)), ["127.0.99.1"]);
+    assert!(asks(&mut connect("127.0.101.200", s.addr)), "a new client is served");
+    drop(idle);
+}
