@@ -532,6 +532,10 @@ mod tests {
         Local { files: Some(files), document, down: None, unsaved: BTreeSet::new() }
     }
 
+    fn registration(address: &str, ttl: u64) -> Write {
+        Write::Register { service: www(), request: request(address, ttl), replaces: None }
+    }
+
     fn drain(address: &str) -> Write {
         Write::State { service: www(), address: address.parse().unwrap(), state: AdminState::Drain }
     }
@@ -558,10 +562,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
         let mut l = local(&path);
-        l.batch(
-            vec![(1, Write::Register { service: www(), request: request("127.0.0.20", 30), replaces: None })],
-            at(0),
-        );
+        l.batch(vec![(1, registration("127.0.0.20", 30))], at(0));
         let id = l.document.leases.values().next().unwrap().id;
         let renew = Write::Renew { service: www(), request: request("127.0.0.20", 30), lease: id };
         l.batch(vec![(2, renew)], at(20));
@@ -594,10 +595,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
         let mut l = local(&path);
-        l.batch(
-            vec![(1, Write::Register { service: www(), request: request("127.0.0.20", 3), replaces: None })],
-            at(0),
-        );
+        l.batch(vec![(1, registration("127.0.0.20", 3))], at(0));
         // a restart reads the lease back; then the journal cannot be opened for appending
         let mut l = local(&path);
         std::fs::remove_file(dir.path().join("s.json.journal")).unwrap();
@@ -615,10 +613,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
         let mut l = local(&path);
-        l.batch(
-            vec![(1, Write::Register { service: www(), request: request("127.0.0.20", 3), replaces: None })],
-            at(0),
-        );
+        l.batch(vec![(1, registration("127.0.0.20", 3))], at(0));
         let reports = l.tick(at(5));
         assert!(matches!(&reports[..], [Event::Changes { .. }]), "{reports:?}");
         assert!(local(&path).document.leases.is_empty());

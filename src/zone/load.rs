@@ -123,29 +123,21 @@ fn check_files(file: &Path, config_dir: &Path, limit: u64) -> Result<(), Vec<Zon
     Ok(())
 }
 
+/// An error of the zone file at `path`, about `owner` (its line found later, if ever).
+fn zone_error(path: &Path, owner: &str, message: String) -> ZoneError {
+    ZoneError { file: path.to_path_buf(), line: 0, column: 0, key: owner.to_string(), message }
+}
+
 fn read_zone(origin: &Name, path: &Path) -> Result<Vec<Record>, Vec<ZoneError>> {
-    let error = |owner: &str, message: String| ZoneError {
-        file: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        key: owner.to_string(),
-        message,
-    };
     let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![error(&origin.to_string(), format!("cannot read the zone file: {e}"))])?;
+        .map_err(|e| vec![zone_error(path, &origin.to_string(), format!("cannot read the zone file: {e}"))])?;
     parse_zone(origin, path, &text)
 }
 
 /// Parses and checks zone text (what `path` holds, for errors and $INCLUDEs, which
 /// the caller has checked).
 pub fn parse_zone(origin: &Name, path: &Path, text: &str) -> Result<Vec<Record>, Vec<ZoneError>> {
-    let error = |owner: &str, message: String| ZoneError {
-        file: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        key: owner.to_string(),
-        message,
-    };
+    let error = |owner: &str, message: String| zone_error(path, owner, message);
     let (_, sets) = Parser::new(text, Some(path.to_path_buf()), Some(origin.clone())).parse().map_err(|e| {
         let mut e = error(&origin.to_string(), format!("cannot parse the zone file: {e}"));
         e.line = failing_line(text, origin, path, &e.message);
