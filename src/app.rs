@@ -6,6 +6,7 @@
 
 use crate::admin::{self, AdminContext, Phase};
 use crate::config::Config;
+use crate::dns::Transport;
 use crate::loaded::Loaded;
 use crate::metrics::Metrics;
 use crate::server::{self, Listeners};
@@ -89,7 +90,11 @@ impl App {
             udp_workers.push(server::serve_udp(socket, self.view.clone(), self.metrics.clone(), dns_stop.clone())?);
         }
         dns.spawn_blocking(move || udp_workers.into_iter().for_each(|w| w.join().unwrap_or(())));
-        let tcp = listeners.tcp.into_iter().map(tokio::net::TcpListener::from_std).collect::<Result<Vec<_>, _>>()?;
+        let streams = listeners.tcp.into_iter().map(|l| (l, Transport::Tcp));
+        let streams = streams.chain(listeners.tls.into_iter().map(|l| (l, Transport::Tls)));
+        let tcp = streams
+            .map(|(l, transport)| Ok((tokio::net::TcpListener::from_std(l)?, transport)))
+            .collect::<std::io::Result<Vec<_>>>()?;
         dns.spawn(server::serve_tcp(tcp, self.view.clone(), self.metrics.clone(), dns_stop.clone()));
         dns.close();
         phase.serving();

@@ -175,7 +175,7 @@ fn check_reply(query: &[u8], reply: &[u8], transport: Transport) {
     assert_eq!(reply[..2], query[..2], "the ID is echoed");
     assert!(message.metadata.message_type == hickory_proto::op::MessageType::Response, "QR is set");
     let limit = match transport {
-        Transport::Tcp => usize::from(u16::MAX),
+        Transport::Tcp | Transport::Tls => usize::from(u16::MAX),
         Transport::Udp if message.edns.is_some() => usize::from(dns::OUR_UDP_SIZE),
         Transport::Udp => 512,
     };

@@ -13,6 +13,8 @@ pub struct Loaded {
     pub config: Config,
     pub zones: Arc<Zones>,
     pub geo: Arc<Geo>,
+    /// DNS over TLS's certificate and key, when `tls_cert_file` is set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Reads and validates the config file and every file it names.
@@ -20,5 +22,6 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     let config = config::load(path)?;
     let zones = Arc::new(zone::load_zones(&config)?);
     let geo = Arc::new(Geo::build(&config)?);
-    Ok(Loaded { config, zones, geo })
+    let tls = config.server.tls.as_ref().map(|files| crate::tls::server_config(&config.file, files)).transpose()?;
+    Ok(Loaded { config, zones, geo, tls })
 }

@@ -22,9 +22,12 @@ const RCODES: [&str; 8] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP
 /// Process-wide counters.
 pub struct Metrics {
     /// [transport][rcode index] (the last index: dropped without a reply).
-    queries: [[AtomicU64; RCODES.len()]; 2],
+    queries: [[AtomicU64; RCODES.len()]; 3],
     /// Queries dropped because answering them panicked.
     query_panics: AtomicU64,
+    /// UDP replies over their RRL bucket (dropped or slipped), and those slipped.
+    rrl_limited: AtomicU64,
+    rrl_slipped: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     pub view_rebuilds: AtomicU64,
@@ -47,6 +50,8 @@ impl Default for Metrics {
         Metrics {
             queries: Default::default(),
             query_panics: AtomicU64::new(0),
+            rrl_limited: AtomicU64::new(0),
+            rrl_slipped: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             view_rebuilds: AtomicU64::new(0),
@@ -85,6 +90,14 @@ impl Metrics {
         self.queries[transport as usize][index].fetch_add(1, Relaxed);
     }
 
+    /// Counts a reply RRL held back: dropped, or slipped (sent truncated).
+    pub fn count_rrl_limited(&self, slipped: bool) {
+        self.rrl_limited.fetch_add(1, Relaxed);
+        if slipped {
+            self.rrl_slipped.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Counts a query dropped because answering it panicked.
     pub fn count_query_panic(&self) {
         self.query_panics.fetch_add(1, Relaxed);
@@ -105,7 +118,7 @@ impl Metrics {
     pub fn render(&self, status: &Status, services: &[(String, String, u64, u64)]) -> String {
         let mut registry = Registry::with_prefix("steerdns");
         let queries = Family::<Labels, Counter>::default();
-        for (t, transport) in ["udp", "tcp"].iter().enumerate() {
+        for (t, transport) in ["udp", "tcp", "tls"].iter().enumerate() {
             for (i, rcode) in RCODES.iter().enumerate() {
                 let labels = vec![("transport".into(), transport.to_string()), ("rcode".into(), rcode.to_string())];
                 queries.get_or_create(&labels).inc_by(self.queries[t][i].load(Relaxed));
@@ -115,6 +128,12 @@ impl Metrics {
         let panics = Counter::<u64>::default();
         panics.inc_by(self.query_panics.load(Relaxed));
         registry.register("query_panics", "Queries dropped because answering them panicked", panics);
+        let limited = Counter::<u64>::default();
+        limited.inc_by(self.rrl_limited.load(Relaxed));
+        registry.register("rrl_limited", "UDP replies over their rate limit (dropped or slipped)", limited);
+        let slipped = Counter::<u64>::default();
+        slipped.inc_by(self.rrl_slipped.load(Relaxed));
+        registry.register("rrl_slipped", "Rate-limited UDP replies sent truncated (TC=1) instead of dropped", slipped);
         let answers = Family::<Labels, Counter>::default();
         let fail_open = Family::<Labels, Counter>::default();
         for (name, policy, answered, opened) in services {

@@ -27,6 +27,10 @@ pub struct View {
     pub identity: String,
     /// How TCP connections are bounded (a reload changes them for new connections).
     pub tcp: TcpLimits,
+    /// Response rate limiting, when on; kept across rebuilds while its config is the same.
+    pub rrl: Option<Arc<crate::rrl::Limiter>>,
+    /// DNS over TLS's certificate and key, for new connections.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// `tcp_idle_timeout`, `tcp_max_connections`, `tcp_max_connections_per_client`.
@@ -135,13 +139,23 @@ impl View {
             services,
             identity: config.server.identity.clone(),
             tcp: TcpLimits::of(&config.server),
+            rrl: crate::rrl::for_config(config.server.rrl.as_ref(), previous.and_then(|p| p.rrl.as_ref())),
+            tls: loaded.tls.clone(),
         }
     }
 
     /// A View with nothing in it, until the owner publishes its first.
     pub fn empty(geo: Arc<Geo>) -> View {
         let tcp = TcpLimits { idle_timeout: std::time::Duration::from_secs(10), max_connections: 1, max_per_client: 1 };
-        View { zones: Arc::default(), geo, services: FxHashMap::default(), identity: String::new(), tcp }
+        View {
+            zones: Arc::default(),
+            geo,
+            services: FxHashMap::default(),
+            identity: String::new(),
+            tcp,
+            rrl: None,
+            tls: None,
+        }
     }
 }
 

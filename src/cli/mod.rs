@@ -140,6 +140,9 @@ fn load(path: &std::path::Path) -> anyhow::Result<Loaded> {
 
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let loaded = load(path)?;
+    for warning in loaded.config.warnings() {
+        eprintln!("{}: warning: {warning}", path.display());
+    }
     println!(
         "{}: ok ({} zone(s), {} service(s))",
         path.display(),
@@ -153,7 +156,12 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     crate::supervise::install_panic_hook();
     let loaded = load(path)?;
     let server = &loaded.config.server;
-    let listeners = Listeners::bind(&server.listen, server.udp_workers)?.with_admin(server.admin_listen)?;
+    let listeners = Listeners::bind(&server.listen, server.udp_workers)?
+        .with_tls(&server.tls_listen)?
+        .with_admin(server.admin_listen)?;
+    for warning in loaded.config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let admin = listeners.admin_addr();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let path = path.to_path_buf();
@@ -166,6 +174,9 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         }
         for address in listeners.local_addrs() {
             tracing::info!("serving DNS on {address} (UDP and TCP)");
+        }
+        for address in listeners.tls_addrs() {
+            tracing::info!("serving DNS over TLS on {address}");
         }
         app.run(listeners, shutdown).await?;
         anyhow::Ok(())

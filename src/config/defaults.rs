@@ -10,6 +10,11 @@ pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const TCP_MAX_CONNECTIONS: usize = 1024;
 pub const TCP_MAX_CONNECTIONS_PER_CLIENT: usize = 64;
+pub const RRL_SLIP: u32 = 2;
+pub const RRL_IPV4_PREFIX: u8 = 24;
+pub const RRL_IPV6_PREFIX: u8 = 56;
+pub const RRL_TABLE_SIZE: usize = 100_000;
+pub const RRL_WINDOW: Duration = Duration::from_secs(15);
 /// Added to the longest check timeout for the default `startup_wait`.
 pub const STARTUP_WAIT_MARGIN: Duration = Duration::from_secs(1);
 

@@ -48,6 +48,33 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// As written; [`Config::startup_wait`] gives the default.
     pub startup_wait: Option<Duration>,
+    /// DNS over TLS (SPEC §7): its addresses, and the certificate chain and key files,
+    /// read at start and on each reload.
+    pub tls_listen: Vec<SocketAddr>,
+    pub tls: Option<TlsFiles>,
+    /// Response rate limiting; None when `responses_per_second` is 0 (off).
+    pub rrl: Option<RrlConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// `[server.rrl]` (SPEC §7).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RrlConfig {
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited reply goes out truncated; 0 drops them all.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    pub exempt: Vec<IpNet>,
+    /// Buckets kept at most.
+    pub table_size: usize,
+    /// A bucket holds `responses_per_second` × `window` seconds of replies.
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,6 +237,21 @@ pub fn is_unicast(address: &IpAddr) -> bool {
 }
 
 impl Config {
+    /// What validates but is likely not what was meant: `check` prints these and
+    /// `serve` logs them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for address in &self.server.tls_listen {
+            if !self.server.listen.iter().any(|l| l.ip() == address.ip()) {
+                warnings.push(format!(
+                    "server.tls_listen: {address} is not on a `listen` address; resolvers that try DNS over TLS \
+                     (RFC 9539) only try it at an address they already query over port 53"
+                ));
+            }
+        }
+        warnings
+    }
+
     /// How long a start may wait for first verdicts and the store (SPEC §1 "Ready"):
     /// `server.startup_wait`, by default the longest check timeout plus 1 s.
     pub fn startup_wait(&self) -> Duration {

@@ -22,6 +22,22 @@ pub struct RawServer {
     pub tcp_max_connections_per_client: Option<S<i64>>,
     pub shutdown_timeout: Option<S<String>>,
     pub startup_wait: Option<S<String>>,
+    pub tls_listen: Option<S<Vec<S<String>>>>,
+    pub tls_cert_file: Option<S<String>>,
+    pub tls_key_file: Option<S<String>>,
+    pub rrl: Option<RawRrl>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRrl {
+    pub responses_per_second: Option<S<i64>>,
+    pub slip: Option<S<i64>>,
+    pub ipv4_prefix: Option<S<i64>>,
+    pub ipv6_prefix: Option<S<i64>>,
+    pub exempt: Option<S<Vec<S<String>>>>,
+    pub table_size: Option<S<i64>>,
+    pub window: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

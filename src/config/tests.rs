@@ -370,3 +370,51 @@ fn errors_display_file_line_column_and_key() {
     let e = &errors(&replace("udp_workers = 2", "udp_workers = 0"))[0];
     assert_eq!(e.to_string(), "/etc/steerdns/c.toml:6:15: server.udp_workers: must be 1 to 1024, not 0");
 }
+
+#[test]
+fn rrl_is_off_by_default_and_takes_defaults() {
+    assert_eq!(from_toml("", Path::new("c.toml")).unwrap().server.rrl, None);
+    let off = "[server.rrl]\nresponses_per_second = 0\nslip = 3\n";
+    assert_eq!(from_toml(off, Path::new("c.toml")).unwrap().server.rrl, None);
+    let on = "[server.rrl]\nresponses_per_second = 5\nexempt = [\"10.0.0.0/8\"]\n";
+    let rrl = from_toml(on, Path::new("c.toml")).unwrap().server.rrl.unwrap();
+    assert_eq!((rrl.responses_per_second, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix), (5, 2, 24, 56));
+    assert_eq!((rrl.table_size, rrl.window), (100_000, Duration::from_secs(15)));
+    assert_eq!(rrl.exempt, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+}
+
+#[test]
+fn rrl_errors_name_their_key() {
+    let rrl = |body: &str| format!("[server.rrl]\nresponses_per_second = 5\n{body}\n");
+    one_error(&rrl("slip = 11"), 3, "server.rrl.slip", "0 to 10");
+    one_error(&rrl("ipv4_prefix = 33"), 3, "server.rrl.ipv4_prefix", "8 to 32");
+    one_error(&rrl("ipv6_prefix = 8"), 3, "server.rrl.ipv6_prefix", "16 to 128");
+    one_error(&rrl("table_size = 10"), 3, "server.rrl.table_size", "1000 to");
+    one_error(&rrl("window = \"2h\""), 3, "server.rrl.window", "at most 1h");
+    one_error(&rrl("window = \"0s\""), 3, "server.rrl.window", "positive");
+    one_error(&rrl("exempt = [\"10.0.0.1/8\"]"), 3, "server.rrl.exempt", "beyond the prefix");
+    one_error(&rrl("burst = 3"), 3, "server", "burst");
+    one_error("[server.rrl]\nresponses_per_second = -1\n", 2, "server.rrl.responses_per_second", "0 to");
+}
+
+#[test]
+fn tls_needs_its_certificate_and_key_and_warns_off_the_listen_addresses() {
+    let tls = |body: &str| format!("[server]\nlisten = [\"127.0.0.1:53\"]\n{body}\n");
+    one_error(&tls("tls_listen = [\"127.0.0.1:853\"]"), 3, "server.tls_listen", "tls_cert_file");
+    one_error(&tls("tls_cert_file = \"c.pem\""), 3, "server.tls_cert_file", "server.tls_key_file too");
+    one_error(&tls("tls_key_file = \"k.pem\""), 3, "server.tls_key_file", "server.tls_cert_file too");
+    one_error(
+        &tls("tls_listen = [\"127.0.0.1\"]\ntls_cert_file = \"c\"\ntls_key_file = \"k\""),
+        3,
+        "server.tls_listen",
+        "IP:PORT",
+    );
+    let files = "tls_cert_file = \"tls/c.pem\"\ntls_key_file = \"tls/k.pem\"";
+    let on =
+        from_toml(&tls(&format!("tls_listen = [\"127.0.0.1:853\"]\n{files}")), Path::new("/etc/s/c.toml")).unwrap();
+    assert_eq!(on.server.tls.as_ref().unwrap().cert_file, Path::new("/etc/s/tls/c.pem"));
+    assert!(on.warnings().is_empty(), "{:?}", on.warnings());
+    let off = from_toml(&tls(&format!("tls_listen = [\"127.0.0.2:853\"]\n{files}")), Path::new("c.toml")).unwrap();
+    assert_eq!(off.warnings().len(), 1);
+    assert!(off.warnings()[0].contains("127.0.0.2:853"), "{:?}", off.warnings());
+}

@@ -4,11 +4,13 @@
 //! UDP loop and the TCP server alike. `wire` parses and checks the request, `resolve`
 //! answers IN queries from the zones and services, `writer` emits the response.
 
+mod cookie;
 mod resolve;
 mod wire;
 mod writer;
 
 use crate::api::{ExplainedAnswer, Explanation};
+use crate::rrl::{self, Kind};
 use crate::steer::Client;
 use crate::view::View;
 use std::net::SocketAddr;
@@ -22,6 +24,33 @@ pub const OUR_UDP_SIZE: u16 = 1232;
 pub enum Transport {
     Udp,
     Tcp,
+    /// DNS over TLS: as TCP, with padding when the query asks for it.
+    Tls,
+}
+
+/// DoT replies are padded to a multiple of this (RFC 8467's block-length strategy).
+const PAD_BLOCK: u16 = 468;
+
+/// A reply that was written, and what the edge needs to know of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Answered {
+    pub rcode: Rcode,
+    /// What rate limiting counts it as: UDP replies only, and only while RRL is on.
+    pub rrl: Option<rrl::Key>,
+    /// The query returned a valid server cookie (RFC 7873): the client is who it
+    /// says it is, so RRL lets it through.
+    pub cookie: bool,
+}
+
+/// The name a reply is imputed to, for RRL (SPEC §7).
+#[derive(Debug, Clone, Copy)]
+enum Imputed<'v> {
+    /// The query's name.
+    Qname,
+    /// A wildcard's owner, a zone, a cut.
+    Name(&'v hickory_proto::rr::Name),
+    /// No name: a reply outside every zone.
+    Root,
 }
 
 /// Response codes we send (12-bit values; the upper 8 bits go into OPT).
@@ -65,15 +94,15 @@ impl Reply {
     }
 }
 
-/// Answers one DNS message into `out` and returns the reply's RCODE; None when no
-/// reply is to be sent (a response, or not even a header).
+/// Answers one DNS message into `out`; None when no reply is to be sent (a response,
+/// or not even a header).
 pub fn respond(
     view: &View,
     request: &[u8],
     client: SocketAddr,
     transport: Transport,
     out: &mut Vec<u8>,
-) -> Option<Rcode> {
+) -> Option<Answered> {
     respond_traced(view, request, client, transport, out, None)
 }
 
@@ -85,27 +114,86 @@ fn respond_traced(
     transport: Transport,
     out: &mut Vec<u8>,
     trace: Option<&mut Explanation>,
-) -> Option<Rcode> {
-    let request = match wire::parse(request) {
-        Ok(r) => r,
+) -> Option<Answered> {
+    let (mut request, formerr) = match wire::parse(request) {
+        Ok(r) => (r, false),
         Err(Reject::Drop) => return None,
-        Err(Reject::FormErr(request)) => {
-            let limit = limit(transport, &request);
-            return Some(finish_error(view, &request, Reply::error(Rcode::FormErr), limit, out));
-        }
+        Err(Reject::FormErr(request)) => (*request, true),
     };
+    if let Some(cookie) = request.edns.as_mut().and_then(|e| e.cookie.as_mut()) {
+        cookie.judge(client.ip());
+    }
     let limit = limit(transport, &request);
-    Some(match precheck(&request) {
-        Some(reply) => finish_error(view, &request, reply, limit, out),
-        None => answer(view, &request, client, limit, out, trace),
-    })
+    let edge = Edge { view, padded: transport == Transport::Tls && request.edns.as_ref().is_some_and(|e| e.padding) };
+    let written = match precheck(&request) {
+        _ if formerr => error(&edge, &request, Reply::error(Rcode::FormErr), limit, out),
+        Some(reply) => error(&edge, &request, reply, limit, out),
+        None => answer(&edge, &request, client, limit, out, trace),
+    };
+    let rrl = (transport == Transport::Udp && view.rrl.is_some()).then(|| rrl_key(&request, &written));
+    let cookie = request.edns.as_ref().and_then(|e| e.cookie).is_some_and(|c| c.valid);
+    Some(Answered { rcode: written.rcode, rrl, cookie })
 }
 
-/// The most a reply may take: 65,535 bytes over TCP; over UDP the query's EDNS payload
-/// size within [512, 1232], or 512 without EDNS.
+/// A reply as written, with what RRL counts it as.
+struct Written<'v> {
+    rcode: Rcode,
+    kind: Kind,
+    imputed: Imputed<'v>,
+    /// The reply's ECS scope is above 0.
+    scoped: bool,
+}
+
+/// What a reply is written against: the View, and whether its OPT is padded.
+struct Edge<'v> {
+    view: &'v View,
+    padded: bool,
+}
+
+/// The RRL key of a written reply: its kind, its imputed name, and the ECS address
+/// when the reply's ECS scope is above 0.
+fn rrl_key(request: &Request, written: &Written) -> rrl::Key {
+    let question = request.question.as_ref();
+    let name = match written.imputed {
+        Imputed::Qname => question.map(|q| &q.name),
+        Imputed::Name(name) => Some(name),
+        Imputed::Root => None,
+    };
+    let kind = written.kind;
+    rrl::Key {
+        kind,
+        name: rrl::name_hash(name.into_iter().flat_map(|n| n.iter())),
+        qtype: if matches!(kind, Kind::Answer | Kind::NoData) { question.map_or(0, |q| q.qtype) } else { 0 },
+        class: question.map_or(0, |q| q.qclass),
+        ecs: request.edns.as_ref().and_then(|e| e.ecs).filter(|_| written.scoped).map(|e| e.addr()),
+    }
+}
+
+/// Turns the reply in `out` to `request` into its slipped form (RRL): the same header
+/// with TC=1, the question and the OPT (with a fresh server cookie) and no records, so
+/// a real client retries over TCP.
+pub fn slip(view: &View, request: &[u8], client: SocketAddr, rcode: Rcode, out: &mut Vec<u8>) {
+    let Some(flags) = out.get(2..4).map(|f| u16::from_be_bytes([f[0], f[1]]) | 0x0200) else { return };
+    let mut request = match wire::parse(request) {
+        Ok(r) => r,
+        Err(Reject::Drop) => return,
+        Err(Reject::FormErr(request)) => *request,
+    };
+    if let Some(cookie) = request.edns.as_mut().and_then(|e| e.cookie.as_mut()) {
+        cookie.judge(client.ip());
+    }
+    let edge = Edge { view, padded: false };
+    let question = request.question.as_ref().filter(|_| request.qdcount == 1).map(|q| (&q.name, q.qtype, q.qclass));
+    let opt = opt_for(&edge, &request, rcode, None);
+    let limit = limit(Transport::Udp, &request);
+    Writer::new(out, limit, question, opt.as_ref()).finish(request.id, flags, opt.as_ref());
+}
+
+/// The most a reply may take: 65,535 bytes over TCP and TLS; over UDP the query's EDNS
+/// payload size within [512, 1232], or 512 without EDNS.
 fn limit(transport: Transport, request: &Request) -> usize {
     match (transport, &request.edns) {
-        (Transport::Tcp, _) => u16::MAX as usize,
+        (Transport::Tcp | Transport::Tls, _) => u16::MAX as usize,
         (Transport::Udp, Some(e)) => e.payload.clamp(512, OUR_UDP_SIZE) as usize,
         (Transport::Udp, None) => 512,
     }
@@ -180,17 +268,17 @@ fn precheck(request: &Request) -> Option<Reply> {
     Some(Reply::error(rcode))
 }
 
-fn answer(
-    view: &View,
+fn answer<'v>(
+    edge: &Edge<'v>,
     request: &Request,
     source: SocketAddr,
     limit: usize,
     out: &mut Vec<u8>,
     trace: Option<&mut Explanation>,
-) -> Rcode {
+) -> Written<'v> {
     let q = request.question.as_ref().expect("checked by precheck");
     if q.qclass == CLASS_CH {
-        return chaos(view, request, limit, out);
+        return chaos(edge, request, limit, out);
     }
     let ecs = request.edns.as_ref().and_then(|e| e.ecs);
     // the client: the ECS address (already checked to hold no bits past its prefix)
@@ -199,47 +287,53 @@ fn answer(
         Some(e) if e.source_prefix() > 0 => Client { address: e.addr(), ecs_source: Some(e.source_prefix()) },
         _ => Client { address: source.ip(), ecs_source: None },
     };
-    let opt = opt_for(view, request, Rcode::NoError, ecs.map(|e| (e, 0)));
+    let opt = opt_for(edge, request, Rcode::NoError, ecs.map(|e| (e, 0)));
     let mut writer = Writer::new(out, limit, Some((&q.name, q.qtype, q.qclass)), opt.as_ref());
-    let reply = resolve::resolve(view, q, &client, &mut writer, trace);
+    let (reply, kind, imputed) = resolve::resolve(edge.view, q, &client, &mut writer, trace);
     let opt = opt.map(|mut o| {
         o.ecs = ecs.zip(reply.ecs_scope);
         o.ede = reply.ede;
         o
     });
     writer.finish(request.id, flags(request, reply), opt.as_ref());
-    reply.rcode
+    Written { rcode: reply.rcode, kind, imputed, scoped: ecs.is_some() && reply.ecs_scope.is_some_and(|s| s > 0) }
 }
 
 /// CHAOS TXT id.server. / hostname.bind. → identity; every other CHAOS query → REFUSED.
-fn chaos(view: &View, request: &Request, limit: usize, out: &mut Vec<u8>) -> Rcode {
+fn chaos<'v>(edge: &Edge<'v>, request: &Request, limit: usize, out: &mut Vec<u8>) -> Written<'v> {
     let q = request.question.as_ref().expect("checked by precheck");
     let name = q.name.to_lowercase().to_ascii();
     let known = matches!(name.as_str(), "id.server." | "hostname.bind.");
     if !known || !matches!(q.qtype, TYPE_TXT | TYPE_ANY) {
-        return finish_error(view, request, Reply::error(Rcode::Refused), limit, out);
+        return error(edge, request, Reply::error(Rcode::Refused), limit, out);
     }
-    let opt = opt_for(view, request, Rcode::NoError, None);
+    let opt = opt_for(edge, request, Rcode::NoError, None);
     let mut writer = Writer::new(out, limit, Some((&q.name, q.qtype, q.qclass)), opt.as_ref());
     let mut reply = Reply::error(Rcode::NoError);
-    if writer.txt(Owner::Question, CLASS_CH, view.identity.as_bytes()).is_err() {
+    if writer.txt(Owner::Question, CLASS_CH, edge.view.identity.as_bytes()).is_err() {
         reply.tc = true;
     }
     writer.finish(request.id, flags(request, reply), opt.as_ref());
-    reply.rcode
+    Written { rcode: reply.rcode, kind: Kind::Answer, imputed: Imputed::Qname, scoped: false }
 }
 
-fn finish_error(view: &View, request: &Request, reply: Reply, limit: usize, out: &mut Vec<u8>) -> Rcode {
+/// An error reply: header, question and OPT, counted by RRL against the zone.
+fn error<'v>(edge: &Edge<'v>, request: &Request, reply: Reply, limit: usize, out: &mut Vec<u8>) -> Written<'v> {
     let question = request.question.as_ref().filter(|_| request.qdcount == 1).map(|q| (&q.name, q.qtype, q.qclass));
-    let opt = opt_for(view, request, reply.rcode, None);
+    let opt = opt_for(edge, request, reply.rcode, None);
     Writer::new(out, limit, question, opt.as_ref()).finish(request.id, flags(request, reply), opt.as_ref());
-    reply.rcode
+    let imputed = match request.question.as_ref().and_then(|q| edge.view.zones.find(&q.name)) {
+        Some(zone) => Imputed::Name(zone.origin()),
+        None => Imputed::Root,
+    };
+    Written { rcode: reply.rcode, kind: Kind::Error, imputed, scoped: false }
 }
 
 /// Our OPT when the request had one: DO copied, NSID when asked, the extended RCODE
-/// bits; BADVERS carries no options.
+/// bits, our cookie when the query had one, padding over TLS when asked; BADVERS
+/// carries no options.
 fn opt_for<'v>(
-    view: &'v View,
+    edge: &Edge<'v>,
     request: &Request,
     rcode: Rcode,
     ecs: Option<(hickory_proto::rr::rdata::opt::ClientSubnet, u8)>,
@@ -250,8 +344,10 @@ fn opt_for<'v>(
         dnssec_ok: edns.dnssec_ok,
         extended_rcode: (rcode as u16 >> 4) as u8,
         ecs: if plain { None } else { ecs },
-        nsid: (edns.nsid && !plain).then_some(view.identity.as_bytes()),
+        nsid: (edns.nsid && !plain).then_some(edge.view.identity.as_bytes()),
         ede: None,
+        cookie: edns.cookie.filter(|_| !plain).map(|c| (c.client, c.reply)),
+        pad_to: (edge.padded && !plain).then_some(PAD_BLOCK),
     })
 }
 

@@ -3,9 +3,10 @@
 
 use super::wire::Question;
 use super::writer::{Owner, Section, Writer};
-use super::{Rcode, Reply};
+use super::{Imputed, Rcode, Reply};
 use crate::api::{Explanation, ServiceExplanation};
 use crate::config::Word;
+use crate::rrl::Kind;
 use crate::steer::{self, Client, Family};
 use crate::view::{ServiceView, View};
 use crate::zone::{Lookup, RRset, Zone};
@@ -27,13 +28,14 @@ enum End {
     NotReady,
 }
 
-pub(super) fn resolve(
-    view: &View,
+/// The reply's flags and codes, and what RRL counts it as (SPEC §7).
+pub(super) fn resolve<'v>(
+    view: &'v View,
     q: &Question,
     client: &Client,
     writer: &mut Writer,
     mut trace: Option<&mut Explanation>,
-) -> Reply {
+) -> (Reply, Kind, Imputed<'v>) {
     // notes are written only when explaining: the query path formats nothing
     let step = |trace: &mut Option<&mut Explanation>, text: &dyn Fn() -> String| {
         if let Some(t) = trace.as_deref_mut() {
@@ -42,8 +44,9 @@ pub(super) fn resolve(
     };
     let Some(zone) = view.zones.find(&q.name) else {
         step(&mut trace, &|| format!("{} is in no configured zone: REFUSED", q.name));
-        return Reply::error(Rcode::Refused);
+        return (Reply::error(Rcode::Refused), Kind::Error, Imputed::Root);
     };
+    let mut rrl = (Kind::Answer, Imputed::Qname);
     step(&mut trace, &|| format!("zone {}", zone.origin()));
     let qtype = RecordType::from(q.qtype);
     let mut reply = Reply { rcode: Rcode::NoError, aa: true, tc: false, ecs_scope: Some(0), ede: None };
@@ -63,6 +66,9 @@ pub(super) fn resolve(
             Lookup::Records { rrset, wildcard } => {
                 let from = if wildcard { "a wildcard" } else { "the zone file" };
                 step(&mut trace, &|| format!("{name}: {} records from {from}", rrset.rtype));
+                if wildcard && seen.is_empty() {
+                    rrl.1 = Imputed::Name(&rrset.records[0].name);
+                }
                 break write_rrset(writer, Section::Answer, owner, rrset);
             }
             Lookup::Cname { record, .. } => {
@@ -91,6 +97,7 @@ pub(super) fn resolve(
             Lookup::Referral { ns, glue } => {
                 step(&mut trace, &|| format!("{name} is at or below the delegation {}: referral", ns.records[0].name));
                 reply.aa = false;
+                rrl = (Kind::Referral, Imputed::Name(&ns.records[0].name));
                 break referral(writer, ns, &glue);
             }
         }
@@ -99,6 +106,10 @@ pub(super) fn resolve(
         End::Answered => {}
         End::Negative { rcode, ttl_cap } => {
             reply.rcode = rcode;
+            rrl = match rcode {
+                Rcode::NxDomain => (Kind::NxDomain, Imputed::Name(zone.origin())),
+                _ => (Kind::NoData, Imputed::Qname),
+            };
             write_soa(writer, zone, ttl_cap, &mut reply);
         }
         End::Truncated => {
@@ -108,9 +119,10 @@ pub(super) fn resolve(
         End::NotReady => {
             writer.clear_records();
             reply = Reply { ede: Some(super::EDE_NOT_READY), ..Reply::error(Rcode::ServFail) };
+            rrl = (Kind::Error, Imputed::Name(zone.origin()));
         }
     }
-    reply
+    (reply, rrl.0, rrl.1)
 }
 
 /// A service's computed A/AAAA answer (ANY: A, else AAAA when it has no IPv4

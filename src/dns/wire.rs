@@ -1,6 +1,6 @@
 //! Request parsing: the header, the question, and the OPT record with its options,
 //! checked as SPEC §5 says (one OPT, in the additional section, with a root owner;
-//! BADVERS before any option error; strict ECS).
+//! BADVERS before any option error; strict ECS and COOKIE).
 
 use hickory_proto::rr::rdata::opt::ClientSubnet;
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -10,6 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 const OPT: u16 = 41;
 const OPTION_NSID: u16 = 3;
 const OPTION_ECS: u16 = 8;
+const OPTION_COOKIE: u16 = 10;
+const OPTION_PADDING: u16 = 12;
 
 /// A request that parsed far enough to be answered.
 #[derive(Debug)]
@@ -38,6 +40,10 @@ pub struct Edns {
     pub dnssec_ok: bool,
     pub ecs: Option<ClientSubnet>,
     pub nsid: bool,
+    /// The COOKIE option (RFC 7873), judged by `respond` once the client is known.
+    pub cookie: Option<super::cookie::Cookie>,
+    /// The query asked for padding (RFC 7830): replies over TLS are padded.
+    pub padding: bool,
     /// A malformed or repeated option: FORMERR, after the version check.
     pub option_error: bool,
 }
@@ -152,6 +158,8 @@ fn read_edns(class: u16, ttl: u32, mut rdata: &[u8]) -> Edns {
         dnssec_ok: ttl & 0x8000 != 0,
         ecs: None,
         nsid: false,
+        cookie: None,
+        padding: false,
         option_error: false,
     };
     while !rdata.is_empty() {
@@ -167,6 +175,12 @@ fn read_edns(class: u16, ttl: u32, mut rdata: &[u8]) -> Edns {
                 None => edns.option_error = true,
             },
             OPTION_NSID => edns.nsid = true,
+            OPTION_COOKIE if edns.cookie.is_some() => edns.option_error = true,
+            OPTION_COOKIE => match super::cookie::Cookie::parse(data) {
+                Some(cookie) => edns.cookie = Some(cookie),
+                None => edns.option_error = true,
+            },
+            OPTION_PADDING => edns.padding = true,
             _ => {}
         }
     }

@@ -23,13 +23,27 @@ pub struct Opt<'a> {
     pub nsid: Option<&'a [u8]>,
     /// An Extended DNS Error INFO-CODE, without EXTRA-TEXT.
     pub ede: Option<u16>,
+    /// The client cookie and our server cookie (RFC 7873).
+    pub cookie: Option<([u8; 8], [u8; 16])>,
+    /// Pad the whole message to a multiple of this many bytes (RFC 7830, RFC 8467).
+    pub pad_to: Option<u16>,
 }
 
 impl Opt<'_> {
     /// Encoded size: root owner, type, class, TTL, RDLENGTH, options.
     fn len(&self) -> usize {
         let ecs = self.ecs.map_or(0, |(e, _)| 8 + e.source_prefix().div_ceil(8) as usize);
-        11 + ecs + self.nsid.map_or(0, |n| 4 + n.len()) + self.ede.map_or(0, |_| 6)
+        let cookie = self.cookie.map_or(0, |_| 4 + 24);
+        11 + ecs + self.nsid.map_or(0, |n| 4 + n.len()) + self.ede.map_or(0, |_| 6) + cookie
+    }
+
+    /// Padding bytes that make a message of `length` bytes (this OPT and the padding
+    /// option's own four bytes included) a multiple of the block; none past 65,535.
+    fn padding(&self, length: usize) -> Option<usize> {
+        let block = usize::from(self.pad_to?);
+        let unpadded = length + self.len() + 4;
+        let padding = (block - unpadded % block) % block;
+        (unpadded + padding <= usize::from(u16::MAX)).then_some(padding)
     }
 }
 
@@ -170,7 +184,8 @@ impl<'b> Writer<'b> {
         self.enc.set_max_size(u16::MAX);
         if let Some(opt) = opt {
             // the space was reserved at `new`, so this cannot fail
-            let _ = emit_opt(&mut self.enc, opt);
+            let padding = opt.padding(self.enc.offset());
+            let _ = emit_opt(&mut self.enc, opt, padding);
             self.counts[3] += 1;
         }
         let mut header = [0u8; 12];
@@ -199,13 +214,14 @@ fn emit_labels(enc: &mut BinEncoder<'_>, name: &Name) -> Result<(), hickory_prot
     enc.emit_vec(&wire[..=len])
 }
 
-/// Our OPT: payload 1232, version 0, DO copied, the ECS echo and NSID.
-fn emit_opt(enc: &mut BinEncoder<'_>, opt: &Opt) -> Result<(), hickory_proto::ProtoError> {
+/// Our OPT: payload 1232, version 0, DO copied, the ECS echo, NSID, EDE, the cookie
+/// and padding.
+fn emit_opt(enc: &mut BinEncoder<'_>, opt: &Opt, padding: Option<usize>) -> Result<(), hickory_proto::ProtoError> {
     enc.emit(0)?;
     enc.emit_u16(41)?;
     enc.emit_u16(super::OUR_UDP_SIZE)?;
     enc.emit_u32((u32::from(opt.extended_rcode) << 24) | if opt.dnssec_ok { 0x8000 } else { 0 })?;
-    enc.emit_u16((opt.len() - 11) as u16)?;
+    enc.emit_u16((opt.len() - 11 + padding.map_or(0, |p| 4 + p)) as u16)?;
     if let Some((ecs, scope)) = opt.ecs {
         let bytes = ecs.source_prefix().div_ceil(8) as usize;
         let (family, address) = match ecs.addr() {
@@ -228,6 +244,17 @@ fn emit_opt(enc: &mut BinEncoder<'_>, opt: &Opt) -> Result<(), hickory_proto::Pr
         enc.emit_u16(15)?;
         enc.emit_u16(2)?;
         enc.emit_u16(code)?;
+    }
+    if let Some((client, server)) = &opt.cookie {
+        enc.emit_u16(10)?;
+        enc.emit_u16(24)?;
+        enc.emit_vec(client)?;
+        enc.emit_vec(server)?;
+    }
+    if let Some(padding) = padding {
+        enc.emit_u16(12)?;
+        enc.emit_u16(padding as u16)?;
+        enc.emit_vec(&[0; 468][..padding.min(468)])?;
     }
     Ok(())
 }

@@ -21,6 +21,8 @@ use std::net::SocketAddr;
 pub struct Listeners {
     pub udp: Vec<std::net::UdpSocket>,
     pub tcp: Vec<std::net::TcpListener>,
+    /// DNS over TLS listeners.
+    pub tls: Vec<std::net::TcpListener>,
     /// The admin API's listener, when it is served.
     pub admin: Option<std::net::TcpListener>,
 }
@@ -28,7 +30,7 @@ pub struct Listeners {
 impl Listeners {
     /// Binds UDP and TCP on each address; port 0 gets one free port shared by UDP and TCP.
     pub fn bind(addresses: &[SocketAddr], udp_workers: usize) -> io::Result<Listeners> {
-        let mut listeners = Listeners { udp: Vec::new(), tcp: Vec::new(), admin: None };
+        let mut listeners = Listeners { udp: Vec::new(), tcp: Vec::new(), tls: Vec::new(), admin: None };
         for address in addresses {
             let tcp = bind_tcp(*address)?;
             let address = tcp.local_addr()?;
@@ -38,6 +40,19 @@ impl Listeners {
             listeners.tcp.push(tcp);
         }
         Ok(listeners)
+    }
+
+    /// Adds DNS over TLS listeners on `addresses` (port 0: a free port each).
+    pub fn with_tls(mut self, addresses: &[SocketAddr]) -> io::Result<Listeners> {
+        for address in addresses {
+            self.tls.push(bind_tcp(*address)?);
+        }
+        Ok(self)
+    }
+
+    /// The addresses DNS over TLS is served on (with the ports actually bound).
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls.iter().filter_map(|l| l.local_addr().ok()).collect()
     }
 
     /// Adds the admin API's listener.
@@ -67,7 +82,7 @@ pub fn respond(
     transport: Transport,
     out: &mut Vec<u8>,
     metrics: &Metrics,
-) -> Option<dns::Rcode> {
+) -> Option<dns::Answered> {
     static LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let answer = || {
         // a test's fault point: a query for panic.* panics here (debug builds only)
@@ -77,9 +92,9 @@ pub fn respond(
         dns::respond(view, query, client, transport, out)
     };
     match supervise::contained(answer) {
-        Ok(rcode) => {
-            metrics.count_query(transport, rcode);
-            rcode
+        Ok(answered) => {
+            metrics.count_query(transport, answered.map(|a| a.rcode));
+            answered
         }
         Err(panic) => {
             metrics.count_query_panic();

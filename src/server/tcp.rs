@@ -1,6 +1,8 @@
 //! steerdns's own TCP loop (SPEC §7): two-byte framing, queries answered in turn by
 //! the same [`super::respond`] as UDP (so every reply is the one UDP gives, but TC),
-//! replies batched into one write while more queries are already buffered.
+//! replies batched into one write while more queries are already buffered. DNS over
+//! TLS is the same loop behind a TLS handshake (tokio-rustls), with the same limits
+//! counted apart; a handshake that does not finish within `tcp_idle_timeout` closes.
 //!
 //! A connection closes on a zero-length message, on a length prefix or message it does
 //! not complete, and after `tcp_idle_timeout` without a complete query (a client that
@@ -18,30 +20,33 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Longest pause after a failed accept.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Serves DNS over TCP on `listeners` until `shutdown`; connections then finish the
-/// query in hand and close. Returns once every connection has.
+/// Serves DNS over TCP (and over TLS, for listeners given [`Transport::Tls`]) until
+/// `shutdown`; connections then finish the query in hand and close. Returns once every
+/// connection has.
 pub async fn serve_tcp(
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Transport)>,
     view: Arc<ArcSwap<View>>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let open = Arc::new(Open::default());
+    // TCP and TLS connections are bounded apart, each by the same limits
+    let (tcp, tls) = (Arc::new(Open::default()), Arc::new(Open::default()));
     let connections = TaskTracker::new();
     let accepts = TaskTracker::new();
-    for listener in listeners {
-        let (view, metrics, open, shutdown, connections) =
-            (view.clone(), metrics.clone(), open.clone(), shutdown.clone(), connections.clone());
+    for (listener, transport) in listeners {
+        let open = if transport == Transport::Tls { tls.clone() } else { tcp.clone() };
+        let (view, metrics, shutdown, connections) =
+            (view.clone(), metrics.clone(), shutdown.clone(), connections.clone());
         accepts.spawn(crate::supervise::task("tcp", async move {
-            accept(listener, view, metrics, open, shutdown, connections).await;
+            accept(listener, transport, view, metrics, open, shutdown, connections).await;
         }));
     }
     accepts.close();
@@ -52,6 +57,7 @@ pub async fn serve_tcp(
 
 async fn accept(
     listener: TcpListener,
+    transport: Transport,
     view: Arc<ArcSwap<View>>,
     metrics: Arc<Metrics>,
     open: Arc<Open>,
@@ -81,9 +87,18 @@ async fn accept(
         let limits = Limits::of(&view.load());
         let connection = open.admit(peer.ip(), &limits);
         let (view, metrics, open, shutdown) = (view.clone(), metrics.clone(), open.clone(), shutdown.clone());
+        let _ = stream.set_nodelay(true);
         connections.spawn(crate::supervise::task("tcp", async move {
             crate::supervise::fault_point("tcp");
-            serve(stream, peer, &view, &metrics, (&open, &connection), limits.idle, &shutdown).await;
+            let serving =
+                Serving { peer, transport, view: &view, metrics: &metrics, open: &open, connection: &connection };
+            match transport {
+                Transport::Tls => match handshake(stream, &serving, limits.idle, &shutdown).await {
+                    Ok(stream) => serving.serve(stream, limits.idle, &shutdown).await,
+                    Err(end) => tracing::trace!("tls {peer}: {end}"),
+                },
+                _ => serving.serve(stream, limits.idle, &shutdown).await,
+            }
             open.leave(&connection);
         }));
     }
@@ -187,52 +202,86 @@ impl std::fmt::Display for End {
     }
 }
 
-async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    view: &ArcSwap<View>,
-    metrics: &Metrics,
-    (open, connection): (&Open, &Connection),
+/// A TLS handshake with the certificate in force, within `idle`.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    serving: &Serving<'_>,
     idle: Duration,
     shutdown: &CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::with_capacity(4096, read);
-    let (mut query, mut replies, mut reply) = (Vec::new(), Vec::new(), Vec::new());
-    let end = loop {
-        let next = tokio::select! {
-            _ = shutdown.cancelled() => break End::Stopping,
-            _ = connection.close.cancelled() => break End::Replaced,
-            next = tokio::time::timeout(idle, frame(&mut read, &mut query)) => next,
-        };
-        match next {
-            Err(_) => break End::Idle,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break End::Closed,
-            Ok(Err(e)) => break End::Io(e),
-            Ok(Ok(0)) => break End::ZeroLength,
-            Ok(Ok(_)) => {}
-        }
-        connection.active.store(open.now(), Ordering::Relaxed);
-        let rcode = super::respond(&view.load(), &query, peer, Transport::Tcp, &mut reply, metrics);
-        if rcode.is_some() && !reply.is_empty() {
-            replies.extend_from_slice(&(reply.len() as u16).to_be_bytes());
-            replies.extend_from_slice(&reply);
-        }
-        // one write for every query already in hand: flush unless a whole next
-        // message is buffered
-        if !whole_message(read.buffer()) && !replies.is_empty() {
-            match tokio::time::timeout(idle, write.write_all(&replies)).await {
-                Ok(Ok(())) => replies.clear(),
-                Ok(Err(e)) => break End::Io(e),
-                Err(_) => break End::Idle,
-            }
-        }
-    };
-    if !replies.is_empty() {
-        let _ = tokio::time::timeout(idle, write.write_all(&replies)).await;
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, End> {
+    let Some(config) = serving.view.load().tls.clone() else { return Err(End::Stopping) };
+    let accepting = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+    tokio::select! {
+        _ = shutdown.cancelled() => Err(End::Stopping),
+        _ = serving.connection.close.cancelled() => Err(End::Replaced),
+        done = tokio::time::timeout(idle, accepting) => match done {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(End::Io(e)),
+            Err(_) => Err(End::Idle),
+        },
     }
-    tracing::trace!("tcp {peer}: {end}");
+}
+
+/// One connection being served.
+struct Serving<'a> {
+    peer: SocketAddr,
+    transport: Transport,
+    view: &'a ArcSwap<View>,
+    metrics: &'a Metrics,
+    open: &'a Open,
+    connection: &'a Connection,
+}
+
+impl Serving<'_> {
+    async fn serve(&self, stream: impl AsyncRead + AsyncWrite + Unpin, idle: Duration, shutdown: &CancellationToken) {
+        let (peer, connection) = (self.peer, self.connection);
+        let mut stream = BufReader::with_capacity(4096, stream);
+        let (mut query, mut replies, mut reply) = (Vec::new(), Vec::new(), Vec::new());
+        let end = loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break End::Stopping,
+                _ = connection.close.cancelled() => break End::Replaced,
+                next = tokio::time::timeout(idle, frame(&mut stream, &mut query)) => next,
+            };
+            match next {
+                Err(_) => break End::Idle,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break End::Closed,
+                Ok(Err(e)) => break End::Io(e),
+                Ok(Ok(0)) => break End::ZeroLength,
+                Ok(Ok(_)) => {}
+            }
+            connection.active.store(self.open.now(), Ordering::Relaxed);
+            let answered = super::respond(&self.view.load(), &query, peer, self.transport, &mut reply, self.metrics);
+            if answered.is_some() && !reply.is_empty() {
+                replies.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+                replies.extend_from_slice(&reply);
+            }
+            // one write for every query already in hand: flush unless a whole next
+            // message is buffered
+            if !whole_message(stream.buffer()) && !replies.is_empty() {
+                match tokio::time::timeout(idle, send(stream.get_mut(), &replies)).await {
+                    Ok(Ok(())) => replies.clear(),
+                    Ok(Err(e)) => break End::Io(e),
+                    Err(_) => break End::Idle,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(idle, async {
+            if !replies.is_empty() {
+                send(stream.get_mut(), &replies).await?;
+            }
+            // TLS: close_notify; TCP: FIN
+            stream.get_mut().shutdown().await
+        })
+        .await;
+        tracing::trace!("{:?} {peer}: {end}", self.transport);
+    }
+}
+
+/// Writes `bytes` and flushes them (TLS holds records until flushed).
+async fn send(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 /// Whether `buffered` begins with a complete two-byte-framed message.
@@ -244,7 +293,7 @@ fn whole_message(buffered: &[u8]) -> bool {
 }
 
 /// Reads one message into `query`: its length, 0 for a zero-length message.
-async fn frame(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, query: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn frame(read: &mut (impl AsyncRead + Unpin), query: &mut Vec<u8>) -> std::io::Result<usize> {
     let len = read.read_u16().await? as usize;
     query.resize(len, 0);
     read.read_exact(query).await?;

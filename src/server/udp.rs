@@ -1,10 +1,13 @@
 //! steerdns's own UDP loop: one thread per socket (SO_REUSEPORT spreads flows across
 //! them), queries received and replies sent in batches (recvmmsg/sendmmsg), buffers
-//! reused, one View load per batch. On a wildcard address each reply is sent from the
-//! address its query was sent to (IP_PKTINFO / IPV6_RECVPKTINFO).
+//! reused, one View load per batch. Replies pass response rate limiting (SPEC §7)
+//! when it is on; a client with a valid server cookie is not limited. On a wildcard
+//! address each reply is sent from the address its query was sent to (IP_PKTINFO /
+//! IPV6_RECVPKTINFO).
 
-use crate::dns::Transport;
+use crate::dns::{self, Transport};
 use crate::metrics::Metrics;
+use crate::rrl::Verdict;
 use crate::view::View;
 use arc_swap::ArcSwap;
 use nix::errno::Errno;
@@ -96,14 +99,32 @@ impl Worker {
             return;
         }
         let view = view.load();
+        // RRL's clock, read once per batch
+        let now = view.rrl.as_ref().map(|_| std::time::Instant::now());
         self.outgoing.clear();
         for (i, r) in self.received.iter().enumerate() {
             let Some((from, client)) = r.from.and_then(|a| Some((a, socket_addr(&a)?))) else { continue };
             let query = &self.queries[i][..r.len.min(MAX_QUERY)];
-            let rcode = super::respond(&view, query, client, Transport::Udp, &mut self.replies[i], metrics);
-            if rcode.is_some() {
-                self.outgoing.push((i, from, r.to));
+            let Some(answered) = super::respond(&view, query, client, Transport::Udp, &mut self.replies[i], metrics)
+            else {
+                continue;
+            };
+            if let (Some(limiter), Some(key), Some(now)) = (&view.rrl, &answered.rrl, now)
+                && !answered.cookie
+            {
+                match limiter.check(client.ip(), key, now) {
+                    Verdict::Send => {}
+                    Verdict::Drop => {
+                        metrics.count_rrl_limited(false);
+                        continue;
+                    }
+                    Verdict::Slip => {
+                        metrics.count_rrl_limited(true);
+                        dns::slip(&view, query, client, answered.rcode, &mut self.replies[i]);
+                    }
+                }
             }
+            self.outgoing.push((i, from, r.to));
         }
         drop(view);
         self.send(socket);

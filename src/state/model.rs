@@ -330,18 +330,21 @@ impl Model {
 
     /// `configured` TCP connections, clamped to the descriptor limit less the reserve
     /// for probes (2 per probe key, and 64) and the admin API's 256 connections;
-    /// logged once per change.
+    /// logged once per change. With DNS over TLS, TCP and TLS share what is left
+    /// (each is bounded by the same `tcp_max_connections`).
     fn tcp_connections(&mut self, configured: usize) -> usize {
         let Some(limit) = self.descriptors else { return configured };
         let reserve = 2 * self.health.len() as u64 + 64 + ADMIN_CONNECTIONS;
-        let budget = usize::try_from(limit.saturating_sub(reserve)).unwrap_or(usize::MAX).max(1);
+        let streams = if self.effective.config.server.tls_listen.is_empty() { 1 } else { 2 };
+        let budget = usize::try_from(limit.saturating_sub(reserve) / streams).unwrap_or(usize::MAX).max(1);
         let allowed = configured.min(budget);
         let clamped = (allowed < configured).then_some(allowed);
         if clamped != self.clamped {
             self.clamped = clamped;
             if let Some(n) = clamped {
+                let shared = if streams == 2 { " (TCP and DNS over TLS share the rest)" } else { "" };
                 tracing::warn!(
-                    "tcp_max_connections {configured} clamped to {n}: the open-file limit is {limit}, and {reserve} are kept for probes and the admin API"
+                    "tcp_max_connections {configured} clamped to {n}: the open-file limit is {limit}, and {reserve} are kept for probes and the admin API{shared}"
                 );
             }
         }
@@ -686,7 +689,7 @@ fn effective(loaded: &Loaded, registrations: &BTreeMap<Key, Registration>) -> Lo
             }
         }
     }
-    Loaded { config, zones: loaded.zones.clone(), geo: loaded.geo.clone() }
+    Loaded { config, zones: loaded.zones.clone(), geo: loaded.geo.clone(), tls: loaded.tls.clone() }
 }
 
 /// Checks a registration against SPEC §4 and the service's config.

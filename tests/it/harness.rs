@@ -19,6 +19,8 @@ pub struct TestServer {
     /// The first listen address; `addrs` has them all.
     pub addr: SocketAddr,
     pub addrs: Vec<SocketAddr>,
+    /// DNS over TLS addresses (`tls_listen`, port 0 bound to a free port).
+    pub tls_addrs: Vec<SocketAddr>,
     /// The admin API's base URL.
     pub admin: String,
     state: steerdns::state::StateHandle,
@@ -51,7 +53,14 @@ impl TestServer {
     /// Serves the config at `path` on `listen` (port 0: a free port each).
     pub fn start_on(dir: tempfile::TempDir, path: PathBuf, listen: &[SocketAddr]) -> TestServer {
         let loaded = steerdns::loaded::load(&path).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
-        let listeners = Listeners::bind(listen, 2).unwrap().with_admin("127.0.0.1:0".parse().unwrap()).unwrap();
+        let tls = &loaded.config.server.tls_listen;
+        let listeners = Listeners::bind(listen, 2)
+            .unwrap()
+            .with_tls(tls)
+            .unwrap()
+            .with_admin("127.0.0.1:0".parse().unwrap())
+            .unwrap();
+        let tls_addrs = listeners.tls_addrs();
         let admin = format!("http://{}", listeners.admin_addr().unwrap());
         let addrs = listeners.local_addrs();
         let addr = addrs[0];
@@ -63,7 +72,7 @@ impl TestServer {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(app.run(listeners, token)).unwrap();
         });
-        let server = TestServer { addr, addrs, admin, state, _dir: dir, shutdown, thread: Some(thread) };
+        let server = TestServer { addr, addrs, tls_addrs, admin, state, _dir: dir, shutdown, thread: Some(thread) };
         server.wait_ready();
         server
     }
@@ -483,6 +492,16 @@ impl Edit for str {
         assert!(self.contains(from), "the config no longer holds {from:?}:\n{self}");
         self.replace(from, to)
     }
+}
+
+/// A TCP connection from `from` (a loopback address of the test's own) to `to`.
+pub fn tcp_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(from.parse().unwrap(), 0).into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
 }
 
 /// Sends raw bytes as one TCP message; the reply's bytes.

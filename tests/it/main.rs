@@ -19,6 +19,8 @@ mod pktinfo;
 mod ready;
 mod registrations;
 mod robustness;
+mod rrl;
 mod services;
 mod tcp;
+mod tls;
 mod zones;

@@ -4,23 +4,13 @@
 use crate::harness::*;
 use hickory_proto::rr::RecordType;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn server(limits: &str) -> TestServer {
     TestServer::start(
         &quickstart_config().edit("tcp_idle_timeout = \"10s\"", &format!("tcp_idle_timeout = \"10s\"\n{limits}")),
     )
-}
-
-/// A connection from `source` (a loopback address of the test's own).
-fn connect(from: &str, to: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::new(from.parse().unwrap(), 0).into()).unwrap();
-    socket.connect(&to.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    stream
 }
 
 fn asks(stream: &mut TcpStream) -> bool {
@@ -48,7 +38,7 @@ fn closed(stream: &mut TcpStream) -> bool {
 #[test]
 fn a_zero_length_message_closes_at_once() {
     let s = server("");
-    let mut stream = connect("127.0.95.1", s.addr);
+    let mut stream = tcp_from("127.0.95.1", s.addr);
     assert!(asks(&mut stream));
     let start = Instant::now();
     stream.write_all(&[0, 0]).unwrap();
@@ -61,26 +51,26 @@ fn a_zero_length_message_closes_at_once() {
 fn a_length_prefix_never_completed_closes_at_the_idle_timeout() {
     let s = TestServer::start(&quickstart_config().edit("tcp_idle_timeout = \"10s\"", "tcp_idle_timeout = \"300ms\""));
     for partial in [&[0u8][..], &[0, 40, 1, 2, 3][..]] {
-        let mut stream = connect("127.0.95.2", s.addr);
+        let mut stream = tcp_from("127.0.95.2", s.addr);
         stream.write_all(partial).unwrap();
         let start = Instant::now();
         assert!(closed(&mut stream), "{partial:?}");
         assert!(start.elapsed() < Duration::from_secs(5), "closed after {:?}", start.elapsed());
     }
-    assert!(asks(&mut connect("127.0.95.2", s.addr)), "the next connection is served");
+    assert!(asks(&mut tcp_from("127.0.95.2", s.addr)), "the next connection is served");
 }
 
 #[test]
 fn past_the_per_client_limit_the_longest_idle_connection_of_that_client_goes() {
     let s = server("tcp_max_connections_per_client = 2");
-    let mut first = connect("127.0.95.3", s.addr);
-    let mut second = connect("127.0.95.3", s.addr);
-    let mut other = connect("127.0.95.4", s.addr);
+    let mut first = tcp_from("127.0.95.3", s.addr);
+    let mut second = tcp_from("127.0.95.3", s.addr);
+    let mut other = tcp_from("127.0.95.4", s.addr);
     assert!(asks(&mut first) && asks(&mut other));
     // `second` has not asked since it was accepted, after `first` asked: it is the idlest
     assert!(asks(&mut second));
     assert!(asks(&mut first), "first asked last");
-    let mut third = connect("127.0.95.3", s.addr);
+    let mut third = tcp_from("127.0.95.3", s.addr);
     assert!(asks(&mut third), "the new connection is served");
     assert!(closed(&mut second), "the longest-idle of that client was closed");
     assert!(asks(&mut first) && asks(&mut other), "the others are served");
@@ -89,11 +79,11 @@ fn past_the_per_client_limit_the_longest_idle_connection_of_that_client_goes() {
 #[test]
 fn past_the_total_limit_the_longest_idle_connection_of_all_goes() {
     let s = server("tcp_max_connections = 3");
-    let mut streams: Vec<TcpStream> = (1..=3).map(|i| connect(&format!("127.0.96.{i}"), s.addr)).collect();
+    let mut streams: Vec<TcpStream> = (1..=3).map(|i| tcp_from(&format!("127.0.96.{i}"), s.addr)).collect();
     for stream in &mut streams {
         assert!(asks(stream));
     }
-    let mut fourth = connect("127.0.96.4", s.addr);
+    let mut fourth = tcp_from("127.0.96.4", s.addr);
     assert!(asks(&mut fourth));
     assert!(closed(&mut streams[0]), "the longest idle of all was closed");
     assert!(asks(&mut streams[1]) && asks(&mut streams[2]));
@@ -122,7 +112,7 @@ fn tcp_replies_are_the_replies_udp_gives_but_tc() {
     ];
     for bytes in cases {
         let udp = udp_raw(s.addr, &bytes, Duration::from_secs(2)).expect("a UDP reply");
-        let mut stream = connect("127.0.95.9", s.addr);
+        let mut stream = tcp_from("127.0.95.9", s.addr);
         tcp_send(&mut stream, &bytes);
         let tcp = tcp_read(&mut stream).expect("a TCP reply");
         assert_eq!(raw::summary(&tcp), raw::summary(&udp), "{bytes:02x?}");
@@ -163,7 +153,7 @@ fn clients_never_take_the_descriptors_probes_need() {
     let before = target_status(&admin, "h.lb.example.", "127.0.97.1");
     assert_eq!(before.health, "up");
     // twelve sources of fifty: under the per-client limit, over the descriptors
-    let clients: Vec<TcpStream> = (0..600).map(|i| connect(&format!("127.0.98.{}", 1 + i / 50), dns)).collect();
+    let clients: Vec<TcpStream> = (0..600).map(|i| tcp_from(&format!("127.0.98.{}", 1 + i / 50), dns)).collect();
     // every connection a query: the server has accepted them all by then
     let mut asked = 0;
     for mut c in clients.iter().take(50) {
@@ -202,7 +192,7 @@ fn five_thousand_idle_connections_are_held_off() {
     ));
     eventually("the probe's first verdict", || target_status(&s.admin, "h.lb.example.", "127.0.99.1").health == "up");
     let idle: Vec<TcpStream> =
-        (0..5000).map(|i| connect(&format!("127.0.{}.{}", 100 + i / 2500, 1 + (i / 50) % 50), s.addr)).collect();
+        (0..5000).map(|i| tcp_from(&format!("127.0.{}.{}", 100 + i / 2500, 1 + (i / 50) % 50), s.addr)).collect();
     let first = target_status(&s.admin, "h.lb.example.", "127.0.99.1").last_probe.map(|p| p.at);
     eventually("probes after the flood", || {
         target_status(&s.admin, "h.lb.example.", "127.0.99.1").last_probe.map(|p| p.at) > first.map(|f| f + 0.5)
@@ -210,6 +200,6 @@ fn five_thousand_idle_connections_are_held_off() {
     let t = target_status(&s.admin, "h.lb.example.", "127.0.99.1");
     assert_eq!((t.health.as_str(), t.fails), ("up", 0), "{t:?}");
     assert_eq!(addresses(&s.ask("h.lb.example.", RecordType::A)), ["127.0.99.1"]);
-    assert!(asks(&mut connect("127.0.101.200", s.addr)), "a new client is served");
+    assert!(asks(&mut tcp_from("127.0.101.200", s.addr)), "a new client is served");
     drop(idle);
 }

@@ -71,6 +71,17 @@ impl Validator<'_> {
                 })
                 .ok()
         });
+        let tls_listen = self.addresses(raw.tls_listen.as_ref(), "server.tls_listen");
+        let tls = match (&raw.tls_cert_file, &raw.tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert_file: self.path(cert), key_file: self.path(key) }),
+            (Some(given), None) => self.missing(given, "server.tls_cert_file", "server.tls_key_file"),
+            (None, Some(given)) => self.missing(given, "server.tls_key_file", "server.tls_cert_file"),
+            (None, None) => None,
+        };
+        if let Some(list) = raw.tls_listen.as_ref().filter(|l| !l.get_ref().is_empty() && tls.is_none()) {
+            self.err(list, "server.tls_listen", "needs server.tls_cert_file and server.tls_key_file");
+        }
+        let rrl = raw.rrl.and_then(|r| self.rrl(r));
         ServerConfig {
             listen,
             admin_listen,
@@ -83,7 +94,57 @@ impl Validator<'_> {
             tcp_max_connections_per_client,
             shutdown_timeout,
             startup_wait,
+            tls_listen,
+            tls,
+            rrl,
         }
+    }
+
+    fn addresses(&mut self, list: Option<&S<Vec<S<String>>>>, key: &str) -> Vec<SocketAddr> {
+        let mut addresses = Vec::new();
+        for item in list.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
+            match item.get_ref().parse::<SocketAddr>() {
+                Ok(addr) if addresses.contains(&addr) => self.err(item, key, "is listed twice"),
+                Ok(addr) => addresses.push(addr),
+                Err(_) => self.err(item, key, "must be IP:PORT, e.g. \"127.0.0.1:853\" or \"[::1]:853\""),
+            }
+        }
+        addresses
+    }
+
+    fn missing<T>(&mut self, given: &S<String>, key: &str, other: &str) -> Option<T> {
+        self.err(given, key, format!("needs {other} too"));
+        None
+    }
+
+    fn rrl(&mut self, raw: RawRrl) -> Option<RrlConfig> {
+        let int = |v: &mut Self, value: &Option<S<i64>>, key: &str, min: i64, max: i64, default: i64| {
+            value.as_ref().map_or(default, |n| v.int(n, &format!("server.rrl.{key}"), min, max))
+        };
+        let rate = int(self, &raw.responses_per_second, "responses_per_second", 0, 1_000_000, 0) as u32;
+        let slip = int(self, &raw.slip, "slip", 0, 10, defaults::RRL_SLIP.into()) as u32;
+        let ipv4_prefix = int(self, &raw.ipv4_prefix, "ipv4_prefix", 8, 32, defaults::RRL_IPV4_PREFIX.into()) as u8;
+        let ipv6_prefix = int(self, &raw.ipv6_prefix, "ipv6_prefix", 16, 128, defaults::RRL_IPV6_PREFIX.into()) as u8;
+        let table_size =
+            int(self, &raw.table_size, "table_size", 1_000, 100_000_000, defaults::RRL_TABLE_SIZE as i64) as usize;
+        let window = self.duration(raw.window.as_ref(), "server.rrl.window", defaults::RRL_WINDOW);
+        if let Some(w) = raw.window.as_ref().filter(|_| window > Duration::from_secs(3600)) {
+            self.err(w, "server.rrl.window", "must be at most 1h");
+        }
+        let exempt = raw
+            .exempt
+            .as_ref()
+            .map(|l| l.get_ref().iter().filter_map(|n| self.network(n, "server.rrl.exempt")).collect())
+            .unwrap_or_default();
+        (rate > 0).then_some(RrlConfig {
+            responses_per_second: rate,
+            slip,
+            ipv4_prefix,
+            ipv6_prefix,
+            exempt,
+            table_size,
+            window,
+        })
     }
 
     /// Reads a token file: one token, surrounding whitespace trimmed, not empty.
