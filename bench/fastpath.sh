@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fast-path benchmark.
 #
-#   bench/fastpath.sh [load|callgrind|all] [CONFIG] [NAME...]
+#   bench/fastpath.sh [load|callgrind|rrl|all] [CONFIG] [NAME...]
 #
 # load:      steerdns pinned to core 1 (taskset -c 1), dnsperf pinned to core 0 for
 #            $SECONDS_PER_NAME s per name; prints queries/s, average latency, lost
@@ -12,6 +12,11 @@
 # callgrind: steerdns under valgrind --tool=callgrind; counters are zeroed, a fixed
 #            number of queries ($CALLGRIND_QUERIES) is sent, counters dumped:
 #            instructions per query, stable on a noisy machine.
+# PEER=gdnsd with load: gdnsd 3 (Debian package gdnsd) first, serving the same zone
+#            with `all` as a multifo resource of four always-up addresses, pinned and
+#            measured the same way, so the two compare within one run.
+# rrl:       callgrind twice in one run, with RRL off and on (CONFIG plus a
+#            [server.rrl] whose limit no query reaches): RRL's cost per query.
 #
 # Names default to those of bench/fastpath.toml. dnsperf (Debian package dnsperf) is
 # installed when missing. Every address involved is on 127.0.0.0/8.
@@ -40,7 +45,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 wait_for_server() {
   for _ in $(seq 200); do
-    dnsperf -s 127.0.0.1 -p "$port" -d <(echo "static.bench.test A") -n 1 -t 1 2>/dev/null |
+    dnsperf -s 127.0.0.1 -p "${1:-$port}" -d <(echo "static.bench.test A") -n 1 -t 1 2>/dev/null |
       grep -q "Queries completed: *1 " && return
     sleep 0.1
   done
@@ -76,12 +81,37 @@ load() {
   sleep 0.5
   measure $reflector 5391 static.bench.test "(C reflector: the floor)"
   kill $reflector
+  [ "${PEER:-}" != gdnsd ] || gdnsd_load
   taskset -c 1 "$bin" serve --config "$config" 2>"$work/server.log" &
   local pid=$!
   wait_for_server
   for name in "${names[@]}"; do
     measure $pid "$port" "$name" "$name"
   done
+  kill -TERM $pid; wait $pid || true
+}
+
+# gdnsd 3 on the same zone and core: static.bench.test, and all.bench.test as a
+# multifo resource of the four addresses steerdns's `all` service answers
+gdnsd_load() {
+  need gdnsd gdnsd
+  local dir="$work/gdnsd"
+  mkdir -p "$dir/zones"
+  cat > "$dir/config" <<EOF
+options => {
+  listen => [ 127.0.0.1 ], dns_port => 5392, udp_threads => 1, tcp_threads => 1,
+  run_dir => $dir/run, state_dir => $dir/state
+}
+plugins => { multifo => { all => {
+  service_types => up, a => 127.0.3.1, b => 127.0.3.2, c => 127.0.3.3, d => 127.0.3.4
+} } }
+EOF
+  { cat bench/bench.zone; echo "all 30 DYNA multifo!all"; } > "$dir/zones/bench.test"
+  taskset -c 1 gdnsd -c "$dir" start 2>"$work/gdnsd.log" &
+  local pid=$!
+  wait_for_server 5392
+  measure $pid 5392 static.bench.test "gdnsd static.bench.test"
+  measure $pid 5392 all.bench.test "gdnsd all.bench.test"
   kill -TERM $pid; wait $pid || true
 }
 
@@ -106,9 +136,22 @@ callgrind() {
   kill -TERM $pid; wait $pid || true
 }
 
+rrl() {
+  echo "RRL off ($config)"
+  callgrind
+  # beside CONFIG, so its relative paths hold; removed on exit
+  local on; on="$(dirname "$config")/.rrl-on.toml"
+  trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work" "'"$on"'"' EXIT
+  { cat "$config"; printf '\n[server.rrl]\nresponses_per_second = 1000000\n'; } > "$on"
+  echo "RRL on (responses_per_second = 1000000: every reply is counted, none limited)"
+  config=$on
+  callgrind
+}
+
 case $mode in
   load) load ;;
   callgrind) callgrind ;;
+  rrl) rrl ;;
   all) load; callgrind ;;
-  *) echo "usage: $0 [load|callgrind|all] [CONFIG] [NAME...]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|callgrind|rrl|all] [CONFIG] [NAME...]" >&2; exit 2 ;;
 esac

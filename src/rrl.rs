@@ -10,13 +10,10 @@
 //! chosen at start, so nobody can aim replies at another client's bucket.
 
 use crate::config::RrlConfig;
-use ipnet::IpNet;
-use siphasher::sip::SipHasher13;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::Instant;
 
 /// Buckets per set.
 const WAYS: usize = 4;
@@ -26,7 +23,7 @@ const ECS_BUCKETS: u64 = 10;
 const MILLI: u64 = 1000;
 
 /// What a reply is counted as: with [`Key::name`], the bucket's name part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Records for the qname and qtype (the wildcard's owner when synthesised).
     Answer,
@@ -44,7 +41,7 @@ pub enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
     pub kind: Kind,
-    /// [`name_hash`] of the imputed name.
+    /// [`wire_name_hash`] of the imputed name.
     pub name: u64,
     /// For [`Kind::Answer`] and [`Kind::NoData`]; 0 for the others.
     pub qtype: u16,
@@ -53,16 +50,42 @@ pub struct Key {
     pub ecs: Option<IpAddr>,
 }
 
-/// A hash of a name's labels, lower-cased: names that differ in case share a bucket.
-pub fn name_hash<'a>(labels: impl Iterator<Item = &'a [u8]>) -> u64 {
+/// A hash of a name in wire form (length-prefixed labels, the root's 0 last),
+/// lower-cased: names that differ in case share a bucket. Eight bytes at a time.
+pub fn wire_name_hash(wire: &[u8]) -> u64 {
     let mut hasher = rustc_hash::FxHasher::default();
-    for label in labels {
-        hasher.write_u8(label.len() as u8);
-        for byte in label {
-            hasher.write_u8(byte.to_ascii_lowercase());
-        }
+    let mut chunks = wire.chunks_exact(8);
+    for chunk in &mut chunks {
+        hasher.write_u64(lower(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))));
     }
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    hasher.write_u64(lower(u64::from_le_bytes(last)));
     hasher.finish()
+}
+
+/// ASCII A–Z to a–z in each byte of a word, other bytes as they are.
+fn lower(word: u64) -> u64 {
+    const EACH: u64 = 0x0101_0101_0101_0101;
+    let low7 = word & (0x7F * EACH);
+    // a byte's top bit is set past 'Z', and from 'A' on
+    let above_z = low7 + (0x7F - u64::from(b'Z')) * EACH;
+    let from_a = low7 + (0x80 - u64::from(b'A')) * EACH;
+    let upper = (from_a ^ above_z) & !word & (0x80 * EACH);
+    word | (upper >> 2)
+}
+
+/// [`wire_name_hash`] of a name given as its labels.
+pub fn name_hash<'a>(labels: impl Iterator<Item = &'a [u8]>) -> u64 {
+    let mut wire = [0u8; 256];
+    let mut len = 0;
+    for label in labels {
+        let end = (len + 1 + label.len()).min(255);
+        wire[len] = label.len() as u8;
+        wire[len + 1..end].copy_from_slice(&label[..end - len - 1]);
+        len = end;
+    }
+    wire_name_hash(&wire[..=len.min(255)])
 }
 
 /// What becomes of a reply.
@@ -80,7 +103,7 @@ struct Bucket {
     key: u64,
     /// Thousandths of a reply.
     tokens: u64,
-    /// Milliseconds since the limiter's epoch, of the last reply counted.
+    /// When the last reply was counted, in [`clock_ms`] milliseconds.
     last: u64,
     /// Replies limited so far, for `slip`.
     limited: u32,
@@ -91,30 +114,32 @@ struct Bucket {
 pub struct Limiter {
     config: RrlConfig,
     sets: Box<[Mutex<[Bucket; WAYS]>]>,
-    secret: (u64, u64),
-    epoch: Instant,
+    secret: [u64; 4],
+    /// Thousandths of a reply a bucket holds: `responses_per_second` × `window`.
+    capacity: u64,
 }
 
 impl Limiter {
-    /// An empty table; `secret` keys its hash, `epoch` is when its clock starts.
-    pub fn new(config: RrlConfig, secret: (u64, u64), epoch: Instant) -> Limiter {
+    /// An empty table; `secret` keys its hash.
+    pub fn new(config: RrlConfig, secret: [u64; 4]) -> Limiter {
         let sets = config.table_size.div_ceil(WAYS).max(1);
-        Limiter { sets: (0..sets).map(|_| Mutex::new([Bucket::default(); WAYS])).collect(), config, secret, epoch }
+        let window = u64::try_from(config.window.as_millis()).unwrap_or(u64::MAX);
+        let capacity = (u64::from(config.responses_per_second) * MILLI).saturating_mul(window) / 1000;
+        let sets = (0..sets).map(|_| Mutex::new([Bucket::default(); WAYS])).collect();
+        Limiter { sets, config, secret, capacity }
     }
 
     pub fn config(&self) -> &RrlConfig {
         &self.config
     }
 
-    /// Counts one UDP reply to `client` at `now`.
-    pub fn check(&self, client: IpAddr, key: &Key, now: Instant) -> Verdict {
+    /// Counts one UDP reply to `client` at `now` ([`clock_ms`]).
+    pub fn check(&self, client: IpAddr, key: &Key, now: u64) -> Verdict {
         if self.config.exempt.iter().any(|n| n.contains(&client)) {
             return Verdict::Send;
         }
         let hash = self.bucket_hash(client, key);
-        let now = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        let rate = u64::from(self.config.responses_per_second);
-        let capacity = (rate * MILLI).saturating_mul(self.config.window.as_millis() as u64) / 1000;
+        let (rate, capacity) = (u64::from(self.config.responses_per_second), self.capacity);
         let set = &self.sets[(hash % self.sets.len() as u64) as usize];
         // a poisoned set only means another worker panicked mid-update: the counts stay usable
         let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
@@ -141,25 +166,52 @@ impl Limiter {
 
     /// The bucket's hash (never 0): client prefix, class, kind, name, qtype and, for
     /// answers with an ECS scope, one of ten slots per prefix for the ECS subnet.
+    ///
+    /// Folded 128-bit multiplies under the secret (wyhash's mixing): nobody outside
+    /// sees a hash, and what a collision could buy, a bucket that starts full again, an
+    /// attacker already has by asking for more names, so SipHash's strength is not
+    /// worth its cost on every reply.
     fn bucket_hash(&self, client: IpAddr, key: &Key) -> u64 {
-        let mut hasher = SipHasher13::new_with_keys(self.secret.0, self.secret.1);
-        self.prefix(client).hash(&mut hasher);
-        (key.kind, key.name, key.qtype, key.class).hash(&mut hasher);
-        if let Some(ecs) = key.ecs {
-            let mut slot = SipHasher13::new_with_keys(self.secret.1, self.secret.0);
-            self.prefix(ecs).hash(&mut slot);
-            (1 + slot.finish() % ECS_BUCKETS).hash(&mut hasher);
-        }
-        hasher.finish().max(1)
+        let [k0, k1, k2, k3] = self.secret;
+        let slot = key.ecs.map_or(0, |ecs| {
+            let ecs = u128::from_be_bytes(self.prefix(ecs));
+            1 + fold(fold((ecs >> 64) as u64 ^ k3, ecs as u64 ^ k2), k1) % ECS_BUCKETS
+        });
+        let fields = u64::from(key.qtype) | u64::from(key.class) << 16 | (key.kind as u64) << 32 | slot << 40;
+        let prefix = u128::from_be_bytes(self.prefix(client)) ^ u128::from(client.is_ipv6());
+        let mixed = fold((prefix >> 64) as u64 ^ k0, prefix as u64 ^ k1);
+        fold(mixed ^ key.name ^ k2, fields ^ k3).max(1)
     }
 
-    fn prefix(&self, address: IpAddr) -> IpNet {
-        let length = match address {
-            IpAddr::V4(_) => self.config.ipv4_prefix,
-            IpAddr::V6(_) => self.config.ipv6_prefix,
-        };
-        IpNet::new(address, length).map_or(IpNet::from(address), |n| n.trunc())
+    /// The address's prefix bits (IPv4 in the first four bytes), the rest zero.
+    fn prefix(&self, address: IpAddr) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        match address {
+            IpAddr::V4(a) => {
+                let bits = u32::from(a) & (u32::MAX.checked_shl(32 - u32::from(self.config.ipv4_prefix)).unwrap_or(0));
+                bytes[..4].copy_from_slice(&bits.to_be_bytes());
+            }
+            IpAddr::V6(a) => {
+                let shift = 128 - u32::from(self.config.ipv6_prefix);
+                let bits = u128::from(a) & u128::MAX.checked_shl(shift).unwrap_or(0);
+                bytes.copy_from_slice(&bits.to_be_bytes());
+            }
+        }
+        bytes
     }
+}
+/// Milliseconds on the system's monotonic clock, coarse (a few ms; no system call):
+/// RRL's time, read once per batch of queries.
+pub fn clock_ms() -> u64 {
+    // it cannot fail on Linux; were it to, time would stand still and buckets not refill
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
+        .map_or(0, |now| (now.tv_sec() as u64) * 1000 + (now.tv_nsec() as u64) / 1_000_000)
+}
+
+/// The two halves of a 128-bit product, folded.
+fn fold(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ (product >> 64) as u64
 }
 
 /// A limiter for `config`: `previous` itself (its counts kept) when its config is the
@@ -169,11 +221,11 @@ pub fn for_config(config: Option<&RrlConfig>, previous: Option<&Arc<Limiter>>) -
     if let Some(p) = previous.filter(|p| p.config == *config) {
         return Some(p.clone());
     }
-    let mut secret = [0u8; 16];
+    let mut secret = [0u8; 32];
     // without the OS's randomness the table still limits; only its hash is guessable
     let _ = getrandom::fill(&mut secret);
-    let half = |i: usize| u64::from_le_bytes(secret[i..i + 8].try_into().expect("8 bytes"));
-    Some(Arc::new(Limiter::new(config.clone(), (half(0), half(8)), Instant::now())))
+    let word = |i: usize| u64::from_le_bytes(secret[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+    Some(Arc::new(Limiter::new(config.clone(), [word(0), word(1), word(2), word(3)])))
 }
 
 #[cfg(test)]
@@ -202,7 +254,7 @@ mod tests {
     }
 
     /// Sends `n` replies at `at`, returning (sent, dropped, slipped).
-    fn burst(limiter: &Limiter, client: &str, key: &Key, n: usize, at: Instant) -> (usize, usize, usize) {
+    fn burst(limiter: &Limiter, client: &str, key: &Key, n: usize, at: u64) -> (usize, usize, usize) {
         let mut counts = (0, 0, 0);
         for _ in 0..n {
             match limiter.check(ip(client), key, at) {
@@ -216,22 +268,22 @@ mod tests {
 
     #[test]
     fn a_bucket_holds_rate_times_window_and_refills_at_rate() {
-        let t0 = Instant::now();
-        let limiter = Limiter::new(config(10, 2), (1, 2), t0);
+        let t0 = 1_000_000;
+        let limiter = Limiter::new(config(10, 2), [1, 2, 3, 4]);
         let www = key("www.example");
         assert_eq!(burst(&limiter, "192.0.2.1", &www, 30, t0), (20, 5, 5), "20 = 10/s × 2 s; every 2nd limited slips");
         // half a second refills five replies
-        let later = t0 + Duration::from_millis(500);
+        let later = t0 + 500;
         assert_eq!(burst(&limiter, "192.0.2.1", &www, 10, later).0, 5);
         // an idle bucket refills to its capacity and no further
-        let much_later = t0 + Duration::from_secs(60);
+        let much_later = t0 + 60_000;
         assert_eq!(burst(&limiter, "192.0.2.1", &www, 30, much_later).0, 20);
     }
 
     #[test]
     fn buckets_are_per_prefix_and_name_and_case_blind() {
-        let t0 = Instant::now();
-        let limiter = Limiter::new(config(1, 0), (1, 2), t0);
+        let t0 = 1_000_000;
+        let limiter = Limiter::new(config(1, 0), [1, 2, 3, 4]);
         let www = key("www.example");
         assert_eq!(burst(&limiter, "192.0.2.1", &www, 5, t0), (2, 3, 0), "slip 0 drops every limited reply");
         assert_eq!(burst(&limiter, "192.0.2.77", &www, 1, t0), (0, 1, 0), "same /24, same bucket");
@@ -241,16 +293,39 @@ mod tests {
         let nx = Key { kind: Kind::NxDomain, ..www };
         assert_eq!(burst(&limiter, "192.0.2.1", &nx, 1, t0), (1, 0, 0), "another kind");
         assert_eq!(burst(&limiter, "192.0.2.200", &www, 10, t0), (10, 0, 0), "exempt network");
-        let v6 = Limiter::new(config(1, 0), (1, 2), t0);
+        let v6 = Limiter::new(config(1, 0), [1, 2, 3, 4]);
         assert_eq!(burst(&v6, "2001:db8:0:1::1", &www, 3, t0).0, 2);
         assert_eq!(burst(&v6, "2001:db8:0:2::1", &www, 3, t0).0, 0, "same /56");
         assert_eq!(burst(&v6, "2001:db8:0:100::1", &www, 3, t0).0, 2, "another /56");
     }
 
     #[test]
+    fn a_name_hashes_alike_from_its_labels_and_its_wire_form_in_any_case() {
+        let labels = name_hash(["www", "example"].iter().map(|l| l.as_bytes()));
+        assert_eq!(labels, wire_name_hash(b"\x03WWW\x07Example\x00"));
+        assert_ne!(labels, wire_name_hash(b"\x03www\x08examples\x00"));
+        assert_eq!(name_hash(std::iter::empty()), wire_name_hash(&[0]), "the root");
+        // every byte value: only A–Z change
+        for byte in 0..=255u8 {
+            let word = u64::from_le_bytes([byte, b'Q', 0, 0x80 | b'Q', b'@', b'[', 0xFF, byte]);
+            let expected = u64::from_le_bytes([
+                byte.to_ascii_lowercase(),
+                b'q',
+                0,
+                0x80 | b'Q',
+                b'@',
+                b'[',
+                0xFF,
+                byte.to_ascii_lowercase(),
+            ]);
+            assert_eq!(lower(word), expected, "{byte:#x}");
+        }
+    }
+
+    #[test]
     fn ecs_subnets_get_at_most_ten_buckets_per_prefix() {
-        let t0 = Instant::now();
-        let limiter = Limiter::new(config(1, 0), (1, 2), t0);
+        let t0 = 1_000_000;
+        let limiter = Limiter::new(config(1, 0), [1, 2, 3, 4]);
         let mut sent = 0;
         for i in 0..=255u8 {
             let ecs = Key { ecs: Some(IpAddr::from([10, 0, i, 1])), ..key("www.example") };
@@ -262,18 +337,18 @@ mod tests {
 
     #[test]
     fn the_table_is_bounded_and_evicts_the_least_recently_used() {
-        let t0 = Instant::now();
-        let limiter = Limiter::new(config(1, 0), (1, 2), t0);
+        let t0 = 1_000_000;
+        let limiter = Limiter::new(config(1, 0), [1, 2, 3, 4]);
         let www = key("www.example");
         assert_eq!(burst(&limiter, "192.0.2.1", &www, 3, t0).0, 2);
         // 100,000 other prefixes pass through a 1,000-bucket table
         for i in 0..100_000u32 {
             let client = IpAddr::from(std::net::Ipv4Addr::from(0x0A00_0000 + (i << 8)));
-            limiter.check(client, &www, t0 + Duration::from_millis(1));
+            limiter.check(client, &www, t0 + 1);
         }
         assert_eq!(limiter.sets.len(), 250);
         // the first bucket was evicted, so it starts full again
-        assert_eq!(burst(&limiter, "192.0.2.1", &www, 3, t0 + Duration::from_millis(2)).0, 2);
+        assert_eq!(burst(&limiter, "192.0.2.1", &www, 3, t0 + 2).0, 2);
     }
 
     #[test]

@@ -109,13 +109,13 @@ pub fn respond(
 /// [`respond`], recording how the answer came about into `trace` (for explain).
 fn respond_traced(
     view: &View,
-    request: &[u8],
+    bytes: &[u8],
     client: SocketAddr,
     transport: Transport,
     out: &mut Vec<u8>,
     trace: Option<&mut Explanation>,
 ) -> Option<Answered> {
-    let (mut request, formerr) = match wire::parse(request) {
+    let (mut request, formerr) = match wire::parse(bytes) {
         Ok(r) => (r, false),
         Err(Reject::Drop) => return None,
         Err(Reject::FormErr(request)) => (*request, true),
@@ -130,7 +130,7 @@ fn respond_traced(
         Some(reply) => error(&edge, &request, reply, limit, out),
         None => answer(&edge, &request, client, limit, out, trace),
     };
-    let rrl = (transport == Transport::Udp && view.rrl.is_some()).then(|| rrl_key(&request, &written));
+    let rrl = (transport == Transport::Udp && view.rrl.is_some()).then(|| rrl_key(bytes, &request, &written));
     let cookie = request.edns.as_ref().and_then(|e| e.cookie).is_some_and(|c| c.valid);
     Some(Answered { rcode: written.rcode, rrl, cookie })
 }
@@ -151,18 +151,19 @@ struct Edge<'v> {
 }
 
 /// The RRL key of a written reply: its kind, its imputed name, and the ECS address
-/// when the reply's ECS scope is above 0.
-fn rrl_key(request: &Request, written: &Written) -> rrl::Key {
+/// when the reply's ECS scope is above 0. The query's name is hashed from the query's
+/// bytes, as sent.
+fn rrl_key(bytes: &[u8], request: &Request, written: &Written) -> rrl::Key {
     let question = request.question.as_ref();
     let name = match written.imputed {
-        Imputed::Qname => question.map(|q| &q.name),
-        Imputed::Name(name) => Some(name),
-        Imputed::Root => None,
+        Imputed::Qname => rrl::wire_name_hash(wire::question_name(bytes)),
+        Imputed::Name(name) => rrl::name_hash(name.iter()),
+        Imputed::Root => rrl::wire_name_hash(&[0]),
     };
     let kind = written.kind;
     rrl::Key {
         kind,
-        name: rrl::name_hash(name.into_iter().flat_map(|n| n.iter())),
+        name,
         qtype: if matches!(kind, Kind::Answer | Kind::NoData) { question.map_or(0, |q| q.qtype) } else { 0 },
         class: question.map_or(0, |q| q.qclass),
         ecs: request.edns.as_ref().and_then(|e| e.ecs).filter(|_| written.scoped).map(|e| e.addr()),

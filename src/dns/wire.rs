@@ -108,6 +108,21 @@ pub fn parse(bytes: &[u8]) -> Result<Request, Reject> {
     if malformed { Err(Reject::FormErr(Box::new(request))) } else { Ok(request) }
 }
 
+/// The first question's name as sent, in wire form (its root label included), read
+/// from the bytes of a query that parsed; empty when it does not hold one.
+pub fn question_name(bytes: &[u8]) -> &[u8] {
+    let mut at = 12;
+    while let Some(&len) = bytes.get(at) {
+        // a parsed question holds labels only (a pointer would point backwards,
+        // into the header): stop at anything else
+        if len == 0 || len > 63 {
+            return bytes.get(12..=at).unwrap_or_default();
+        }
+        at += 1 + usize::from(len);
+    }
+    &[]
+}
+
 fn read_question(decoder: &mut BinDecoder<'_>) -> Option<Question> {
     let name = Name::read(decoder).ok()?;
     let qtype = decoder.read_u16().ok()?.unverified();

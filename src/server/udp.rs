@@ -100,7 +100,7 @@ impl Worker {
         }
         let view = view.load();
         // RRL's clock, read once per batch
-        let now = view.rrl.as_ref().map(|_| std::time::Instant::now());
+        let now = view.rrl.as_ref().map(|_| crate::rrl::clock_ms());
         self.outgoing.clear();
         for (i, r) in self.received.iter().enumerate() {
             let Some((from, client)) = r.from.and_then(|a| Some((a, socket_addr(&a)?))) else { continue };
