@@ -65,7 +65,7 @@ measure() {
   local completed qps latency lost rss hz
   completed=$(awk '/Queries completed:/ {print $3}' "$work/out")
   qps=$(awk '/Queries per second:/ {printf "%.0f", $4}' "$work/out")
-  latency=$(awk '/Average Latency/ {printf "%.0f µs", $4 * 1e6}' "$work/out")
+  latency=$(awk '/Average Latency/ {printf "%.0f µs", $4 * 1e6; exit}' "$work/out")
   lost=$(awk '/Queries lost:/ {print $3}' "$work/out")
   rss=$(awk '/VmHWM/ {printf "%.1f MB", $2 / 1024}' "/proc/$pid/status")
   hz=$(getconf CLK_TCK)
@@ -75,12 +75,15 @@ measure() {
 
 load() {
   printf "%-24s %10s %12s %8s %12s %10s\n" name "queries/s" "avg latency" lost "CPU µs/query" "peak RSS"
-  gcc -O2 -o "$work/reflector" bench/reflector.c
-  taskset -c 1 "$work/reflector" 5391 &
-  local reflector=$!
-  sleep 0.5
-  measure $reflector 5391 static.bench.test "(C reflector: the floor)"
-  kill $reflector
+  # the reflector speaks UDP only
+  if [[ $DNSPERF_EXTRA != *tcp* ]]; then
+    gcc -O2 -o "$work/reflector" bench/reflector.c
+    taskset -c 1 "$work/reflector" 5391 &
+    local reflector=$!
+    sleep 0.5
+    measure $reflector 5391 static.bench.test "(C reflector: the floor)"
+    kill $reflector
+  fi
   [ "${PEER:-}" != gdnsd ] || gdnsd_load
   taskset -c 1 "$bin" serve --config "$config" 2>"$work/server.log" &
   local pid=$!
