@@ -29,7 +29,9 @@ pub fn view() -> &'static View {
         let dir = std::env::temp_dir().join(format!("steerdns-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         std::fs::write(dir.join("lb.example.zone"), ZONE).expect("the zone written");
-        let config = CONFIG.replace("../zones/lb.example.zone", "lb.example.zone");
+        // with RRL on, so that every reply's RRL key is computed too
+        let config = CONFIG.replace("../zones/lb.example.zone", "lb.example.zone")
+            + "\n[server.rrl]\nresponses_per_second = 1000000\n";
         std::fs::write(dir.join("c.toml"), config).expect("the config written");
         let loaded = crate::loaded::load(&dir.join("c.toml")).expect("the quickstart loads");
         let _ = std::fs::remove_dir_all(&dir);
@@ -40,11 +42,18 @@ pub fn view() -> &'static View {
 
 const CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)), 53000);
 
-/// One datagram, answered as the UDP loop answers it.
+/// One datagram, answered as the UDP loop answers it, and then as RRL's slip
+/// answers it: TC=1 with nothing but the question and the OPT.
 pub fn respond_udp(query: &[u8]) {
     let mut out = Vec::new();
-    if dns::respond(view(), query, CLIENT, Transport::Udp, &mut out).is_some() {
+    if let Some(answered) = dns::respond(view(), query, CLIENT, Transport::Udp, &mut out) {
         check_reply(query, &out, Transport::Udp);
+        assert!(answered.rrl.is_some(), "every UDP reply has an RRL key while RRL is on");
+        dns::slip(view(), query, CLIENT, answered.rcode, &mut out);
+        check_reply(query, &out, Transport::Udp);
+        let slipped = Message::from_vec(&out).expect("checked");
+        assert!(slipped.metadata.truncation, "a slip has TC=1");
+        assert!(slipped.answers.is_empty() && slipped.authorities.is_empty() && slipped.additionals.is_empty());
     }
 }
 
@@ -59,8 +68,11 @@ pub fn respond_tcp(mut stream: &[u8]) {
             return;
         }
         let (query, next) = rest.split_at(len);
-        if dns::respond(view(), query, CLIENT, Transport::Tcp, &mut out).is_some() {
-            check_reply(query, &out, Transport::Tcp);
+        // over TCP, and over TLS (which pads when asked)
+        for transport in [Transport::Tcp, Transport::Tls] {
+            if dns::respond(view(), query, CLIENT, transport, &mut out).is_some() {
+                check_reply(query, &out, transport);
+            }
         }
         stream = next;
     }
