@@ -9,12 +9,14 @@
 //! | [`zone`] | static zones from RFC 1035 files, indexed for SPEC §5.1 lookups |
 //! | [`geo`] | client address (ECS or source) → region and ECS scope; gslb try orders |
 //! | [`health`] | probes (HTTP(S), TCP), the rise/fall machine, the fixed-rate scheduler |
+//! | [`rrl`] | response rate limiting: token buckets by client prefix and imputed name, one bounded table |
+//! | [`tls`] | DNS over TLS's certificate and key as a rustls server config |
 //! | [`loaded`] | a config with its zones and regions, validated together |
 //! | [`view`] | the immutable [`view::View`] every query is answered from |
 //! | [`steer`] | the answer stages (candidates → policy → order → cap), pure functions |
 //! | [`dns`] | `respond(&View, request bytes) → response bytes`: parse, resolve, emit |
 //! | [`metrics`] | counters (atomics on the query path) and the Prometheus exposition |
-//! | [`server`] | sockets: steerdns's own UDP and TCP loops; a panic answering one query drops that query |
+//! | [`server`] | sockets: steerdns's own UDP, TCP and TLS loops, RRL on UDP; a panic answering one query drops that query |
 //! | [`store`] | run-time state kept across restarts (memory, a JSON file) or shared by nodes (etcd, feature `etcd`); leases are the store's |
 //! | [`state`] | the single owner of mutable state: a pure model (`apply(inputs, now) → effects`) and its shell |
 //! | [`admin`] | the admin HTTP API (axum): status, admin states, registrations, reload, healthz |
