@@ -144,6 +144,10 @@ pub enum RegisterError {
     TooMany(u32),
     #[error("no registration of {0} for this service")]
     NotRegistered(IpAddr),
+    #[error("{0} does not accept registrations (accept_registrations)")]
+    Closed(String),
+    #[error("{field}: {address} is outside this service's registration_networks ({networks})")]
+    Outside { field: &'static str, address: IpAddr, networks: String },
     #[error("store unavailable: {0}")]
     Store(String),
     #[error("steerdns is stopping")]

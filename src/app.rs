@@ -69,19 +69,15 @@ impl App {
         let phase = Arc::new(Phase::default());
         watch_heartbeat(self.heartbeat.clone(), phase.clone(), self.exit_on_hang, after_dns.clone());
         if let Some(listener) = listeners.admin {
-            let context = AdminContext {
+            let context = Arc::new(AdminContext {
                 state: self.handle.clone(),
                 config_file: self.config.file.clone(),
                 phase: phase.clone(),
-            };
+                refusals: admin::Refusals::default(),
+            });
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            let stop = after_dns.clone();
-            background.spawn(supervise::task("admin", async move {
-                let router = admin::router(Arc::new(context));
-                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
-                    tracing::error!("admin API stopped: {e}");
-                }
-            }));
+            let router = admin::router(context.clone());
+            background.spawn(supervise::task("admin", admin::serve(listener, context, router, after_dns.clone())));
         }
         let dns = TaskTracker::new();
         let dns_stop = CancellationToken::new();

@@ -163,6 +163,7 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let admin = listeners.admin_addr();
+    let scheme = if server.admin_tls.is_some() { "https" } else { "http" };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let path = path.to_path_buf();
     let served = runtime.block_on(async move {
@@ -170,7 +171,7 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         let app = App::new(loaded)?.exit_on_hang();
         tokio::spawn(signals(shutdown.clone(), app.handle(), path));
         if let Some(admin) = admin {
-            tracing::info!("admin API on http://{admin}");
+            tracing::info!("admin API on {scheme}://{admin}");
         }
         for address in listeners.local_addrs() {
             tracing::info!("serving DNS on {address} (UDP and TCP)");

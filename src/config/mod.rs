@@ -52,6 +52,11 @@ pub struct ServerConfig {
     /// read at start and on each reload.
     pub tls_listen: Vec<SocketAddr>,
     pub tls: Option<TlsFiles>,
+    /// Host names the admin API answers to besides IP literals, `localhost` and
+    /// `*.localhost` (lower case).
+    pub admin_hosts: Vec<String>,
+    /// HTTPS for the admin API.
+    pub admin_tls: Option<TlsFiles>,
     /// Response rate limiting; None when `responses_per_second` is 0 (off).
     pub rrl: Option<RrlConfig>,
 }
@@ -213,6 +218,14 @@ pub struct Service {
     pub max_answers: usize,
     pub when_all_down: WhenAllDown,
     pub max_registrations: u32,
+    /// Registrations are taken (SPEC §4); by default only when no target is configured.
+    pub accept_registrations: bool,
+    /// Where a registration's address and check_address may lie; by default any
+    /// unicast address but link-local, 0/8, 240/4 and ::/96 (see [`registrable`]).
+    pub registration_networks: Option<Vec<IpNet>>,
+    /// This service's own registration token: it opens this service alone, and the
+    /// server-wide registration token then does not.
+    pub registration_token: Option<String>,
     pub targets: Vec<Target>,
     /// Where `name` stands in the config file (line, column).
     pub at: (usize, usize),
@@ -236,11 +249,31 @@ pub fn is_unicast(address: &IpAddr) -> bool {
     }
 }
 
+/// Whether a registration may name `address` when its service sets no
+/// `registration_networks`: a unicast address outside link-local, 0.0.0.0/8, 240.0.0.0/4
+/// and ::/96 (but ::1, loopback, as for targets), so that a registration token cannot
+/// aim probes at a cloud's metadata service or at addresses that are not hosts.
+pub fn registrable(address: &IpAddr) -> bool {
+    is_unicast(address)
+        && match address {
+            IpAddr::V4(a) => !(a.is_link_local() || a.octets()[0] == 0 || a.octets()[0] >= 240),
+            IpAddr::V6(a) => !(a.is_unicast_link_local() || (a.segments()[..6] == [0; 6] && !a.is_loopback())),
+        }
+}
+
 impl Config {
     /// What validates but is likely not what was meant: `check` prints these and
     /// `serve` logs them.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        let server = &self.server;
+        if !server.admin_listen.ip().is_loopback() && server.admin_token.is_some() && server.admin_tls.is_none() {
+            warnings.push(format!(
+                "server.admin_listen: {} is not a loopback address and the admin API has no TLS \
+                 (server.admin_tls_cert_file): its token crosses the network in clear",
+                server.admin_listen
+            ));
+        }
         for address in &self.server.tls_listen {
             if !self.server.listen.iter().any(|l| l.ip() == address.ip()) {
                 warnings.push(format!(

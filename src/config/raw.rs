@@ -22,6 +22,9 @@ pub struct RawServer {
     pub tcp_max_connections_per_client: Option<S<i64>>,
     pub shutdown_timeout: Option<S<String>>,
     pub startup_wait: Option<S<String>>,
+    pub admin_hosts: Option<S<Vec<S<String>>>>,
+    pub admin_tls_cert_file: Option<S<String>>,
+    pub admin_tls_key_file: Option<S<String>>,
     pub tls_listen: Option<S<Vec<S<String>>>>,
     pub tls_cert_file: Option<S<String>>,
     pub tls_key_file: Option<S<String>>,
@@ -110,6 +113,9 @@ pub struct RawService {
     pub max_answers: Option<S<i64>>,
     pub when_all_down: Option<S<String>>,
     pub max_registrations: Option<S<i64>>,
+    pub accept_registrations: Option<S<bool>>,
+    pub registration_networks: Option<S<Vec<S<String>>>>,
+    pub registration_token_file: Option<S<String>>,
     #[serde(default)]
     pub targets: Vec<S<RawTarget>>,
 }

@@ -418,3 +418,45 @@ fn tls_needs_its_certificate_and_key_and_warns_off_the_listen_addresses() {
     assert_eq!(off.warnings().len(), 1);
     assert!(off.warnings()[0].contains("127.0.0.2:853"), "{:?}", off.warnings());
 }
+
+#[test]
+fn registration_scope_keys() {
+    let c = from_toml(FULL, Path::new("c.toml")).unwrap();
+    assert!(!c.services[0].accept_registrations, "configured targets close a service by default");
+    let open = replace(
+        "policy = \"gslb\"",
+        "policy = \"gslb\"\naccept_registrations = true\nregistration_networks = [\"10.2.0.0/16\"]",
+    );
+    let c = from_toml(&open, Path::new("c.toml")).unwrap();
+    assert!(c.services[0].accept_registrations);
+    assert_eq!(c.services[0].registration_networks, Some(vec!["10.2.0.0/16".parse().unwrap()]));
+    let text = replace("policy = \"gslb\"", "policy = \"gslb\"\nmax_registrations = 0\naccept_registrations = true");
+    one_error(
+        &text,
+        line_of(&text, "accept_registrations"),
+        "services[0].accept_registrations",
+        "max_registrations is 0",
+    );
+    let text = replace("policy = \"gslb\"", "policy = \"gslb\"\nregistration_networks = [\"10.2.0.1/16\"]");
+    one_error(&text, line_of(&text, "registration_networks"), "services[0].registration_networks", "beyond the prefix");
+    let text = replace("policy = \"gslb\"", "policy = \"gslb\"\nregistration_token_file = \"nope\"");
+    one_error(&text, line_of(&text, "registration_token_file"), "services[0].registration_token_file", "cannot read");
+}
+
+#[test]
+fn admin_edge_keys() {
+    let server = |body: &str| format!("[server]\n{body}\n");
+    let c = from_toml(&server("admin_hosts = [\"Steerdns.Internal.\"]"), Path::new("c.toml")).unwrap();
+    assert_eq!(c.server.admin_hosts, vec!["steerdns.internal".to_string()]);
+    one_error(&server("admin_hosts = [\"a.example:8053\"]"), 2, "server.admin_hosts", "host name");
+    one_error(&server("admin_tls_cert_file = \"c.pem\""), 2, "server.admin_tls_cert_file", "admin_tls_key_file too");
+    // a non-loopback admin API with a token and no TLS: a warning
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "t0ken\n").unwrap();
+    let path = dir.path().join("c.toml");
+    let text = server("admin_listen = \"0.0.0.0:8053\"\nadmin_token_file = \"token\"");
+    let c = from_toml(&text, &path).unwrap();
+    assert!(c.warnings().iter().any(|w| w.contains("in clear")), "{:?}", c.warnings());
+    let text = format!("{text}\nadmin_tls_cert_file = \"c.pem\"\nadmin_tls_key_file = \"k.pem\"");
+    assert!(from_toml(&text, &path).unwrap().warnings().is_empty());
+}

@@ -37,19 +37,43 @@ const TICK: Duration = Duration::from_millis(250);
 
 type Caller = (Call, oneshot::Sender<Reply>);
 
-/// The admin API's tokens, as the running config has them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tokens {
+/// The admin API's settings as the running config has them: its tokens, the host
+/// names it answers to, its TLS certificate. A reload replaces them at once.
+#[derive(Debug, Clone, Default)]
+pub struct AdminSettings {
     /// Opens every route (`server.admin_token_file`).
     pub admin: Option<String>,
-    /// Opens the registration routes (`server.registration_token_file`).
+    /// Opens the registration routes of every service without a token of its own
+    /// (`server.registration_token_file`).
     pub registration: Option<String>,
+    /// Services' own registration tokens (`registration_token_file`).
+    pub services: std::collections::BTreeMap<hickory_proto::rr::Name, String>,
+    /// `server.admin_hosts`.
+    pub hosts: Vec<String>,
+    /// HTTPS, when `admin_tls_cert_file` is set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-impl Tokens {
-    fn of(loaded: &Loaded) -> Tokens {
+impl AdminSettings {
+    fn of(loaded: &Loaded) -> AdminSettings {
         let server = &loaded.config.server;
-        Tokens { admin: server.admin_token.clone(), registration: server.registration_token.clone() }
+        AdminSettings {
+            admin: server.admin_token.clone(),
+            registration: server.registration_token.clone(),
+            services: loaded
+                .config
+                .services
+                .iter()
+                .filter_map(|s| Some((s.name.clone(), s.registration_token.clone()?)))
+                .collect(),
+            hosts: server.admin_hosts.clone(),
+            tls: loaded.admin_tls.clone(),
+        }
+    }
+
+    /// Whether any token is set: then every route but /healthz and /metrics needs one.
+    pub fn locked(&self) -> bool {
+        self.admin.is_some() || self.registration.is_some() || !self.services.is_empty()
     }
 }
 
@@ -57,7 +81,7 @@ impl Tokens {
 #[derive(Clone)]
 pub struct StateHandle {
     calls: mpsc::Sender<Caller>,
-    tokens: Arc<ArcSwap<Tokens>>,
+    tokens: Arc<ArcSwap<AdminSettings>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
     view: Arc<ArcSwap<View>>,
     status: Arc<ArcSwap<api::Status>>,
@@ -74,28 +98,28 @@ impl StateHandle {
     /// Replaces the running config with `loaded` (already validated); its tokens work
     /// from then on and the old ones stop.
     pub async fn reload(&self, loaded: Loaded) -> Result<(), ReloadError> {
-        let tokens = Tokens::of(&loaded);
+        let tokens = AdminSettings::of(&loaded);
         match self.call(Call::Reload(Box::new(loaded))).await {
             Some(Reply::Reload(result)) => self.reloaded(result, tokens),
             _ => Err(ReloadError::Stopping),
         }
     }
 
-    fn reloaded(&self, result: Result<(), ReloadError>, tokens: Tokens) -> Result<(), ReloadError> {
+    fn reloaded(&self, result: Result<(), ReloadError>, tokens: AdminSettings) -> Result<(), ReloadError> {
         if result.is_ok() {
             self.tokens.store(Arc::new(tokens));
         }
         result
     }
 
-    /// The tokens of the running config.
-    pub fn tokens(&self) -> Arc<Tokens> {
+    /// The admin API's settings of the running config.
+    pub fn admin_settings(&self) -> Arc<AdminSettings> {
         self.tokens.load_full()
     }
 
     /// [`StateHandle::reload`] for callers outside the runtime.
     pub fn reload_blocking(&self, loaded: Loaded) -> Result<(), ReloadError> {
-        let tokens = Tokens::of(&loaded);
+        let tokens = AdminSettings::of(&loaded);
         let (reply, done) = oneshot::channel();
         let call = (Call::Reload(Box::new(loaded)), reply);
         self.calls.blocking_send(call).map_err(|_| ReloadError::Stopping)?;
@@ -196,7 +220,7 @@ impl Owner {
         heartbeat: Arc<Heartbeat>,
         descriptors: Option<u64>,
     ) -> (Owner, StateHandle) {
-        let tokens = Arc::new(ArcSwap::from_pointee(Tokens::of(&loaded)));
+        let tokens = Arc::new(ArcSwap::from_pointee(AdminSettings::of(&loaded)));
         let mut model = Model::new(loaded, store.backend, metrics.clone());
         model.descriptors = descriptors;
         // the first effects publish the View, the status and the probes; `run` carries

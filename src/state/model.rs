@@ -148,6 +148,8 @@ pub struct Model {
     registered: HashMap<Name, usize>,
     /// Registrations a snapshot after an outage lacked, kept until then.
     lingering: BTreeMap<Key, SystemTime>,
+    /// Closed services whose stored registrations were renewed: warned about once.
+    closed_warned: BTreeSet<Name>,
     /// Admin states other than auto.
     pub(super) admin: BTreeMap<Key, AdminState>,
     pub(super) health: HashMap<ProbeKey, KeyHealth>,
@@ -187,6 +189,7 @@ impl Model {
             registrations: BTreeMap::new(),
             registered: HashMap::new(),
             lingering: BTreeMap::new(),
+            closed_warned: BTreeSet::new(),
             admin: BTreeMap::new(),
             health: HashMap::new(),
             generations: 0,
@@ -426,7 +429,16 @@ impl Model {
                 }
             }
             Call::Register { service, request } => match self.registration(service, request, now) {
-                Ok((write, key, reply)) => self.write(write, Waiting::Register { call: id, key, reply }),
+                Ok((write, key, reply)) => {
+                    let closed = self.loaded.config.services.iter().any(|s| s.name == key.0 && !s.accept_registrations);
+                    if closed && self.closed_warned.insert(key.0.clone()) {
+                        tracing::warn!(
+                            "{} does not accept registrations: those already stored stay renewable until they lapse",
+                            key.0
+                        );
+                    }
+                    self.write(write, Waiting::Register { call: id, key, reply })
+                }
                 Err(e) => self.reply(id, Reply::Register(Err(e))),
             },
             Call::Deregister { service, address } => {
@@ -478,8 +490,13 @@ impl Model {
             return Err(RegisterError::UnknownService(service.to_string()));
         };
         let target = registration_target(config, s, &request)?;
+        within_networks(s, &request)?;
         let key = (service.clone(), request.address);
         let known = self.registrations.get(&key);
+        // a closed service: what is stored stays renewable until it lapses
+        if !s.accept_registrations && known.is_none() {
+            return Err(RegisterError::Closed(service.to_string()));
+        }
         if known.is_none() && self.registered.get(&service).copied().unwrap_or(0) >= s.max_registrations as usize {
             return Err(RegisterError::TooMany(s.max_registrations));
         }
@@ -689,7 +706,32 @@ fn effective(loaded: &Loaded, registrations: &BTreeMap<Key, Registration>) -> Lo
             }
         }
     }
-    Loaded { config, zones: loaded.zones.clone(), geo: loaded.geo.clone(), tls: loaded.tls.clone() }
+    Loaded {
+        config,
+        zones: loaded.zones.clone(),
+        geo: loaded.geo.clone(),
+        tls: loaded.tls.clone(),
+        admin_tls: loaded.admin_tls.clone(),
+    }
+}
+
+/// A registration's address and check_address must lie in the service's
+/// `registration_networks` (by default: [`crate::config::registrable`]).
+fn within_networks(service: &Service, request: &RegistrationRequest) -> Result<(), RegisterError> {
+    let allowed = |address: &IpAddr| match &service.registration_networks {
+        Some(networks) => networks.iter().any(|n| n.contains(address)),
+        None => crate::config::registrable(address),
+    };
+    for (field, address) in [("address", Some(request.address)), ("check_address", request.check_address)] {
+        if let Some(address) = address.filter(|a| !allowed(a)) {
+            let networks = match &service.registration_networks {
+                Some(networks) => networks.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                None => "by default any unicast address but link-local, 0.0.0.0/8, 240.0.0.0/4 and ::/96".into(),
+            };
+            return Err(RegisterError::Outside { field, address, networks });
+        }
+    }
+    Ok(())
 }
 
 /// Checks a registration against SPEC §4 and the service's config.

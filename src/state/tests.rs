@@ -51,6 +51,7 @@ max_registrations = 2
 name = "geo.lb.example."
 policy = "gslb"
 check = "web"
+accept_registrations = true
 targets = [{ address = "127.0.0.30", region = "eu" }]
 "#;
 
@@ -434,6 +435,74 @@ fn registrations_are_checked_field_by_field() {
             other => panic!("{field}: {other:?}"),
         }
     }
+}
+
+fn refused(e: &Effects) -> &RegisterError {
+    assert!(e.writes.is_empty(), "{:?}", e.writes);
+    match &e.replies[..] {
+        [(_, Reply::Register(Err(error)))] => error,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_service_with_configured_targets_takes_no_registration_unless_it_says_so() {
+    let mut m = model();
+    // www lists targets and does not set accept_registrations
+    let e = m.apply([register(1, "www.lb.example", request("127.0.0.21", 30))], at(1));
+    assert_eq!(refused(&e), &RegisterError::Closed("www.lb.example.".into()));
+    // geo lists one and accepts; reg lists none
+    let mut r = request("127.0.0.31", 30);
+    r.region = Some("eu".into());
+    assert_eq!(m.apply([register(2, "geo.lb.example", r)], at(1)).writes.len(), 1);
+    assert_eq!(m.apply([register(3, "reg.lb.example", request("127.0.0.21", 30))], at(1)).writes.len(), 1);
+}
+
+#[test]
+fn a_closed_service_keeps_renewing_what_is_stored_until_it_lapses() {
+    let mut m = model();
+    make_registration(&mut m, 1, "127.0.0.20", 5, at(1));
+    let closed = CONFIG.replace("max_registrations = 2", "max_registrations = 2\naccept_registrations = false");
+    reload(&mut m, 2, &closed);
+    let e = m.apply([register(3, "reg.lb.example", request("127.0.0.20", 30))], at(6));
+    assert!(matches!(the_write(&e).1, Write::Renew { .. }), "the stored one renews");
+    let e = m.apply([register(4, "reg.lb.example", request("127.0.0.22", 30))], at(6));
+    assert_eq!(refused(&e), &RegisterError::Closed("reg.lb.example.".into()), "a new one is refused");
+}
+
+#[test]
+fn registrations_stay_inside_their_networks() {
+    let mut m = model();
+    // the default: any unicast address but link-local, 0/8, 240/4 and ::/96 (not ::1)
+    for (address, check) in [
+        ("169.254.169.254", None),
+        ("0.0.0.1", None),
+        ("240.0.0.1", None),
+        ("::5", None),
+        ("fe80::1", None),
+        ("127.0.0.20", Some("169.254.169.254")),
+    ] {
+        let mut r = request(address, 30);
+        r.check_address = check.map(ip);
+        let e = m.apply([register(1, "reg.lb.example", r)], at(1));
+        let field = if check.is_some() { "check_address" } else { "address" };
+        assert!(matches!(refused(&e), RegisterError::Outside { field: f, .. } if *f == field), "{address} {check:?}");
+    }
+    assert_eq!(m.apply([register(2, "reg.lb.example", request("::1", 30))], at(1)).writes.len(), 1);
+    // a service's own networks
+    let config =
+        CONFIG.replace("max_registrations = 2", "max_registrations = 2\nregistration_networks = [\"127.0.5.0/24\"]");
+    reload(&mut m, 3, &config);
+    let e = m.apply([register(4, "reg.lb.example", request("127.0.0.23", 30))], at(6));
+    let RegisterError::Outside { field: "address", networks, .. } = refused(&e) else { panic!() };
+    assert_eq!(networks, "127.0.5.0/24");
+    let mut r = request("127.0.5.1", 30);
+    r.check_address = Some(ip("127.0.0.1"));
+    assert!(matches!(
+        refused(&m.apply([register(5, "reg.lb.example", r)], at(6))),
+        RegisterError::Outside { field: "check_address", .. }
+    ));
+    assert_eq!(m.apply([register(6, "reg.lb.example", request("127.0.5.1", 30))], at(6)).writes.len(), 1);
 }
 
 #[test]

@@ -62,7 +62,15 @@ fn mutating_calls_need_the_token_when_one_is_set() {
     assert_eq!(http(&s.admin, "PUT", path, body, Some("wrong")).0, 401);
     assert_eq!(http(&s.admin, "POST", "/v1/reload", None, None).0, 401);
     assert_eq!(http(&s.admin, "PUT", path, body, Some("s3cret")).0, 200);
-    assert_eq!(http(&s.admin, "GET", "/v1/status", None, None).0, 200, "reading needs no token");
+    // every route but /healthz and /metrics needs it, reads too (status and explain
+    // show the backends)
+    for read in ["/v1/status", "/v1/explain?name=www.lb.example"] {
+        assert_eq!(http(&s.admin, "GET", read, None, None).0, 401, "{read}");
+        assert_eq!(http(&s.admin, "GET", read, None, Some("s3cret")).0, 200, "{read}");
+    }
+    for open in ["/healthz", "/metrics"] {
+        assert_eq!(http(&s.admin, "GET", open, None, None).0, 200, "{open}");
+    }
     // a reload re-reads the token file: the new token works and the old one stops at once
     std::fs::write(s.dir().join("token"), "n3w\n").unwrap();
     assert_eq!(http(&s.admin, "POST", "/v1/reload", None, Some("s3cret")).0, 200);

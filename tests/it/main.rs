@@ -2,6 +2,7 @@
 //! UDP/TCP sockets and processes.
 
 mod admin;
+mod admin_edge;
 mod backend;
 mod cli;
 mod crash;

@@ -28,7 +28,7 @@ fn config(extra: &str) -> String {
 /// [store] table; empty for the default file store).
 pub fn with_store(extra: &str, store: &str) -> String {
     format!(
-        "{}\n[[services]]\nname = \"r.lb.example.\"\nmax_registrations = 2\nttl = 20\n{extra}targets = [\"127.0.60.1\"]\n\n{store}",
+        "{}\n[[services]]\nname = \"r.lb.example.\"\nmax_registrations = 2\naccept_registrations = true\nttl = 20\n{extra}targets = [\"127.0.60.1\"]\n\n{store}",
         quickstart_config()
     )
 }

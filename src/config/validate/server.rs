@@ -82,6 +82,26 @@ impl Validator<'_> {
             self.err(list, "server.tls_listen", "needs server.tls_cert_file and server.tls_key_file");
         }
         let rrl = raw.rrl.and_then(|r| self.rrl(r));
+        let admin_tls = match (&raw.admin_tls_cert_file, &raw.admin_tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert_file: self.path(cert), key_file: self.path(key) }),
+            (Some(given), None) => self.missing(given, "server.admin_tls_cert_file", "server.admin_tls_key_file"),
+            (None, Some(given)) => self.missing(given, "server.admin_tls_key_file", "server.admin_tls_cert_file"),
+            (None, None) => None,
+        };
+        let mut admin_hosts = Vec::new();
+        for host in raw.admin_hosts.as_ref().map(|l| l.get_ref().as_slice()).unwrap_or_default() {
+            let name = host.get_ref().trim_end_matches('.').to_ascii_lowercase();
+            let valid = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if valid {
+                admin_hosts.push(name);
+            } else {
+                self.err(host, "server.admin_hosts", "must be a host name such as \"steerdns.internal\" (no port)");
+            }
+        }
         ServerConfig {
             listen,
             admin_listen,
@@ -96,6 +116,8 @@ impl Validator<'_> {
             startup_wait,
             tls_listen,
             tls,
+            admin_hosts,
+            admin_tls,
             rrl,
         }
     }

@@ -145,6 +145,19 @@ impl Validator<'_> {
             self.int(m, &format!("{key}.max_registrations"), 0, 100_000) as u32
         });
         let targets = self.targets(&raw.targets, key, policy, regions);
+        let accept_registrations = raw.accept_registrations.as_ref().map_or(targets.is_empty(), |a| *a.get_ref());
+        if let Some(accept) = raw.accept_registrations.as_ref().filter(|a| *a.get_ref() && max_registrations == 0) {
+            self.err(
+                accept,
+                &format!("{key}.accept_registrations"),
+                format!("is true but {key}.max_registrations is 0, which closes the service to registrations"),
+            );
+        }
+        let registration_networks = raw.registration_networks.as_ref().map(|list| {
+            list.get_ref().iter().filter_map(|n| self.network(n, &format!("{key}.registration_networks"))).collect()
+        });
+        let registration_token =
+            raw.registration_token_file.as_ref().and_then(|f| self.token(f, &format!("{key}.registration_token_file")));
         let at = self.location(raw.name.span());
         Some(Service {
             name: name?,
@@ -155,6 +168,9 @@ impl Validator<'_> {
             max_answers,
             when_all_down,
             max_registrations,
+            accept_registrations: accept_registrations && max_registrations > 0,
+            registration_networks,
+            registration_token,
             targets,
             at,
         })

@@ -1,11 +1,16 @@
 //! The admin HTTP API (SPEC §4): thin axum handlers over the state owner, with errors
-//! mapped to status codes in one place.
+//! mapped to status codes in one place; `edge` holds the connection loop and the checks
+//! every request passes first (tokens, Host, Origin, content type, limits).
+
+mod edge;
+
+pub use edge::{IDLE, MAX_BODY, MAX_CONNECTIONS, Refusals, serve};
 
 use crate::api::{ErrorBody, StateRequest};
 use crate::config::service_name;
 use crate::state::{RegisterError, ReloadError, SetStateError, StateHandle};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -21,6 +26,8 @@ pub struct AdminContext {
     /// Where DNS is: starting, serving, or stopping (from the moment shutdown starts
     /// or the owner hangs).
     pub phase: Arc<Phase>,
+    /// Refusals already logged (once per client and reason).
+    pub refusals: Refusals,
 }
 
 /// An error response: a status code and a JSON body.
@@ -45,6 +52,7 @@ impl From<RegisterError> for ApiError {
             RegisterError::UnknownService(_) | RegisterError::NotRegistered(_) => StatusCode::NOT_FOUND,
             RegisterError::Invalid { .. } => StatusCode::BAD_REQUEST,
             RegisterError::Configured(_) => StatusCode::CONFLICT,
+            RegisterError::Closed(_) | RegisterError::Outside { .. } => StatusCode::FORBIDDEN,
             RegisterError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             RegisterError::Store(_) | RegisterError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -72,6 +80,10 @@ pub fn router(context: Arc<AdminContext>) -> Router {
         .route("/v1/explain", get(explain))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .fallback(|| async { edge::error(StatusCode::NOT_FOUND, "no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(context.clone(), edge::checks))
+        .layer(axum::middleware::from_fn(edge::json_errors))
         // a panic in a handler names the admin API as its task
         .layer(axum::middleware::from_fn(|request, next: axum::middleware::Next| {
             crate::supervise::task("admin", next.run(request))
@@ -118,11 +130,9 @@ async fn explain(
 
 async fn set_state(
     State(context): Context,
-    headers: HeaderMap,
     Path((name, address)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&context, &headers)?;
     let (service, address) = (parse_service(&name)?, parse_address(&address)?);
     let request: StateRequest = parse_body(&body)?;
     context.state.set_state(service.clone(), address, request.state).await?;
@@ -132,11 +142,9 @@ async fn set_state(
 
 async fn register(
     State(context): Context,
-    headers: HeaderMap,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    authorize_registration(&context, &headers)?;
     let service = parse_service(&name)?;
     let request: crate::api::RegistrationRequest = parse_body(&body)?;
     let reply = context.state.register(service, request).await?;
@@ -145,10 +153,8 @@ async fn register(
 
 async fn deregister(
     State(context): Context,
-    headers: HeaderMap,
     Path((name, address)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    authorize_registration(&context, &headers)?;
     let (service, address) = (parse_service(&name)?, parse_address(&address)?);
     context.state.deregister(service.clone(), address).await?;
     Ok(Json(serde_json::json!({ "service": service.to_string(), "address": address, "deregistered": true }))
@@ -174,8 +180,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))
 }
 
-async fn reload(State(context): Context, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&context, &headers)?;
+async fn reload(State(context): Context) -> Result<Response, ApiError> {
     let file = context.config_file.clone();
     let loaded = tokio::task::spawn_blocking(move || crate::loaded::load(&file))
         .await
@@ -227,30 +232,5 @@ async fn healthz(State(context): Context) -> Response {
         Phase::STOPPING => (StatusCode::SERVICE_UNAVAILABLE, "not serving\n").into_response(),
         Phase::SERVING if context.state.ready() => (StatusCode::OK, "serving\n").into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
-    }
-}
-
-/// The registration routes take the admin token or the registration token (when either
-/// is set). Tokens are the running config's: a reload that changes a token file
-/// changes them at once.
-fn authorize_registration(context: &AdminContext, headers: &HeaderMap) -> Result<(), ApiError> {
-    let tokens = context.state.tokens();
-    let accepted: Vec<&String> = [&tokens.admin, &tokens.registration].into_iter().flatten().collect();
-    check(&accepted, headers)
-}
-
-fn authorize(context: &AdminContext, headers: &HeaderMap) -> Result<(), ApiError> {
-    let tokens = context.state.tokens();
-    check(&tokens.admin.iter().collect::<Vec<_>>(), headers)
-}
-
-/// None accepted: open; else the request's Bearer token must be one of them.
-fn check(accepted: &[&String], headers: &HeaderMap) -> Result<(), ApiError> {
-    let given =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if accepted.is_empty() || accepted.iter().any(|t| given == Some(t.as_str())) {
-        Ok(())
-    } else {
-        Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong Authorization: Bearer token"))
     }
 }
