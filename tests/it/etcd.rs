@@ -130,7 +130,8 @@ fn node(store: &str) -> TestServer {
 }
 
 fn ready(s: TestServer) -> TestServer {
-    eventually("steerdns to read etcd", || status_of(&s.admin).store.up);
+    // /metrics needs no token, so this serves configs with tokens too
+    eventually("steerdns to read etcd", || get_ok(&s.admin, "/metrics").lines().any(|l| l == "steerdns_store_up 1"));
     s
 }
 
