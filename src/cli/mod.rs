@@ -205,7 +205,14 @@ async fn signals(shutdown: CancellationToken, state: crate::state::StateHandle, 
 
 /// Re-reads the config and every file it names; on any error the running config stays.
 async fn reload(state: &crate::state::StateHandle, path: &std::path::Path) {
-    let result = match loaded::load(path) {
+    // a large config takes a while to read: off the runtime's threads
+    let file = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || loaded::load(&file)).await;
+    let Ok(read) = read else {
+        tracing::error!("reload failed: reading the config panicked; the running config is kept");
+        return;
+    };
+    let result = match read {
         Ok(loaded) => state.reload(loaded).await.map_err(|e| e.to_string()),
         Err(errors) => {
             state.count_failed_reload();

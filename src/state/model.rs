@@ -140,9 +140,9 @@ pub(super) struct StoreState {
 #[derive(Debug)]
 pub struct Model {
     pub(super) loaded: Loaded,
-    /// `loaded` with every registration among its service's targets: computed once per
-    /// change of targets.
-    pub(super) effective: Loaded,
+    /// `loaded` with the registrations among its targets; None without registrations
+    /// (then it is `loaded` itself, not a copy: a config of 100,000 services is big).
+    with_registrations: Option<Loaded>,
     pub(super) registrations: BTreeMap<Key, Registration>,
     /// How many registrations each service has (for max_registrations).
     registered: HashMap<Name, usize>,
@@ -184,7 +184,7 @@ impl Model {
         let unknown = |_: &ProbeKey| Health::Unknown;
         let view = Arc::new(View::build(&loaded, None, &unknown, &|_, _| AdminState::Auto, starting.is_some()));
         Model {
-            effective: loaded.clone(),
+            with_registrations: None,
             loaded,
             registrations: BTreeMap::new(),
             registered: HashMap::new(),
@@ -256,8 +256,8 @@ impl Model {
         if !std::mem::take(&mut self.targets_changed) {
             return;
         }
-        self.effective = effective(&self.loaded, &self.registrations);
-        if self.track(&wanted_probes(&self.effective.config)) {
+        self.with_registrations = with_registrations(&self.loaded, &self.registrations);
+        if self.track(&wanted_probes(&self.effective().config)) {
             let set = self.health.iter().map(|(k, h)| (k.clone(), (h.check.clone(), h.generation))).collect();
             self.effects.probes = Some(set);
         }
@@ -315,6 +315,11 @@ impl Model {
     }
 
     /// Whether the server is ready (SPEC §1 "Ready").
+    /// The running config with every registration among its service's targets.
+    pub(super) fn effective(&self) -> &Loaded {
+        self.with_registrations.as_ref().unwrap_or(&self.loaded)
+    }
+
     pub fn ready(&self) -> bool {
         self.starting.is_none()
     }
@@ -323,7 +328,7 @@ impl Model {
         let health = |key: &ProbeKey| self.health.get(key).map_or(Health::Unknown, |k| k.machine.health());
         let admin = |service: &Name, address: IpAddr| self.admin_state(service, address);
         let starting = self.starting.is_some();
-        let mut view = View::build(&self.effective, Some(&self.view), &health, &admin, starting);
+        let mut view = View::build(self.effective(), Some(&self.view), &health, &admin, starting);
         view.tcp.max_connections = self.tcp_connections(view.tcp.max_connections);
         self.metrics.view_rebuilds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.view = Arc::new(view);
@@ -338,7 +343,7 @@ impl Model {
     fn tcp_connections(&mut self, configured: usize) -> usize {
         let Some(limit) = self.descriptors else { return configured };
         let reserve = 2 * self.health.len() as u64 + 64 + ADMIN_CONNECTIONS;
-        let streams = if self.effective.config.server.tls_listen.is_empty() { 1 } else { 2 };
+        let streams = if self.effective().config.server.tls_listen.is_empty() { 1 } else { 2 };
         let budget = usize::try_from(limit.saturating_sub(reserve) / streams).unwrap_or(usize::MAX).max(1);
         let allowed = configured.min(budget);
         let clamped = (allowed < configured).then_some(allowed);
@@ -692,9 +697,9 @@ fn min_address() -> IpAddr {
 
 /// The config with every registration among its service's targets, except addresses
 /// the config itself lists for that service.
-fn effective(loaded: &Loaded, registrations: &BTreeMap<Key, Registration>) -> Loaded {
+fn with_registrations(loaded: &Loaded, registrations: &BTreeMap<Key, Registration>) -> Option<Loaded> {
     if registrations.is_empty() {
-        return loaded.clone();
+        return None;
     }
     let mut config = loaded.config.clone();
     for s in &mut config.services {
@@ -706,13 +711,13 @@ fn effective(loaded: &Loaded, registrations: &BTreeMap<Key, Registration>) -> Lo
             }
         }
     }
-    Loaded {
+    Some(Loaded {
         config,
         zones: loaded.zones.clone(),
         geo: loaded.geo.clone(),
         tls: loaded.tls.clone(),
         admin_tls: loaded.admin_tls.clone(),
-    }
+    })
 }
 
 /// A registration's address and check_address must lie in the service's

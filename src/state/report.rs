@@ -63,7 +63,7 @@ impl Model {
     /// The status document at `now`.
     pub(super) fn status(&self, now: SystemTime) -> api::Status {
         let view = self.view();
-        let config = &self.effective.config;
+        let config = &self.effective().config;
         let services = config.services.iter().map(|s| self.service_status(s, view, now)).collect();
         let unmatched_states = self
             .admin

@@ -21,7 +21,8 @@ pub fn load_zones(config: &Config) -> Result<Zones, ConfigErrors> {
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
     let mut failed = Vec::new();
-    let config_dir = config.file.parent().unwrap_or(Path::new("."));
+    // a bare file name's directory is the working directory ("" would resolve nowhere)
+    let config_dir = config.file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     for zone in &config.zones {
         let read =
             check_files(&zone.file, config_dir, zone.max_bytes).and_then(|()| read_zone(&zone.origin, &zone.file));

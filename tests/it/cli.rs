@@ -19,6 +19,13 @@ fn check_accepts_the_quickstart() {
 }
 
 #[test]
+fn check_takes_a_bare_file_name_in_the_working_directory() {
+    let dir = quickstart_dir();
+    let out = Command::new(BIN).args(["check", "--config", "c.toml"]).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn check_prints_every_error_with_its_location_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");

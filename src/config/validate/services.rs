@@ -94,9 +94,10 @@ impl Validator<'_> {
         checks: &[String],
     ) -> Vec<Service> {
         let mut out: Vec<Service> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (service, key) in raw {
             let Some(s) = self.service(service, &key, regions, checks) else { continue };
-            if out.iter().any(|o| o.name == s.name) {
+            if !seen.insert(s.name.clone()) {
                 let (line, column) = s.at;
                 self.errors.list.push(ConfigError {
                     file: self.errors_file(),
