@@ -69,14 +69,22 @@ impl Zone {
             .filter(|(name, sets)| **name != origin && sets.iter().any(|s| s.rtype == RecordType::NS))
             .map(|(name, _)| name.clone())
             .collect();
-        let mut existing = HashSet::default();
-        for name in nodes.keys().chain(services) {
+        let mut zone = Zone { origin, negative_soa, nodes, existing: HashSet::default(), cuts };
+        let names: Vec<Name> = zone.nodes.keys().cloned().collect();
+        zone.add_names(&names);
+        zone.add_names(services);
+        zone
+    }
+
+    /// Marks `names` (services of this zone) and their ancestors as existing, so that
+    /// a query for another type gets NODATA, not NXDOMAIN.
+    pub(crate) fn add_names(&mut self, names: &[Name]) {
+        for name in names {
             let mut n = name.clone();
-            while n.num_labels() >= origin.num_labels() && existing.insert(n.clone()) {
+            while n.num_labels() >= self.origin.num_labels() && self.existing.insert(n.clone()) {
                 n = n.base_name();
             }
         }
-        Zone { origin, negative_soa, nodes, existing, cuts }
     }
 
     pub fn origin(&self) -> &Name {

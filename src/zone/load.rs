@@ -34,11 +34,12 @@ pub fn load_zones(config: &Config) -> Result<Zones, ConfigErrors> {
             }
         }
     }
-    // index without services first, to check each service against its zone's data
-    let bare = Zones::new(parsed.iter().map(|(o, r)| Zone::new(o.clone(), r.clone(), &[])).collect());
+    // index once, without services, to check each service against its zone's data;
+    // the services' names are added to their zones after
+    let mut zones = Zones::new(parsed.into_iter().map(|(origin, records)| Zone::new(origin, records, &[])).collect());
     // services of a zone that did not load are not checked: its own error says why
     for service in config.services.iter().filter(|s| !failed.iter().any(|o| o.zone_of(&s.name))) {
-        if let Err(message) = check_service(&bare, &service.name) {
+        if let Err(message) = check_service(&zones, &service.name) {
             errors.push(ConfigError {
                 file: config.file.clone(),
                 line: service.at.0,
@@ -51,19 +52,12 @@ pub fn load_zones(config: &Config) -> Result<Zones, ConfigErrors> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let zones = parsed
-        .into_iter()
-        .map(|(origin, records)| {
-            let services: Vec<Name> = config
-                .services
-                .iter()
-                .filter(|s| bare.find(&s.name).is_some_and(|z| *z.origin() == origin))
-                .map(|s| s.name.clone())
-                .collect();
-            Zone::new(origin, records, &services)
-        })
-        .collect();
-    Ok(Zones::new(zones))
+    for service in &config.services {
+        if let Some(zone) = zones.find_mut(&service.name) {
+            zone.add_names(std::slice::from_ref(&service.name));
+        }
+    }
+    Ok(zones)
 }
 
 fn check_service(zones: &Zones, name: &Name) -> Result<(), String> {
@@ -158,11 +152,22 @@ pub fn parse_zone(origin: &Name, path: &Path, text: &str) -> Result<Vec<Record>,
             at(record, format!("{} records are not served: steerdns serves unsigned zones", record.record_type()));
         }
     }
+    // per owner name: how many CNAMEs, and whether anything else (one pass, so a zone
+    // of many CNAMEs loads in linear time)
+    let mut owners: std::collections::HashMap<&Name, (usize, bool)> = std::collections::HashMap::new();
+    for record in &records {
+        let entry = owners.entry(&record.name).or_default();
+        match record.record_type() {
+            RecordType::CNAME => entry.0 += 1,
+            _ => entry.1 = true,
+        }
+    }
     for record in records.iter().filter(|r| r.record_type() == RecordType::CNAME) {
-        if records.iter().any(|r| r.name == record.name && r.record_type() != RecordType::CNAME) {
+        let (cnames, others) = owners[&record.name];
+        if others {
             at(record, "a CNAME cannot share its owner name with other records".into());
         }
-        if records.iter().filter(|r| r.name == record.name && r.record_type() == RecordType::CNAME).count() > 1 {
+        if cnames > 1 {
             at(record, "a name can own only one CNAME".into());
         }
     }

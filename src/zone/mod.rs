@@ -29,6 +29,10 @@ impl Zones {
     pub fn find(&self, name: &Name) -> Option<&Zone> {
         self.zones.iter().find(|z| z.origin().zone_of(name))
     }
+
+    fn find_mut(&mut self, name: &Name) -> Option<&mut Zone> {
+        self.zones.iter_mut().find(|z| z.origin().zone_of(name))
+    }
 }
 
 #[cfg(test)]
