@@ -94,11 +94,11 @@ pub(super) fn resolve<'v>(
                 step(&mut trace, &|| format!("{name} does not exist: NXDOMAIN"));
                 break negative(view, &name, Rcode::NxDomain);
             }
-            Lookup::Referral { ns, glue } => {
+            Lookup::Referral { ns, glue, required } => {
                 step(&mut trace, &|| format!("{name} is at or below the delegation {}: referral", ns.records[0].name));
                 reply.aa = false;
                 rrl = (Kind::Referral, Imputed::Name(&ns.records[0].name));
-                break referral(writer, ns, &glue);
+                break referral(writer, ns, &glue, required);
             }
         }
     };
@@ -203,15 +203,16 @@ fn write_rrset(writer: &mut Writer, section: Section, owner: Owner, rrset: &RRse
     End::Answered
 }
 
-/// NS in the authority section, in-domain glue in the additional section; TC=1 when
-/// either does not fit (RFC 9471).
-fn referral(writer: &mut Writer, ns: &RRset, glue: &[&hickory_proto::rr::Record]) -> End {
+/// NS in the authority section, glue in the additional section (RFC 9471): TC=1 when
+/// the NS or the in-domain glue (the first `required`) does not fit; sibling glue goes
+/// in as far as it fits.
+fn referral(writer: &mut Writer, ns: &RRset, glue: &[&hickory_proto::rr::Record], required: usize) -> End {
     if let End::Truncated = write_rrset(writer, Section::Authority, Owner::Name(&ns.records[0].name), ns) {
         return End::Truncated;
     }
-    for record in glue {
+    for (i, record) in glue.iter().enumerate() {
         if writer.record(Section::Additional, Owner::Name(&record.name), record.ttl, record).is_err() {
-            return End::Truncated;
+            return if i < required { End::Truncated } else { End::Answered };
         }
     }
     End::Answered

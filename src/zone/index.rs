@@ -41,10 +41,13 @@ pub enum Lookup<'z> {
     /// The name exists without the type (RFC 8020), or is a service (the caller answers).
     NoData,
     NxDomain,
-    /// The name is at or below a zone cut.
+    /// The name is at or below a zone cut: its NS, and the glue this zone holds for
+    /// them, in-domain glue (names below the cut) first, then sibling glue (other
+    /// names of this zone); RFC 9471 makes only the first `required` a must.
     Referral {
         ns: &'z RRset,
         glue: Vec<&'z Record>,
+        required: usize,
     },
 }
 
@@ -171,18 +174,22 @@ impl Zone {
 
     fn referral(&self, cut: &Name) -> Lookup<'_> {
         let ns = self.rrset(cut, RecordType::NS).expect("a cut owns NS");
-        let mut glue = Vec::new();
+        let (mut glue, mut sibling) = (Vec::new(), Vec::new());
         for record in &ns.records {
             let RData::NS(target) = &record.data else { continue };
+            // glue only for names in this zone: below the cut, or siblings
             if !self.origin.zone_of(&target.0) {
-                continue; // only in-domain glue
+                continue;
             }
+            let to = if cut.zone_of(&target.0) { &mut glue } else { &mut sibling };
             for rtype in [RecordType::A, RecordType::AAAA] {
                 if let Some(set) = self.rrset(&target.0, rtype) {
-                    glue.extend(set.records.iter());
+                    to.extend(set.records.iter());
                 }
             }
         }
-        Lookup::Referral { ns, glue }
+        let required = glue.len();
+        glue.append(&mut sibling);
+        Lookup::Referral { ns, glue, required }
     }
 }

@@ -72,7 +72,8 @@ fn empty_non_terminals_exist() {
 fn referral_below_and_at_a_cut_with_in_domain_glue() {
     let z = zone(&[]);
     for q in ["sub.z.example.", "host.sub.z.example.", "ns.sub.z.example."] {
-        let Lookup::Referral { ns, glue } = z.lookup(&name(q), RecordType::A) else { panic!("{q}") };
+        let Lookup::Referral { ns, glue, required } = z.lookup(&name(q), RecordType::A) else { panic!("{q}") };
+        assert_eq!(required, glue.len(), "all of it below the cut");
         assert_eq!(ns.records.len(), 2);
         let glue: Vec<String> = glue.iter().map(|r| r.data.to_string()).collect();
         assert_eq!(glue, ["127.0.0.54", "::1"], "out-of-domain NS targets get no glue");

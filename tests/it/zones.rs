@@ -114,3 +114,45 @@ fn cname_in_the_quickstart_reaches_the_service() {
     let r = s.ask("docs.lb.example.", RecordType::AAAA);
     assert_eq!(addresses(&r), ["::1"]);
 }
+
+/// A delegation to 24 name servers elsewhere in the zone (sibling glue, RFC 9471)
+/// fits a 1,232-byte reply as in NSD and Knot: the NS records whole, as much glue as
+/// fits, no TC. Glue below the cut is a must: when it does not fit, TC.
+#[test]
+fn a_large_referral_fits_1232_bytes_and_only_in_domain_glue_forces_tc() {
+    let mut zone = ZONE.to_string();
+    for i in 0..24 {
+        zone.push_str(&format!(
+            "big IN NS ns{i}.hosting.lb.example.
+"
+        ));
+        zone.push_str(&format!(
+            "ns{i}.hosting IN A 127.0.9.{i}
+ns{i}.hosting IN AAAA ::1
+"
+        ));
+        zone.push_str(&format!(
+            "deep IN NS ns{i}.deep.lb.example.
+"
+        ));
+        zone.push_str(&format!(
+            "ns{i}.deep IN A 127.0.10.{i}
+ns{i}.deep IN AAAA ::1
+"
+        ));
+    }
+    let s = TestServer::with_files(&quickstart_config(), &[("lb.example.zone", &zone)]);
+    let reply = s.udp(&with_edns(query("www.big.lb.example.", RecordType::A), 1232));
+    assert!(!reply.metadata.truncation, "sibling glue that does not fit is left out, without TC");
+    assert_eq!(reply.authorities.len(), 24);
+    let glue = additional_only(&reply).answers.len();
+    assert!((1..48).contains(&glue), "{glue} glue records");
+    assert!(reply.to_vec().unwrap().len() <= 1232);
+    // over TCP, all of it
+    let reply = s.tcp(&query("www.big.lb.example.", RecordType::A));
+    assert_eq!(additional_only(&reply).answers.len(), 48);
+    // in-domain glue that does not fit: TC
+    let reply = s.udp(&with_edns(query("www.deep.lb.example.", RecordType::A), 1232));
+    assert!(reply.metadata.truncation);
+    assert_eq!(s.tcp(&query("www.deep.lb.example.", RecordType::A)).additionals.len(), 48);
+}
