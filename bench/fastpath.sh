@@ -37,6 +37,7 @@ need() {
 }
 need dnsperf dnsperf
 need valgrind valgrind
+need bc bc
 cargo build --release --quiet
 bin=target/release/steerdns
 port=$(sed -n 's/^listen = \["127.0.0.1:\([0-9]*\)"\]/\1/p' "$config")
