@@ -800,9 +800,10 @@ pub fn wanted_probes(config: &Config) -> BTreeMap<ProbeKey, Check> {
 }
 
 /// Listen addresses and the store are bound at start: changing them needs a restart.
-fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
+pub(super) fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
     let changed = [
         ("server.listen", old.server.listen != new.server.listen),
+        ("server.tls_listen", old.server.tls_listen != new.server.tls_listen),
         ("server.admin_listen", old.server.admin_listen != new.server.admin_listen),
         ("[store]", old.store != new.store),
     ];

@@ -719,6 +719,18 @@ fn a_reload_that_changes_listen_is_refused_and_the_config_kept() {
 }
 
 #[test]
+fn a_reload_that_changes_tls_listen_needs_a_restart_and_a_new_certificate_does_not() {
+    let tls = |address: &str, cert: &str| {
+        let text =
+            format!("[server]\ntls_listen = [\"{address}\"]\ntls_cert_file = \"{cert}\"\ntls_key_file = \"k\"\n");
+        crate::config::from_toml(&text, std::path::Path::new("c.toml")).unwrap()
+    };
+    let moved = super::model::needs_restart(&tls("127.0.0.1:853", "c"), &tls("127.0.0.1:854", "c"));
+    assert_eq!(moved, Err(ReloadError::NeedsRestart("server.tls_listen".into())));
+    assert_eq!(super::model::needs_restart(&tls("127.0.0.1:853", "c"), &tls("127.0.0.1:853", "new")), Ok(()));
+}
+
+#[test]
 fn a_reload_keeps_verdicts_of_unchanged_probes_and_restarts_changed_ones() {
     let mut m = model();
     m.apply([verdict(&m, "127.0.0.10", false)], at(1));
