@@ -132,16 +132,8 @@ fn every_error_is_a_json_document_and_only_http_1_1_is_spoken() {
 
 #[test]
 fn idle_admin_connections_are_closed_and_dns_and_probes_go_on() {
-    use crate::backend::{Backend, Mode};
-    let backend = Backend::http("127.0.82.1", 0, Mode::Status(200, "OK"));
-    let port = backend.addr.port();
-    let s = TestServer::start(&format!(
-        "{}\n[checks.web]\nport = {port}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\n\
-         [[services]]\nname = \"h.lb.example.\"\npolicy = \"failover\"\ncheck = \"web\"\n\
-         targets = [{{ address = \"127.0.82.1\", priority = 1 }}, {{ address = \"127.0.82.2\", priority = 2 }}]\n",
-        quickstart_config()
-    ));
-    eventually("the probe's first verdict", || target_status(&s.admin, "h.lb.example.", "127.0.82.1").health == "up");
+    let targets = r#"[{ address = "127.0.82.1", priority = 1 }, { address = "127.0.82.2", priority = 2 }]"#;
+    let (_backend, s) = crate::backend::probed_server("127.0.82.1", "failover", targets);
     let first = target_status(&s.admin, "h.lb.example.", "127.0.82.1").last_probe.unwrap().at;
     let authority = s.admin.trim_start_matches("http://").to_string();
     let start = Instant::now();

@@ -218,3 +218,19 @@ pub fn https(ip: &str, host: &str) -> SocketAddr {
     });
     addr
 }
+
+/// A backend answering 200 on `ip`, and a server with the quickstart and the service
+/// h.lb.example. of `policy` over `targets` (TOML), probed every 200 ms, once the
+/// backend's first verdict is in.
+pub fn probed_server(ip: &str, policy: &str, targets: &str) -> (Backend, crate::harness::TestServer) {
+    use crate::harness::*;
+    let backend = Backend::http(ip, 0, Mode::Status(200, "OK"));
+    let port = backend.addr.port();
+    let s = TestServer::start(&format!(
+        "{}\n[checks.web]\nport = {port}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\n\
+         [[services]]\nname = \"h.lb.example.\"\npolicy = \"{policy}\"\ncheck = \"web\"\ntargets = {targets}\n",
+        quickstart_config()
+    ));
+    eventually("the probe's first verdict", || target_status(&s.admin, "h.lb.example.", ip).health == "up");
+    (backend, s)
+}

@@ -181,16 +181,7 @@ fn clients_never_take_the_descriptors_probes_need() {
 /// bounded, and UDP, the probes and the admin API go on as before.
 #[test]
 fn five_thousand_idle_connections_are_held_off() {
-    use crate::backend::{Backend, Mode};
-    let backend = Backend::http("127.0.99.1", 0, Mode::Status(200, "OK"));
-    let port = backend.addr.port();
-    let s = TestServer::start(&format!(
-        "{}\n[checks.web]\nport = {port}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\n\
-         [[services]]\nname = \"h.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\n\
-         targets = [\"127.0.99.1\", \"127.0.99.2\"]\n",
-        quickstart_config()
-    ));
-    eventually("the probe's first verdict", || target_status(&s.admin, "h.lb.example.", "127.0.99.1").health == "up");
+    let (_backend, s) = crate::backend::probed_server("127.0.99.1", "healthy", r#"["127.0.99.1", "127.0.99.2"]"#);
     let idle: Vec<TcpStream> =
         (0..5000).map(|i| tcp_from(&format!("127.0.{}.{}", 100 + i / 2500, 1 + (i / 50) % 50), s.addr)).collect();
     let first = target_status(&s.admin, "h.lb.example.", "127.0.99.1").last_probe.map(|p| p.at);
