@@ -129,10 +129,6 @@ impl Limiter {
         Limiter { sets, config, secret, capacity }
     }
 
-    pub fn config(&self) -> &RrlConfig {
-        &self.config
-    }
-
     /// Counts one UDP reply to `client` at `now` ([`clock_ms`]).
     pub fn check(&self, client: IpAddr, key: &Key, now: u64) -> Verdict {
         if self.config.exempt.iter().any(|n| n.contains(&client)) {

@@ -4,7 +4,8 @@
 
 mod edge;
 
-pub use edge::{IDLE, MAX_BODY, MAX_CONNECTIONS, Refusals, serve};
+use edge::MAX_BODY;
+pub use edge::{Refusals, serve};
 
 use crate::api::{ErrorBody, StateRequest};
 use crate::config::service_name;

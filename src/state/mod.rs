@@ -70,11 +70,6 @@ impl AdminSettings {
             tls: loaded.admin_tls.clone(),
         }
     }
-
-    /// Whether any token is set: then every route but /healthz and /metrics needs one.
-    pub fn locked(&self) -> bool {
-        self.admin.is_some() || self.registration.is_some() || !self.services.is_empty()
-    }
 }
 
 /// Calls the owner, and reads what it publishes.
