@@ -164,34 +164,49 @@ fn idle_admin_connections_are_closed_and_dns_and_probes_go_on() {
     assert!(after.last_probe.unwrap().at > first);
 }
 
-#[test]
-fn the_admin_api_speaks_https_with_the_configured_certificate() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let config = quickstart_config()
-        .edit("[server]", "[server]\nadmin_tls_cert_file = \"admin.pem\"\nadmin_tls_key_file = \"admin.key\"");
-    let (pem, key) = (cert.cert.pem(), cert.signing_key.serialize_pem());
-    // the harness does not wait for /healthz over HTTPS: the first request here does
-    let s = TestServer::with_files(&config, &[("lb.example.zone", ZONE), ("admin.pem", &pem), ("admin.key", &key)]);
-    let authority = s.admin.trim_start_matches("http://");
+/// GET /v1/status over HTTPS, trusting `trusted` only: the response, or the error.
+fn https_status(authority: &str, trusted: &rustls::pki_types::CertificateDer<'static>) -> std::io::Result<String> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let client =
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    roots.add(trusted.clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let connection = rustls::ClientConnection::new(std::sync::Arc::new(client), name).unwrap();
-    let mut tls = rustls::StreamOwned::new(connection, TcpStream::connect(authority).unwrap());
-    let request = "GET /v1/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    tls.write_all(request.as_bytes()).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, TcpStream::connect(authority)?);
+    tls.write_all(b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
-    let _ = tls.read_to_string(&mut response);
+    tls.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+#[test]
+fn the_admin_api_speaks_https_with_the_configured_certificate_and_a_reload_renews_it() {
+    let certificate = || {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        (cert.cert.pem(), cert.signing_key.serialize_pem(), cert.cert.der().clone())
+    };
+    let config = quickstart_config()
+        .edit("[server]", "[server]\nadmin_tls_cert_file = \"admin.pem\"\nadmin_tls_key_file = \"admin.key\"");
+    let (pem, key, old) = certificate();
+    // the harness does not wait for /healthz over HTTPS: the first request here does
+    let s = TestServer::with_files(&config, &[("lb.example.zone", ZONE), ("admin.pem", &pem), ("admin.key", &key)]);
+    let authority = s.admin.trim_start_matches("http://").to_string();
+    let response = https_status(&authority, &old).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("www.lb.example."));
     // plain HTTP on the HTTPS port gets no answer
     assert!(try_http(&s.admin, "GET", "/healthz", None, None).map_or(true, |(code, _)| code != 200));
+    // a reload takes up a new certificate for new connections
+    let (pem, key, new) = certificate();
+    std::fs::write(s.dir().join("admin.pem"), pem).unwrap();
+    std::fs::write(s.dir().join("admin.key"), key).unwrap();
+    s.reload(&config).unwrap();
+    assert!(https_status(&authority, &new).unwrap().starts_with("HTTP/1.1 200"));
+    assert!(https_status(&authority, &old).is_err(), "the old certificate is no longer served");
 }
 
 #[test]
