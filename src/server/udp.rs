@@ -71,9 +71,17 @@ struct Worker {
     received: Vec<Received>,
     /// (reply index, destination, source address) of the replies to send.
     outgoing: Vec<(usize, SockaddrStorage, Option<IpAddr>)>,
+    /// The destinations of one sendmmsg call.
+    destinations: Vec<Option<SockaddrStorage>>,
     receive_headers: MultiHeaders<SockaddrStorage>,
     send_headers: MultiHeaders<SockaddrStorage>,
+    /// How many datagrams the next receive asks for: twice the last batch, at least
+    /// MIN_BATCH, so that a quiet socket does not pay for preparing BATCH headers.
+    want: usize,
 }
+
+/// The fewest datagrams a receive asks for.
+const MIN_BATCH: usize = 4;
 
 impl Worker {
     fn new(wildcard: bool) -> Self {
@@ -84,8 +92,10 @@ impl Worker {
             replies: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
             received: Vec::with_capacity(BATCH),
             outgoing: Vec::with_capacity(BATCH),
+            destinations: Vec::with_capacity(BATCH),
             receive_headers: MultiHeaders::preallocate(BATCH, cmsg()),
             send_headers: MultiHeaders::preallocate(BATCH, cmsg()),
+            want: MIN_BATCH,
         }
     }
 
@@ -130,15 +140,25 @@ impl Worker {
         self.send(socket);
     }
 
+    /// Receives into the reused buffers: nothing is allocated per batch.
     fn receive(&mut self, socket: &UdpSocket) -> nix::Result<()> {
-        let mut slices: Vec<[IoSliceMut; 1]> = self.queries.iter_mut().map(|q| [IoSliceMut::new(q)]).collect();
-        let results =
-            recvmmsg(socket.as_raw_fd(), &mut self.receive_headers, slices.iter_mut(), MsgFlags::MSG_WAITFORONE, None)?;
+        let mut buffers = self.queries.iter_mut();
+        let mut slices: [[IoSliceMut; 1]; BATCH] =
+            std::array::from_fn(|_| [IoSliceMut::new(buffers.next().expect("BATCH query buffers"))]);
+        let want = self.want;
+        let results = recvmmsg(
+            socket.as_raw_fd(),
+            &mut self.receive_headers,
+            slices[..want].iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        )?;
         self.received.clear();
         for message in results {
             let to = if self.wildcard { destination(&message) } else { None };
             self.received.push(Received { len: message.bytes, from: message.address, to });
         }
+        self.want = (2 * self.received.len()).clamp(MIN_BATCH, BATCH);
         Ok(())
     }
 
@@ -155,12 +175,23 @@ impl Worker {
 
     fn send_run(&mut self, socket: &UdpSocket, mut start: usize, end: usize, source: Option<IpAddr>) {
         let info = source.map(PacketInfo::from);
-        let cmsgs: Vec<ControlMessage> = info.iter().map(PacketInfo::message).collect();
+        let cmsg = info.as_ref().map(PacketInfo::message);
         while start < end {
             let run = &self.outgoing[start..end];
-            let slices: Vec<[IoSlice; 1]> = run.iter().map(|(i, ..)| [IoSlice::new(&self.replies[*i])]).collect();
-            let addresses: Vec<Option<SockaddrStorage>> = run.iter().map(|(_, to, _)| Some(*to)).collect();
-            match sendmmsg(socket.as_raw_fd(), &mut self.send_headers, &slices, &addresses, &cmsgs, MsgFlags::empty()) {
+            let replies = &self.replies;
+            let slices: [[IoSlice; 1]; BATCH] =
+                std::array::from_fn(|k| [IoSlice::new(run.get(k).map_or(&[][..], |(i, ..)| &replies[*i]))]);
+            self.destinations.clear();
+            self.destinations.extend(run.iter().map(|(_, to, _)| Some(*to)));
+            let sent = sendmmsg(
+                socket.as_raw_fd(),
+                &mut self.send_headers,
+                &slices[..run.len()],
+                &self.destinations,
+                cmsg.as_slice(),
+                MsgFlags::empty(),
+            );
+            match sent {
                 Ok(results) => start += results.count().max(1),
                 Err(Errno::EINTR) => {}
                 Err(e) => {
