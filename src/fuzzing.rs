@@ -40,11 +40,124 @@ pub fn view() -> &'static View {
     })
 }
 
+/// Services of every policy and order for [`fast_is_general`]; targets ending in .2 and
+/// ::2 are down.
+const DIFFERENTIAL: &str = r#"
+[server]
+listen = ["127.0.0.1:5353"]
+identity = "steerdns-differential"
+
+[[zones]]
+origin = "lb.example."
+file = "lb.example.zone"
+
+[geo]
+default_region = "east"
+
+[regions.west]
+networks = ["127.1.0.0/16", "2001:db8:1::/48"]
+[regions.east]
+networks = ["127.2.0.0/16"]
+
+[checks.tcp]
+kind = "tcp"
+port = 80
+
+[[services]]
+name = "www.lb.example."
+ttl = 30
+targets = ["127.0.0.10", "127.0.0.11", "127.0.0.12", "::1"]
+
+[[services]]
+name = "api.lb.example."
+policy = "healthy"
+check = "tcp"
+max_answers = 2
+targets = ["127.0.1.1", "127.0.1.2", "127.0.1.3", "::1", "::2"]
+
+[[services]]
+name = "down.lb.example."
+policy = "healthy"
+check = "tcp"
+when_all_down = "none"
+targets = ["127.0.2.2", "::2"]
+
+[[services]]
+name = "open.lb.example."
+policy = "healthy"
+check = "tcp"
+targets = ["127.0.3.2", "127.0.4.2"]
+
+[[services]]
+name = "failover.lb.example."
+policy = "failover"
+check = "tcp"
+targets = [{ address = "127.0.5.2", priority = 1 }, { address = "127.0.5.3", priority = 2 }, { address = "127.0.5.4", priority = 2 }]
+
+[[services]]
+name = "gslb.lb.example."
+policy = "gslb"
+check = "tcp"
+targets = [{ address = "127.0.6.1", region = "west" }, { address = "127.0.6.2", region = "east" }, { address = "127.0.6.3", region = "east" }, { address = "2001:db8::1", region = "west" }]
+
+[[services]]
+name = "weighted.lb.example."
+order = "weighted"
+max_answers = 3
+targets = [{ address = "127.0.7.1", weight = 1 }, { address = "127.0.7.3", weight = 5 }, { address = "127.0.7.4", weight = 0 }, { address = "127.0.7.5", weight = 2 }]
+
+[[services]]
+name = "sticky.lb.example."
+order = "sticky"
+targets = ["127.0.8.1", "127.0.8.3", "127.0.8.4", "::3", "::4"]
+
+[[services]]
+name = "v6.lb.example."
+targets = ["::5", "::6"]
+"#;
+
+fn build(config: &str) -> View {
+    let dir =
+        std::env::temp_dir().join(format!("steerdns-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    std::fs::write(dir.join("lb.example.zone"), ZONE).expect("the zone written");
+    std::fs::write(dir.join("c.toml"), config).expect("the config written");
+    let loaded = crate::loaded::load(&dir.join("c.toml")).unwrap_or_else(|e| panic!("the config loads: {e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let health = |key: &crate::health::ProbeKey| match key.address.to_string() {
+        a if a.ends_with(".2") || a.ends_with("::2") => crate::health::Health::Down,
+        _ => crate::health::Health::Up,
+    };
+    View::build(&loaded, None, &health, &|_, _| crate::api::AdminState::Auto, false)
+}
+
+thread_local! {
+    // two Views built alike, one for each path, so that their round-robin counters
+    // move in step (per thread: tests run side by side)
+    static TWINS: (View, View) = (build(DIFFERENTIAL), build(DIFFERENTIAL));
+}
+
+/// The fast path, where it answers `query`, writes the general path's reply byte for
+/// byte, with the same RCODE, RRL key and cookie verdict. Whether it answered.
+pub fn fast_is_general(query: &[u8], client: SocketAddr, transport: Transport) -> bool {
+    TWINS.with(|(fast, general)| {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        crate::steer::seed_random(7);
+        let Some(x) = dns::respond_fast(fast, query, client, transport, &mut a) else { return false };
+        crate::steer::seed_random(7);
+        let y = dns::respond_general(general, query, client, transport, &mut b).expect("the general path answers too");
+        assert_eq!(a, b, "fast and general replies differ for the query {query:02x?}");
+        assert_eq!(format!("{x:?}"), format!("{y:?}"), "for the query {query:02x?}");
+        true
+    })
+}
+
 const CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)), 53000);
 
 /// One datagram, answered as the UDP loop answers it, and then as RRL's slip
 /// answers it: TC=1 with nothing but the question and the OPT.
 pub fn respond_udp(query: &[u8]) {
+    let _ = fast_is_general(query, CLIENT, Transport::Udp);
     let mut out = Vec::new();
     if let Some(answered) = dns::respond(view(), query, CLIENT, Transport::Udp, &mut out) {
         check_reply(query, &out, Transport::Udp);
@@ -70,6 +183,7 @@ pub fn respond_tcp(mut stream: &[u8]) {
         let (query, next) = rest.split_at(len);
         // over TCP, and over TLS (which pads when asked)
         for transport in [Transport::Tcp, Transport::Tls] {
+            let _ = fast_is_general(query, CLIENT, transport);
             if dns::respond(view(), query, CLIENT, transport, &mut out).is_some() {
                 check_reply(query, &out, transport);
             }
@@ -254,6 +368,90 @@ mod tests {
             let count = replay(target, harness);
             assert!(count >= least, "{target}: {count} corpus files");
         }
+    }
+
+    /// Every name of the zone and every service, in two spellings, for every type the
+    /// tests ask, with and without EDNS (small and large payloads, DO, ECS of several
+    /// clients and prefixes, a cookie, NSID, padding), from several sources, over each
+    /// transport, three times (round-robin moves): the fast path's replies are the
+    /// general path's, byte for byte. The fast path must answer a good share of them.
+    #[test]
+    fn the_fast_path_writes_what_the_general_path_writes() {
+        use hickory_proto::op::{Edns, Message, Query};
+        use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+        use hickory_proto::rr::{Name, RecordType};
+        let names = [
+            "www",
+            "api",
+            "down",
+            "open",
+            "failover",
+            "gslb",
+            "weighted",
+            "sticky",
+            "v6",
+            "@",
+            "ns1",
+            "ns2",
+            "mail",
+            "static",
+            "alias",
+            "docs",
+            "x.wild",
+            "*.wild",
+            "_http._tcp",
+            "child",
+            "ns.child",
+            "a.child",
+            "nope",
+        ];
+        let types = [1u16, 28, 16, 15, 255, 6, 2, 5, 33, 257, 43, 99];
+        let subnet = |a: &str, prefix| Some(EdnsOption::Subnet(ClientSubnet::new(a.parse().unwrap(), prefix, 0)));
+        let options: [(Option<u16>, bool, Option<EdnsOption>); 9] = [
+            (None, false, None),
+            (Some(1232), false, None),
+            (Some(512), true, None),
+            (Some(4096), false, subnet("127.1.7.0", 24)),
+            (Some(1232), false, subnet("127.2.0.0", 16)),
+            (Some(1232), true, subnet("2001:db8:1::", 48)),
+            (Some(1232), false, subnet("0.0.0.0", 0)),
+            (Some(1232), false, Some(EdnsOption::Unknown(10, (1..=8).collect()))),
+            (Some(1232), false, Some(EdnsOption::Unknown(3, Vec::new()))),
+        ];
+        let sources = ["127.0.0.1:5300", "127.1.0.9:5300", "127.2.3.4:5300", "[::1]:5300"];
+        let (mut fast, mut total) = (0, 0);
+        for name in names {
+            for spelled in [name.to_string(), name.to_uppercase()] {
+                let full = if spelled == "@" { "lb.example.".to_string() } else { format!("{spelled}.lb.EXAMPLE.") };
+                for qtype in types {
+                    for (payload, dnssec_ok, option) in &options {
+                        let mut query = Message::query();
+                        query.metadata.id = total as u16;
+                        query.metadata.recursion_desired = total % 2 == 0;
+                        query.add_query(Query::query(Name::from_ascii(&full).unwrap(), RecordType::from(qtype)));
+                        if let Some(payload) = payload {
+                            let mut edns = Edns::new();
+                            edns.set_max_payload(*payload);
+                            edns.set_dnssec_ok(*dnssec_ok);
+                            if let Some(o) = option {
+                                edns.options_mut().insert(o.clone());
+                            }
+                            query.set_edns(edns);
+                        }
+                        let bytes = query.to_vec().unwrap();
+                        for source in sources {
+                            for transport in [Transport::Udp, Transport::Tcp, Transport::Tls] {
+                                for _ in 0..3 {
+                                    total += 1;
+                                    fast += usize::from(fast_is_general(&bytes, source.parse().unwrap(), transport));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(fast * 16 > total, "the fast path answered {fast} of {total}");
     }
 
     #[test]

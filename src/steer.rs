@@ -473,13 +473,19 @@ fn write_address(hasher: &mut siphasher::sip::SipHasher24, address: IpAddr) {
     }
 }
 
+thread_local! {
+    static RANDOM: Cell<u64> = Cell::new(std::collections::hash_map::RandomState::new().build_hasher().finish() | 1);
+}
+
+/// Makes this thread's next draws repeatable (for comparing two ways of answering).
+pub fn seed_random(seed: u64) {
+    RANDOM.set(seed | 1);
+}
+
 /// A uniform draw in [0, bound) from a per-thread xorshift64* generator, seeded from
 /// the standard library's random hasher keys.
 fn random_below(bound: u64) -> u64 {
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new(std::collections::hash_map::RandomState::new().build_hasher().finish() | 1);
-    }
-    STATE.with(|s| {
+    RANDOM.with(|s| {
         let mut x = s.get();
         x ^= x >> 12;
         x ^= x << 25;

@@ -9,7 +9,7 @@ use crate::config::{CheckKind, Order, Policy, Service, WhenAllDown};
 use crate::geo::{Geo, RegionId};
 use crate::health::{Health, ProbeKey};
 use crate::loaded::Loaded;
-use crate::zone::Zones;
+use crate::zone::{NameKey, Zones};
 use hickory_proto::rr::Name;
 use rustc_hash::FxHashMap;
 use std::net::IpAddr;
@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 pub struct View {
     pub zones: Arc<Zones>,
     pub geo: Arc<Geo>,
-    /// Service name (case-insensitive, as `Name` compares) → its live picture.
-    pub services: FxHashMap<Name, ServiceView>,
+    /// Service name's key (its lower-cased wire form) → its live picture.
+    pub services: FxHashMap<Box<[u8]>, ServiceView>,
     /// The `identity` for CHAOS and NSID.
     pub identity: String,
     /// How TCP connections are bounded (a reload changes them for new connections).
@@ -103,9 +103,8 @@ impl View {
             .services
             .iter()
             .map(|s| {
-                let counters = previous
-                    .and_then(|p| p.services.get(&s.name))
-                    .map_or_else(Arc::default, |old| old.counters.clone());
+                let counters =
+                    previous.and_then(|p| p.service(&s.name)).map_or_else(Arc::default, |old| old.counters.clone());
                 // a target is down only when its probe says so: no check, kind none and
                 // unknown all count as healthy
                 let probed =
@@ -130,7 +129,7 @@ impl View {
                         view.not_ready[usize::from(t.address.is_ipv6())] |= probe(t) == Health::Unknown;
                     }
                 }
-                (s.name.clone(), view)
+                (NameKey::of(&s.name).as_bytes().into(), view)
             })
             .collect();
         View {
@@ -142,6 +141,11 @@ impl View {
             rrl: crate::rrl::for_config(config.server.rrl.as_ref(), previous.and_then(|p| p.rrl.as_ref())),
             tls: loaded.tls.clone(),
         }
+    }
+
+    /// The service named `name`, if there is one.
+    pub fn service(&self, name: &Name) -> Option<&ServiceView> {
+        self.services.get(NameKey::of(name).as_bytes())
     }
 
     /// A View with nothing in it, until the owner publishes its first.

@@ -5,6 +5,7 @@
 //! answers IN queries from the zones and services, `writer` emits the response.
 
 mod cookie;
+mod fast;
 mod resolve;
 mod wire;
 mod writer;
@@ -103,7 +104,33 @@ pub fn respond(
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> Option<Answered> {
+    if let Some(answered) = fast::respond(view, request, client, transport, out) {
+        return Some(answered);
+    }
     respond_traced(view, request, client, transport, out, None)
+}
+
+/// [`respond`] without the fast path: every query answered the general way (the fast
+/// path must write the same bytes; tests and a fuzz target compare the two).
+pub fn respond_general(
+    view: &View,
+    request: &[u8],
+    client: SocketAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> Option<Answered> {
+    respond_traced(view, request, client, transport, out, None)
+}
+
+/// The fast path alone: None for a query it leaves to the general path.
+pub fn respond_fast(
+    view: &View,
+    request: &[u8],
+    client: SocketAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> Option<Answered> {
+    fast::respond(view, request, client, transport, out)
 }
 
 /// [`respond`], recording how the answer came about into `trace` (for explain).
@@ -123,7 +150,7 @@ fn respond_traced(
     if let Some(cookie) = request.edns.as_mut().and_then(|e| e.cookie.as_mut()) {
         cookie.judge(client.ip());
     }
-    let limit = limit(transport, &request);
+    let limit = limit(transport, request.edns.as_ref());
     let edge = Edge { view, padded: transport == Transport::Tls && request.edns.as_ref().is_some_and(|e| e.padding) };
     let written = match precheck(&request) {
         _ if formerr => error(&edge, &request, Reply::error(Rcode::FormErr), limit, out),
@@ -154,7 +181,16 @@ struct Edge<'v> {
 /// when the reply's ECS scope is above 0. The query's name is hashed from the query's
 /// bytes, as sent.
 fn rrl_key(bytes: &[u8], request: &Request, written: &Written) -> rrl::Key {
-    let question = request.question.as_ref();
+    let question = request.question.as_ref().map(|q| (q.qtype, q.qclass));
+    rrl_key_of(bytes, question, request.edns.as_ref().and_then(|e| e.ecs), written)
+}
+
+fn rrl_key_of(
+    bytes: &[u8],
+    question: Option<(u16, u16)>,
+    ecs: Option<hickory_proto::rr::rdata::opt::ClientSubnet>,
+    written: &Written,
+) -> rrl::Key {
     let name = match written.imputed {
         Imputed::Qname => rrl::wire_name_hash(wire::question_name(bytes)),
         Imputed::Name(name) => rrl::name_hash(name.iter()),
@@ -164,9 +200,9 @@ fn rrl_key(bytes: &[u8], request: &Request, written: &Written) -> rrl::Key {
     rrl::Key {
         kind,
         name,
-        qtype: if matches!(kind, Kind::Answer | Kind::NoData) { question.map_or(0, |q| q.qtype) } else { 0 },
-        class: question.map_or(0, |q| q.qclass),
-        ecs: request.edns.as_ref().and_then(|e| e.ecs).filter(|_| written.scoped).map(|e| e.addr()),
+        qtype: if matches!(kind, Kind::Answer | Kind::NoData) { question.map_or(0, |q| q.0) } else { 0 },
+        class: question.map_or(0, |q| q.1),
+        ecs: ecs.filter(|_| written.scoped).map(|e| e.addr()),
     }
 }
 
@@ -184,16 +220,16 @@ pub fn slip(view: &View, request: &[u8], client: SocketAddr, rcode: Rcode, out: 
         cookie.judge(client.ip());
     }
     let edge = Edge { view, padded: false };
-    let question = request.question.as_ref().filter(|_| request.qdcount == 1).map(|q| (&q.name, q.qtype, q.qclass));
+    let question = request.question.as_ref().filter(|_| request.qdcount == 1).map(wire::Question::wire);
     let opt = opt_for(&edge, &request, rcode, None);
-    let limit = limit(Transport::Udp, &request);
+    let limit = limit(Transport::Udp, request.edns.as_ref());
     Writer::new(out, limit, question, opt.as_ref()).finish(request.id, flags, opt.as_ref());
 }
 
 /// The most a reply may take: 65,535 bytes over TCP and TLS; over UDP the query's EDNS
 /// payload size within [512, 1232], or 512 without EDNS.
-fn limit(transport: Transport, request: &Request) -> usize {
-    match (transport, &request.edns) {
+fn limit(transport: Transport, edns: Option<&wire::Edns>) -> usize {
+    match (transport, edns) {
         (Transport::Tcp | Transport::Tls, _) => u16::MAX as usize,
         (Transport::Udp, Some(e)) => e.payload.clamp(512, OUR_UDP_SIZE) as usize,
         (Transport::Udp, None) => 512,
@@ -289,7 +325,7 @@ fn answer<'v>(
         _ => Client { address: source.ip(), ecs_source: None },
     };
     let opt = opt_for(edge, request, Rcode::NoError, ecs.map(|e| (e, 0)));
-    let mut writer = Writer::new(out, limit, Some((&q.name, q.qtype, q.qclass)), opt.as_ref());
+    let mut writer = Writer::new(out, limit, Some(q.wire()), opt.as_ref());
     let (reply, kind, imputed) = resolve::resolve(edge.view, q, &client, &mut writer, trace);
     let opt = opt.map(|mut o| {
         o.ecs = ecs.zip(reply.ecs_scope);
@@ -309,7 +345,7 @@ fn chaos<'v>(edge: &Edge<'v>, request: &Request, limit: usize, out: &mut Vec<u8>
         return error(edge, request, Reply::error(Rcode::Refused), limit, out);
     }
     let opt = opt_for(edge, request, Rcode::NoError, None);
-    let mut writer = Writer::new(out, limit, Some((&q.name, q.qtype, q.qclass)), opt.as_ref());
+    let mut writer = Writer::new(out, limit, Some(q.wire()), opt.as_ref());
     let mut reply = Reply::error(Rcode::NoError);
     if writer.txt(Owner::Question, CLASS_CH, edge.view.identity.as_bytes()).is_err() {
         reply.tc = true;
@@ -320,7 +356,7 @@ fn chaos<'v>(edge: &Edge<'v>, request: &Request, limit: usize, out: &mut Vec<u8>
 
 /// An error reply: header, question and OPT, counted by RRL against the zone.
 fn error<'v>(edge: &Edge<'v>, request: &Request, reply: Reply, limit: usize, out: &mut Vec<u8>) -> Written<'v> {
-    let question = request.question.as_ref().filter(|_| request.qdcount == 1).map(|q| (&q.name, q.qtype, q.qclass));
+    let question = request.question.as_ref().filter(|_| request.qdcount == 1).map(wire::Question::wire);
     let opt = opt_for(edge, request, reply.rcode, None);
     Writer::new(out, limit, question, opt.as_ref()).finish(request.id, flags(request, reply), opt.as_ref());
     let imputed = match request.question.as_ref().and_then(|q| edge.view.zones.find(&q.name)) {
@@ -339,7 +375,15 @@ fn opt_for<'v>(
     rcode: Rcode,
     ecs: Option<(hickory_proto::rr::rdata::opt::ClientSubnet, u8)>,
 ) -> Option<Opt<'v>> {
-    let edns = request.edns.as_ref()?;
+    opt_of(edge, request.edns.as_ref()?, rcode, ecs)
+}
+
+fn opt_of<'v>(
+    edge: &Edge<'v>,
+    edns: &wire::Edns,
+    rcode: Rcode,
+    ecs: Option<(hickory_proto::rr::rdata::opt::ClientSubnet, u8)>,
+) -> Option<Opt<'v>> {
     let plain = rcode == Rcode::BadVers;
     Some(Opt {
         dnssec_ok: edns.dnssec_ok,

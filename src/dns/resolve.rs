@@ -55,7 +55,7 @@ pub(super) fn resolve<'v>(
     let end = loop {
         // records at the query name point back at the question
         let owner = if seen.is_empty() { Owner::Question } else { Owner::Name(&name) };
-        if let Some(service) = view.services.get(&name)
+        if let Some(service) = view.service(&name)
             && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
         {
             step(&mut trace, &|| format!("{name} is a service: its answer is computed"));
@@ -182,7 +182,7 @@ fn computed(
 /// NODATA or NXDOMAIN at `name`; at a service name the SOA TTL is capped at the
 /// service's TTL, so a recovered service is seen within one service TTL.
 fn negative(view: &View, name: &Name, rcode: Rcode) -> End {
-    let ttl_cap = view.services.get(name).map_or(u32::MAX, steer::current_ttl);
+    let ttl_cap = view.service(name).map_or(u32::MAX, steer::current_ttl);
     End::Negative { rcode, ttl_cap }
 }
 

@@ -7,6 +7,9 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, Restrict};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::writer::QuestionWire;
+use crate::zone::NameKey;
+
 const OPT: u16 = 41;
 const OPTION_NSID: u16 = 3;
 const OPTION_ECS: u16 = 8;
@@ -31,6 +34,38 @@ pub struct Question {
     pub name: Name,
     pub qtype: u16,
     pub qclass: u16,
+    /// The name in wire form as sent (pointers expanded), for the reply's question.
+    spelled: Spelled,
+}
+
+impl Question {
+    fn new(name: Name, qtype: u16, qclass: u16) -> Question {
+        let mut spelled = Spelled { bytes: [0; 255], len: 0 };
+        let mut at = 0;
+        for label in name.iter() {
+            spelled.bytes[at] = label.len() as u8;
+            spelled.bytes[at + 1..at + 1 + label.len()].copy_from_slice(label);
+            at += 1 + label.len();
+        }
+        spelled.len = (at + 1) as u8;
+        Question { name, qtype, qclass, spelled }
+    }
+
+    /// The question as it goes into the reply.
+    pub fn wire(&self) -> QuestionWire<'_> {
+        QuestionWire {
+            name: &self.spelled.bytes[..usize::from(self.spelled.len)],
+            qtype: self.qtype,
+            qclass: self.qclass,
+        }
+    }
+}
+
+/// A name in wire form as the client spelled it.
+#[derive(Debug)]
+struct Spelled {
+    bytes: [u8; 255],
+    len: u8,
 }
 
 #[derive(Debug)]
@@ -108,6 +143,66 @@ pub fn parse(bytes: &[u8]) -> Result<Request, Reject> {
     if malformed { Err(Reject::FormErr(Box::new(request))) } else { Ok(request) }
 }
 
+/// A query the fast path may answer whole: QUERY with QR clear, exactly one IN
+/// question whose name is plain labels, no records but at most one OPT (root owner,
+/// version 0, well-formed options), and nothing after.
+#[derive(Debug)]
+pub struct Simple {
+    pub id: u16,
+    pub rd: bool,
+    pub cd: bool,
+    pub key: NameKey,
+    /// The question's name as sent is `bytes[12..12 + name_len]`.
+    pub name_len: usize,
+    pub qtype: u16,
+    pub edns: Option<Edns>,
+}
+
+/// Reads a [`Simple`] query; None for anything else (the general parser's to judge).
+pub fn parse_simple(bytes: &[u8]) -> Option<Simple> {
+    let header = bytes.get(..12)?;
+    let word = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+    let flags = word(2);
+    // QR and OPCODE clear; one question; no answer or authority records
+    if flags & 0xF800 != 0 || word(4) != 1 || word(6) != 0 || word(8) != 0 || word(10) > 1 {
+        return None;
+    }
+    let (key, name_len) = NameKey::read(&bytes[12..])?;
+    let at = 12 + name_len;
+    let fixed = bytes.get(at..at + 4)?;
+    let (qtype, qclass) = (u16::from_be_bytes([fixed[0], fixed[1]]), u16::from_be_bytes([fixed[2], fixed[3]]));
+    if qclass != super::writer::CLASS_IN {
+        return None;
+    }
+    let mut at = at + 4;
+    let edns = if word(10) == 1 {
+        let record = bytes.get(at..at + 11)?;
+        let field = |i: usize| u16::from_be_bytes([record[i], record[i + 1]]);
+        if record[0] != 0 || field(1) != OPT {
+            return None;
+        }
+        let ttl = u32::from_be_bytes([record[5], record[6], record[7], record[8]]);
+        let len = usize::from(field(9));
+        let edns = read_edns(field(3), ttl, bytes.get(at + 11..at + 11 + len)?);
+        if edns.version != 0 || edns.option_error {
+            return None;
+        }
+        at += 11 + len;
+        Some(edns)
+    } else {
+        None
+    };
+    (at == bytes.len()).then_some(Simple {
+        id: word(0),
+        rd: flags & 0x0100 != 0,
+        cd: flags & 0x0010 != 0,
+        key,
+        name_len,
+        qtype,
+        edns,
+    })
+}
+
 /// The first question's name as sent, in wire form (its root label included), read
 /// from the bytes of a query that parsed; empty when it does not hold one.
 pub fn question_name(bytes: &[u8]) -> &[u8] {
@@ -127,7 +222,7 @@ fn read_question(decoder: &mut BinDecoder<'_>) -> Option<Question> {
     let name = Name::read(decoder).ok()?;
     let qtype = decoder.read_u16().ok()?.unverified();
     let qclass = decoder.read_u16().ok()?.unverified();
-    Some(Question { name, qtype, qclass })
+    Some(Question::new(name, qtype, qclass))
 }
 
 /// One resource record of a query, as far as the parser needs it.

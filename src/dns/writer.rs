@@ -1,9 +1,10 @@
 //! Writes a response straight into a reused buffer: header, question, records and OPT,
-//! rolling back any record that does not fit the size limit.
+//! names compressed in every section (RFC 1035 §4.1.4), rolling back any record that
+//! does not fit the size limit.
 
 use hickory_proto::rr::rdata::opt::ClientSubnet;
-use hickory_proto::rr::{Name, Record};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use std::net::IpAddr;
 
 /// The record did not fit in the size limit (and was not written).
@@ -11,6 +12,9 @@ use std::net::IpAddr;
 pub struct Full;
 
 pub const CLASS_IN: u16 = 1;
+
+/// Label starts remembered as compression targets; names past these are written whole.
+const MAX_TARGETS: usize = 128;
 
 /// The OPT record of a response.
 #[derive(Debug, Default)]
@@ -56,16 +60,6 @@ pub enum Owner<'a> {
     Name(&'a Name),
 }
 
-impl Owner<'_> {
-    fn emit(self, enc: &mut BinEncoder<'_>) -> Result<(), hickory_proto::ProtoError> {
-        match self {
-            // the question's name always starts right after the 12-byte header
-            Owner::Question => enc.emit_u16(0xC000 | 12),
-            Owner::Name(name) => name.emit(enc),
-        }
-    }
-}
-
 /// Response sections, written strictly in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Section {
@@ -74,98 +68,239 @@ pub enum Section {
     Additional = 2,
 }
 
+/// The question as it goes into a reply: its name in wire form, as sent (letter case
+/// kept, no pointers), its type and class.
+#[derive(Debug, Clone, Copy)]
+pub struct QuestionWire<'a> {
+    pub name: &'a [u8],
+    pub qtype: u16,
+    pub qclass: u16,
+}
+
 pub struct Writer<'b> {
-    enc: BinEncoder<'b>,
+    buf: &'b mut Vec<u8>,
+    /// The most the message may take before the OPT.
+    limit: usize,
     counts: [u16; 4],
     question_end: usize,
+    /// The question's labels are among the targets (they are added when the first
+    /// name is written: most replies write none).
+    question_targets: bool,
+    /// Where the labels written so far start, for later names to point at.
+    targets: [u16; MAX_TARGETS],
+    target_count: usize,
 }
 
 impl<'b> Writer<'b> {
     /// Starts a response of at most `limit` bytes (OPT included) to `question`.
-    pub fn new(buf: &'b mut Vec<u8>, limit: usize, question: Option<(&Name, u16, u16)>, opt: Option<&Opt>) -> Self {
+    pub fn new(buf: &'b mut Vec<u8>, limit: usize, question: Option<QuestionWire>, opt: Option<&Opt>) -> Self {
         buf.clear();
-        let mut enc = BinEncoder::new(buf);
+        buf.extend_from_slice(&[0; 12]);
         let reserve = opt.map_or(0, Opt::len);
-        enc.set_max_size(limit.saturating_sub(reserve).clamp(12, u16::MAX as usize) as u16);
-        let mut counts = [0; 4];
-        let header = [0u8; 12];
-        let mut writer = Writer { enc, counts, question_end: 12 };
-        let _ = writer.enc.emit_vec(&header);
-        if let Some((name, qtype, qclass)) = question {
-            let before = writer.enc.offset();
-            let written = emit_labels(&mut writer.enc, name)
-                .and_then(|_| writer.enc.emit_u16(qtype))
-                .and_then(|_| writer.enc.emit_u16(qclass));
-            if written.is_ok() {
-                counts[0] = 1;
-            } else {
-                writer.rollback(before);
-            }
+        let limit = limit.saturating_sub(reserve).clamp(12, u16::MAX as usize);
+        let mut writer = Writer {
+            buf,
+            limit,
+            counts: [0; 4],
+            question_end: 12,
+            question_targets: false,
+            targets: [0; _],
+            target_count: 0,
+        };
+        if let Some(q) = question
+            && 12 + q.name.len() + 4 <= limit
+        {
+            writer.buf.extend_from_slice(q.name);
+            writer.buf.extend_from_slice(&q.qtype.to_be_bytes());
+            writer.buf.extend_from_slice(&q.qclass.to_be_bytes());
+            writer.counts[0] = 1;
         }
-        writer.counts = counts;
-        writer.question_end = writer.enc.offset();
+        writer.question_end = writer.buf.len();
         writer
     }
 
-    fn rollback(&mut self, offset: usize) {
-        self.enc.set_offset(offset);
-        self.enc.trim();
+    /// Adds the question's labels to the targets, once, before any other.
+    fn question_targets(&mut self) {
+        if self.question_targets || self.counts[0] == 0 {
+            return;
+        }
+        self.question_targets = true;
+        let mut at = 12;
+        while self.buf[at] > 0 {
+            self.target(at);
+            at += 1 + usize::from(self.buf[at]);
+        }
+    }
+
+    /// Bytes left before the limit.
+    pub fn room(&self) -> usize {
+        self.limit.saturating_sub(self.buf.len())
+    }
+
+    fn target(&mut self, at: usize) {
+        if at < 0x4000 && self.target_count < MAX_TARGETS {
+            self.targets[self.target_count] = at as u16;
+            self.target_count += 1;
+        }
+    }
+
+    fn rollback(&mut self, offset: usize, targets: usize) {
+        self.buf.truncate(offset);
+        self.target_count = targets;
+        // the question's targets come first: with none left, add them again when needed
+        if targets == 0 {
+            self.question_targets = false;
+        }
     }
 
     /// Writes `record` with `owner` as its owner name (the query name for answers at
     /// it and for wildcard synthesis) and `ttl`.
     pub fn record(&mut self, section: Section, owner: Owner, ttl: u32, record: &Record) -> Result<(), Full> {
-        self.write(section, |enc| {
-            owner.emit(enc)?;
-            enc.emit_u16(record.record_type().into())?;
-            enc.emit_u16(record.dns_class.into())?;
-            enc.emit_u32(ttl)?;
-            let place = enc.place::<u16>()?;
-            record.data.emit(enc)?;
-            let len = enc.len_since_place(&place) as u16;
-            place.replace(enc, len)
+        self.write(section, |w| {
+            w.owner(owner);
+            w.fixed(record.record_type().into(), record.dns_class.into(), ttl);
+            let start = w.buf.len();
+            w.rdata(&record.data)?;
+            let len = (w.buf.len() - start) as u16;
+            w.buf[start - 2..start].copy_from_slice(&len.to_be_bytes());
+            Ok(())
         })
     }
 
-    /// Writes an A or AAAA record (built whole on the stack, then one write).
+    /// Writes an A or AAAA record.
     pub fn address(&mut self, owner: Owner, ttl: u32, address: IpAddr) -> Result<(), Full> {
-        let mut fixed = [0u8; 10 + 16];
-        let (rtype, data): (u16, &[u8]) = match &address {
-            IpAddr::V4(a) => (1, &a.octets()[..]),
-            IpAddr::V6(a) => (28, &a.octets()[..]),
-        };
-        fixed[..2].copy_from_slice(&rtype.to_be_bytes());
-        fixed[2..4].copy_from_slice(&CLASS_IN.to_be_bytes());
-        fixed[4..8].copy_from_slice(&ttl.to_be_bytes());
-        fixed[8..10].copy_from_slice(&(data.len() as u16).to_be_bytes());
-        fixed[10..10 + data.len()].copy_from_slice(data);
-        let fixed = &fixed[..10 + data.len()];
-        self.write(Section::Answer, |enc| {
-            owner.emit(enc)?;
-            enc.emit_vec(fixed)
+        self.write(Section::Answer, |w| {
+            w.owner(owner);
+            match address {
+                IpAddr::V4(a) => {
+                    w.fixed(1, CLASS_IN, ttl);
+                    w.set_rdlength(4);
+                    w.buf.extend_from_slice(&a.octets());
+                }
+                IpAddr::V6(a) => {
+                    w.fixed(28, CLASS_IN, ttl);
+                    w.set_rdlength(16);
+                    w.buf.extend_from_slice(&a.octets());
+                }
+            }
+            Ok(())
         })
+    }
+
+    /// Appends `count` records written ahead of time (a precompiled RRset whose owners
+    /// point at the question and whose RDATA holds no names).
+    pub fn precompiled(&mut self, section: Section, count: u16, wire: &[u8]) -> Result<(), Full> {
+        if wire.len() > self.room() {
+            return Err(Full);
+        }
+        self.buf.extend_from_slice(wire);
+        self.counts[1 + section as usize] += count;
+        Ok(())
     }
 
     /// Writes a TXT record with one character-string (CHAOS identity).
     pub fn txt(&mut self, owner: Owner, class: u16, text: &[u8]) -> Result<(), Full> {
-        self.write(Section::Answer, |enc| {
-            owner.emit(enc)?;
-            enc.emit_u16(16)?;
-            enc.emit_u16(class)?;
-            enc.emit_u32(0)?;
-            enc.emit_u16(text.len() as u16 + 1)?;
-            enc.emit_character_data(text)
+        self.write(Section::Answer, |w| {
+            w.owner(owner);
+            w.fixed(16, class, 0);
+            w.set_rdlength(text.len() as u16 + 1);
+            w.buf.push(text.len() as u8);
+            w.buf.extend_from_slice(text);
+            Ok(())
         })
     }
 
-    fn write(
-        &mut self,
-        section: Section,
-        emit: impl FnOnce(&mut BinEncoder<'b>) -> Result<(), hickory_proto::ProtoError>,
-    ) -> Result<(), Full> {
-        let before = self.enc.offset();
-        if emit(&mut self.enc).is_err() {
-            self.rollback(before);
+    /// Type, class, TTL and a zero RDLENGTH.
+    fn fixed(&mut self, rtype: u16, class: u16, ttl: u32) {
+        let mut fixed = [0u8; 10];
+        fixed[..2].copy_from_slice(&rtype.to_be_bytes());
+        fixed[2..4].copy_from_slice(&class.to_be_bytes());
+        fixed[4..8].copy_from_slice(&ttl.to_be_bytes());
+        self.buf.extend_from_slice(&fixed);
+    }
+
+    fn set_rdlength(&mut self, len: u16) {
+        let end = self.buf.len();
+        self.buf[end - 2..].copy_from_slice(&len.to_be_bytes());
+    }
+
+    fn owner(&mut self, owner: Owner) {
+        match owner {
+            // the question's name always starts right after the 12-byte header
+            Owner::Question => self.buf.extend_from_slice(&(0xC000u16 | 12).to_be_bytes()),
+            Owner::Name(name) => self.name(name),
+        }
+    }
+
+    /// RDATA, with the names of the types RFC 3597 §4 lets us compress compressed;
+    /// every other type as hickory writes it, its names whole.
+    fn rdata(&mut self, data: &RData) -> Result<(), Full> {
+        match data {
+            RData::NS(n) => self.name(&n.0),
+            RData::CNAME(n) => self.name(&n.0),
+            RData::PTR(n) => self.name(&n.0),
+            RData::MX(mx) => {
+                self.buf.extend_from_slice(&mx.preference.to_be_bytes());
+                self.name(&mx.exchange);
+            }
+            RData::SOA(soa) => {
+                self.name(&soa.mname);
+                self.name(&soa.rname);
+                for field in [soa.serial, soa.refresh as u32, soa.retry as u32, soa.expire as u32, soa.minimum] {
+                    self.buf.extend_from_slice(&field.to_be_bytes());
+                }
+            }
+            other => {
+                let at = self.buf.len() as u32;
+                let mut enc = BinEncoder::with_offset(self.buf, at);
+                enc.set_name_encoding(NameEncoding::Uncompressed);
+                other.emit(&mut enc).map_err(|_| Full)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `name`, pointing at the longest suffix already in the message.
+    fn name(&mut self, name: &Name) {
+        self.question_targets();
+        let mut labels: [&[u8]; 128] = [&[]; 128];
+        let mut n = 0;
+        for label in name.iter() {
+            labels[n] = label;
+            n += 1;
+        }
+        let labels = &labels[..n];
+        for i in 0..labels.len() {
+            if let Some(to) = self.find(&labels[i..]) {
+                self.labels(&labels[..i]);
+                self.buf.extend_from_slice(&(0xC000 | to).to_be_bytes());
+                return;
+            }
+        }
+        self.labels(labels);
+        self.buf.push(0);
+    }
+
+    fn labels(&mut self, labels: &[&[u8]]) {
+        for label in labels {
+            self.target(self.buf.len());
+            self.buf.push(label.len() as u8);
+            self.buf.extend_from_slice(label);
+        }
+    }
+
+    /// A remembered label start where `labels` (to the root) are written, ignoring case.
+    fn find(&self, labels: &[&[u8]]) -> Option<u16> {
+        let first = labels[0];
+        self.targets[..self.target_count].iter().copied().find(|&at| {
+            self.buf[usize::from(at)] as usize == first.len() && suffix_at(self.buf, usize::from(at), labels)
+        })
+    }
+
+    fn write(&mut self, section: Section, emit: impl FnOnce(&mut Self) -> Result<(), Full>) -> Result<(), Full> {
+        let (before, targets) = (self.buf.len(), self.target_count);
+        if emit(self).is_err() || self.buf.len() > self.limit {
+            self.rollback(before, targets);
             return Err(Full);
         }
         self.counts[1 + section as usize] += 1;
@@ -174,87 +309,158 @@ impl<'b> Writer<'b> {
 
     /// Drops every record, keeping header and question (for a TC=1 reply).
     pub fn clear_records(&mut self) {
-        let end = self.question_end;
-        self.rollback(end);
+        self.rollback(self.question_end, 0);
         self.counts[1..].fill(0);
     }
 
     /// Appends the OPT record and writes the header.
     pub fn finish(mut self, id: u16, flags: u16, opt: Option<&Opt>) {
-        self.enc.set_max_size(u16::MAX);
         if let Some(opt) = opt {
-            // the space was reserved at `new`, so this cannot fail
-            let padding = opt.padding(self.enc.offset());
-            let _ = emit_opt(&mut self.enc, opt, padding);
+            // the space was reserved at `new`
+            let padding = opt.padding(self.buf.len());
+            emit_opt(self.buf, opt, padding);
             self.counts[3] += 1;
         }
-        let mut header = [0u8; 12];
+        let header = &mut self.buf[..12];
         header[..2].copy_from_slice(&id.to_be_bytes());
         header[2..4].copy_from_slice(&flags.to_be_bytes());
         for (i, c) in self.counts.iter().enumerate() {
             header[4 + 2 * i..6 + 2 * i].copy_from_slice(&c.to_be_bytes());
         }
-        let end = self.enc.offset();
-        self.enc.set_offset(0);
-        let _ = self.enc.emit_vec(&header);
-        self.enc.set_offset(end);
     }
 }
 
-/// Writes a name label by label, uncompressed (the question, first in the message),
-/// assembled on the stack and written at once.
-fn emit_labels(enc: &mut BinEncoder<'_>, name: &Name) -> Result<(), hickory_proto::ProtoError> {
-    let mut wire = [0u8; 256];
-    let mut len = 0;
-    for label in name.iter() {
-        wire[len] = label.len() as u8;
-        wire[len + 1..len + 1 + label.len()].copy_from_slice(label);
-        len += 1 + label.len();
+/// Whether the name written at `at` in `message` (pointers followed) is `labels` and
+/// then the root, ignoring ASCII case.
+fn suffix_at(message: &[u8], mut at: usize, labels: &[&[u8]]) -> bool {
+    let step = |at: &mut usize| -> Option<usize> {
+        // pointers in our own output always point backwards: this ends
+        loop {
+            let len = *message.get(*at)?;
+            if len & 0xC0 == 0xC0 {
+                *at = usize::from(u16::from_be_bytes([len, *message.get(*at + 1)?]) & 0x3FFF);
+            } else {
+                return Some(usize::from(len));
+            }
+        }
+    };
+    for label in labels {
+        let Some(len) = step(&mut at) else { return false };
+        if len != label.len() || !message.get(at + 1..at + 1 + len).is_some_and(|l| l.eq_ignore_ascii_case(label)) {
+            return false;
+        }
+        at += 1 + len;
     }
-    enc.emit_vec(&wire[..=len])
+    step(&mut at) == Some(0)
 }
 
 /// Our OPT: payload 1232, version 0, DO copied, the ECS echo, NSID, EDE, the cookie
 /// and padding.
-fn emit_opt(enc: &mut BinEncoder<'_>, opt: &Opt, padding: Option<usize>) -> Result<(), hickory_proto::ProtoError> {
-    enc.emit(0)?;
-    enc.emit_u16(41)?;
-    enc.emit_u16(super::OUR_UDP_SIZE)?;
-    enc.emit_u32((u32::from(opt.extended_rcode) << 24) | if opt.dnssec_ok { 0x8000 } else { 0 })?;
-    enc.emit_u16((opt.len() - 11 + padding.map_or(0, |p| 4 + p)) as u16)?;
+fn emit_opt(buf: &mut Vec<u8>, opt: &Opt, padding: Option<usize>) {
+    let ttl = (u32::from(opt.extended_rcode) << 24) | if opt.dnssec_ok { 0x8000 } else { 0 };
+    let rdlength = (opt.len() - 11 + padding.map_or(0, |p| 4 + p)) as u16;
+    buf.push(0);
+    buf.extend_from_slice(&41u16.to_be_bytes());
+    buf.extend_from_slice(&super::OUR_UDP_SIZE.to_be_bytes());
+    buf.extend_from_slice(&ttl.to_be_bytes());
+    buf.extend_from_slice(&rdlength.to_be_bytes());
+    let mut option = |code: u16, data: &[&[u8]]| {
+        let len: usize = data.iter().map(|d| d.len()).sum();
+        buf.extend_from_slice(&code.to_be_bytes());
+        buf.extend_from_slice(&(len as u16).to_be_bytes());
+        for d in data {
+            buf.extend_from_slice(d);
+        }
+    };
     if let Some((ecs, scope)) = opt.ecs {
         let bytes = ecs.source_prefix().div_ceil(8) as usize;
-        let (family, address) = match ecs.addr() {
-            IpAddr::V4(a) => (1, a.octets().to_vec()),
-            IpAddr::V6(a) => (2, a.octets().to_vec()),
+        let (family, v4, v6) = match ecs.addr() {
+            IpAddr::V4(a) => (1u16, a.octets(), [0; 16]),
+            IpAddr::V6(a) => (2, [0; 4], a.octets()),
         };
-        enc.emit_u16(8)?;
-        enc.emit_u16(4 + bytes as u16)?;
-        enc.emit_u16(family)?;
-        enc.emit(ecs.source_prefix())?;
-        enc.emit(scope)?;
-        enc.emit_vec(&address[..bytes])?;
+        let address = if family == 1 { &v4[..bytes] } else { &v6[..bytes] };
+        option(8, &[&family.to_be_bytes(), &[ecs.source_prefix(), scope], address]);
     }
     if let Some(nsid) = opt.nsid {
-        enc.emit_u16(3)?;
-        enc.emit_u16(nsid.len() as u16)?;
-        enc.emit_vec(nsid)?;
+        option(3, &[nsid]);
     }
     if let Some(code) = opt.ede {
-        enc.emit_u16(15)?;
-        enc.emit_u16(2)?;
-        enc.emit_u16(code)?;
+        option(15, &[&code.to_be_bytes()]);
     }
     if let Some((client, server)) = &opt.cookie {
-        enc.emit_u16(10)?;
-        enc.emit_u16(24)?;
-        enc.emit_vec(client)?;
-        enc.emit_vec(server)?;
+        option(10, &[client, server]);
     }
     if let Some(padding) = padding {
-        enc.emit_u16(12)?;
-        enc.emit_u16(padding as u16)?;
-        enc.emit_vec(&[0; 468][..padding.min(468)])?;
+        option(12, &[&[0; 468][..padding.min(468)]]);
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::rdata::{A, MX, NS, SOA};
+
+    fn name(text: &str) -> Name {
+        Name::from_ascii(text).unwrap()
+    }
+
+    const QUESTION: &[u8] = b"\x03www\x02lb\x07example\x00";
+
+    fn writer(buf: &mut Vec<u8>, limit: usize) -> Writer<'_> {
+        Writer::new(buf, limit, Some(QuestionWire { name: QUESTION, qtype: 1, qclass: 1 }), None)
+    }
+
+    #[test]
+    fn names_point_at_the_longest_suffix_written_before_whatever_its_case() {
+        let mut buf = Vec::new();
+        let mut w = writer(&mut buf, 512);
+        let ns = Record::from_rdata(name("LB.Example."), 60, RData::NS(NS(name("ns1.lb.example."))));
+        w.record(Section::Authority, Owner::Name(&name("LB.Example.")), 60, &ns).unwrap();
+        w.finish(7, 0x8400, None);
+        let record = &buf[12 + QUESTION.len() + 4..];
+        // owner: a pointer to "lb" in the question (offset 12 + 4)
+        assert_eq!(&record[..2], &[0xC0, 16]);
+        // RDATA: "ns1", then a pointer to the same place
+        assert_eq!(&record[10..12], &[0, 6]);
+        assert_eq!(&record[12..], b"\x03ns1\xc0\x10");
+    }
+
+    #[test]
+    fn a_full_message_reads_back_with_every_name_and_field() {
+        let mut buf = Vec::new();
+        let mut w = writer(&mut buf, 1232);
+        let soa = SOA::new(name("ns1.lb.example."), name("hostmaster.lb.example."), 5, 3600, 600, 86400, 300);
+        let records = [
+            Record::from_rdata(name("www.lb.example."), 60, RData::MX(MX::new(10, name("mail.other.example.")))),
+            Record::from_rdata(name("lb.example."), 300, RData::SOA(soa)),
+            Record::from_rdata(name("mail.other.example."), 60, RData::A(A::new(127, 0, 0, 1))),
+        ];
+        let sections = [Section::Answer, Section::Authority, Section::Additional];
+        for (record, section) in records.iter().zip(sections) {
+            w.record(section, Owner::Name(&record.name), record.ttl, record).unwrap();
+        }
+        w.finish(7, 0x8400, None);
+        let message = Message::from_vec(&buf).unwrap();
+        let back: Vec<&Record> =
+            message.answers.iter().chain(&message.authorities).chain(&message.additionals).collect();
+        assert_eq!(back, records.iter().collect::<Vec<_>>());
+        // the A record's owner is a pointer to the MX's exchange
+        assert_eq!(&buf[buf.len() - 16..buf.len() - 14], &[0xC0, (12 + QUESTION.len() + 4 + 14) as u8]);
+    }
+
+    #[test]
+    fn a_record_that_does_not_fit_leaves_nothing_behind_to_point_at() {
+        let mut buf = Vec::new();
+        let long = name("a-rather-long-label-that-does-not-fit.other.example.");
+        let mut w = writer(&mut buf, 12 + QUESTION.len() + 4 + 20);
+        let ns = Record::from_rdata(name("lb.example."), 60, RData::NS(NS(long.clone())));
+        assert!(w.record(Section::Authority, Owner::Question, 60, &ns).is_err());
+        let short = Record::from_rdata(name("lb.example."), 60, RData::NS(NS(name("other.example."))));
+        w.record(Section::Authority, Owner::Question, 60, &short).unwrap();
+        w.finish(7, 0x8400, None);
+        let message = Message::from_vec(&buf).unwrap();
+        assert_eq!(message.authorities.len(), 1);
+        assert_eq!(message.authorities[0].data, RData::NS(NS(name("other.example."))));
+    }
 }

@@ -178,7 +178,7 @@ impl StateHandle {
             .services
             .iter()
             .filter_map(|s| {
-                let counters = &view.services.get(&crate::config::service_name(&s.name)?)?.counters;
+                let counters = &view.service(&crate::config::service_name(&s.name)?)?.counters;
                 let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
                 Some((s.name.clone(), s.policy.clone(), load(&counters.answers), load(&counters.fail_opens)))
             })

@@ -90,7 +90,7 @@ impl Model {
         // answered for a client of the default region (address 0.0.0.0 is in no network)
         let client = Client { address: IpAddr::from([0, 0, 0, 0]), ecs_source: None };
         let answered: std::collections::HashSet<IpAddr> =
-            view.services.get(&service.name).map_or_else(Default::default, |sv| {
+            view.service(&service.name).map_or_else(Default::default, |sv| {
                 [Family::V4, Family::V6].iter().flat_map(|f| steer::eligible(sv, *f, &client, &view.geo)).collect()
             });
         let probed = service

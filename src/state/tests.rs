@@ -144,7 +144,7 @@ fn registered(service: &str, request: RegistrationRequest, id: i64, expires: Sys
 /// The addresses of `service` a client of the default region is answered from.
 fn answered(view: &View, service: &str) -> Vec<IpAddr> {
     let client = Client { address: ip("127.0.0.1"), ecs_source: None };
-    let s = &view.services[&name(service)];
+    let s = &view.service(&name(service)).unwrap();
     let mut got = crate::steer::eligible(s, Family::V4, &client, &view.geo);
     got.sort();
     got
@@ -277,7 +277,7 @@ fn every_down_fails_open_and_all_up_again_restores() {
     let mut m = model();
     let e = m.apply([verdict(&m, "127.0.0.10", false), verdict(&m, "127.0.0.11", false)], at(1));
     let view = e.view.unwrap();
-    let s = &view.services[&name("www.lb.example")];
+    let s = &view.service(&name("www.lb.example")).unwrap();
     assert!(s.targets.iter().all(|t| !t.healthy));
     assert_eq!(answered(&view, "www.lb.example"), addresses(&["127.0.0.10", "127.0.0.11"]), "fail-open");
 }
@@ -759,7 +759,7 @@ fn a_reload_that_lists_a_registered_address_answers_it_once() {
     let config = CONFIG.replace("max_registrations = 2", "max_registrations = 2\ntargets = [\"127.0.0.20\"]");
     let e = reload(&mut m, 2, &config);
     let view = e.view.unwrap();
-    let targets = &view.services[&name("reg.lb.example")].targets;
+    let targets = &view.service(&name("reg.lb.example")).unwrap().targets;
     assert_eq!(targets.len(), 1, "{targets:?}");
 }
 
@@ -770,7 +770,7 @@ fn a_reload_that_drops_a_service_drops_its_registrations_from_answers() {
     let config = CONFIG.replace("name = \"reg.lb.example.\"", "name = \"other.lb.example.\"");
     let e = reload(&mut m, 2, &config);
     let view = e.view.unwrap();
-    assert!(!view.services.contains_key(&name("reg.lb.example")));
+    assert!(view.service(&name("reg.lb.example")).is_none());
     assert!(!m.health.contains_key(&key("127.0.0.20")));
 }
 
@@ -786,7 +786,7 @@ fn a_registration_with_a_check_address_is_probed_there() {
     let probes = e.probes.unwrap();
     assert!(probes.contains_key(&key("127.0.0.120")) && !probes.contains_key(&key("127.0.0.20")));
     let e = m.apply([verdict(&m, "127.0.0.120", false)], at(2));
-    assert!(e.view.unwrap().services[&name("reg.lb.example")].targets.iter().all(|t| !t.healthy));
+    assert!(e.view.unwrap().service(&name("reg.lb.example")).unwrap().targets.iter().all(|t| !t.healthy));
 }
 
 #[test]
@@ -816,7 +816,7 @@ fn starting_model() -> Model {
 }
 
 fn not_ready(view: &View, service: &str) -> bool {
-    view.services[&name(service)].not_ready[0]
+    view.service(&name(service)).unwrap().not_ready[0]
 }
 
 #[test]

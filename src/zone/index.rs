@@ -90,6 +90,15 @@ impl Zone {
         }
     }
 
+    /// The names whose records a query at them gets as they are: above every cut,
+    /// without a CNAME.
+    pub(super) fn answerable(&self) -> impl Iterator<Item = (&Name, &[RRset])> {
+        self.nodes
+            .iter()
+            .filter(|(name, sets)| !sets.iter().any(|s| s.rtype == RecordType::CNAME) && self.cut_above(name).is_none())
+            .map(|(name, sets)| (name, sets.as_slice()))
+    }
+
     pub fn origin(&self) -> &Name {
         &self.origin
     }

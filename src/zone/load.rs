@@ -57,6 +57,7 @@ pub fn load_zones(config: &Config) -> Result<Zones, ConfigErrors> {
             zone.add_names(std::slice::from_ref(&service.name));
         }
     }
+    zones.precompile();
     Ok(zones)
 }
 

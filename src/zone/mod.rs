@@ -5,24 +5,69 @@
 //! scan the zone. `load` also checks the services against the zones they live in.
 
 mod index;
+mod key;
 mod load;
 
 pub use index::{Lookup, RRset, Zone};
+pub use key::NameKey;
 pub use load::{ZoneError, load_zones, parse_zone};
 
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+use rustc_hash::FxHashMap;
 
 /// All configured zones; a name belongs to the zone with the longest matching origin.
 #[derive(Debug, Default)]
 pub struct Zones {
     zones: Vec<Zone>,
+    /// Answers compiled to wire form once, when the zones load: name key → its blocks.
+    precompiled: FxHashMap<Box<[u8]>, Vec<Precompiled>>,
 }
+
+/// An RRset in wire form as it goes into the answer section at the query name: each
+/// record's owner a pointer to the question, then type, class, TTL, RDATA.
+#[derive(Debug)]
+pub struct Precompiled {
+    pub rtype: u16,
+    pub count: u16,
+    pub wire: Box<[u8]>,
+}
+
+/// The types answered from precompiled blocks: their RDATA holds no names, so a block
+/// reads the same wherever it lands in a message.
+const PRECOMPILED_TYPES: [RecordType; 3] = [RecordType::A, RecordType::AAAA, RecordType::TXT];
 
 impl Zones {
     pub fn new(mut zones: Vec<Zone>) -> Self {
         // longest origin first, so the first match is the closest enclosing zone
         zones.sort_by_key(|z| std::cmp::Reverse(z.origin().num_labels()));
-        Zones { zones }
+        Zones { zones, precompiled: FxHashMap::default() }
+    }
+
+    /// Compiles the answers a query at a name owning them gets whole from this zone:
+    /// A, AAAA and TXT RRsets of names in the zone that owns them, above every cut,
+    /// without a CNAME.
+    pub(crate) fn precompile(&mut self) {
+        let mut precompiled: FxHashMap<Box<[u8]>, Vec<Precompiled>> = FxHashMap::default();
+        for (i, zone) in self.zones.iter().enumerate() {
+            for (name, sets) in zone.answerable() {
+                if !self.find(name).is_some_and(|z| std::ptr::eq(z, &self.zones[i])) {
+                    continue;
+                }
+                let blocks: Vec<Precompiled> =
+                    sets.iter().filter(|s| PRECOMPILED_TYPES.contains(&s.rtype)).filter_map(compile).collect();
+                if !blocks.is_empty() {
+                    precompiled.insert(NameKey::of(name).as_bytes().into(), blocks);
+                }
+            }
+        }
+        precompiled.shrink_to_fit();
+        self.precompiled = precompiled;
+    }
+
+    /// The precompiled answer for the name with `key` and type `rtype`, if there is one.
+    pub fn precompiled(&self, key: &[u8], rtype: u16) -> Option<&Precompiled> {
+        self.precompiled.get(key)?.iter().find(|p| p.rtype == rtype)
     }
 
     /// The zone that holds `name`, if any.
@@ -33,6 +78,24 @@ impl Zones {
     fn find_mut(&mut self, name: &Name) -> Option<&mut Zone> {
         self.zones.iter_mut().find(|z| z.origin().zone_of(name))
     }
+}
+
+fn compile(rrset: &RRset) -> Option<Precompiled> {
+    let mut wire = Vec::new();
+    for record in &rrset.records {
+        wire.extend_from_slice(&[0xC0, 12]);
+        wire.extend_from_slice(&u16::from(record.record_type()).to_be_bytes());
+        wire.extend_from_slice(&u16::from(record.dns_class).to_be_bytes());
+        wire.extend_from_slice(&record.ttl.to_be_bytes());
+        let start = wire.len() + 2;
+        wire.extend_from_slice(&[0, 0]);
+        let mut enc = BinEncoder::with_offset(&mut wire, start as u32);
+        enc.set_name_encoding(NameEncoding::Uncompressed);
+        record.data.emit(&mut enc).ok()?;
+        let len = u16::try_from(wire.len() - start).ok()?;
+        wire[start - 2..start].copy_from_slice(&len.to_be_bytes());
+    }
+    Some(Precompiled { rtype: rrset.rtype.into(), count: u16::try_from(rrset.records.len()).ok()?, wire: wire.into() })
 }
 
 #[cfg(test)]
