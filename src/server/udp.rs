@@ -5,18 +5,13 @@
 //! address each reply is sent from the address its query was sent to (IP_PKTINFO /
 //! IPV6_RECVPKTINFO).
 
+use super::mmsg::Batch;
 use crate::dns::{self, Transport};
 use crate::metrics::Metrics;
 use crate::rrl::Verdict;
 use crate::view::View;
 use arc_swap::ArcSwap;
-use nix::errno::Errno;
-use nix::libc;
-use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage, recvmmsg, sendmmsg,
-    setsockopt, sockopt,
-};
-use std::io::{IoSlice, IoSliceMut};
+use nix::sys::socket::{setsockopt, sockopt};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -50,31 +45,32 @@ pub fn serve_udp(
     socket.set_read_timeout(Some(IDLE_CHECK))?;
     std::thread::Builder::new().name("steerdns-udp".into()).spawn(move || {
         let mut worker = Worker::new(wildcard);
-        while !shutdown.is_cancelled() {
-            worker.round(&socket, &view, &metrics);
+        // the View as of the last swap, checked with one atomic load per batch
+        let mut view = arc_swap::Cache::new(&*view);
+        let mut rounds: u32 = 0;
+        // the token takes a lock: look at it when idle, and every SHUTDOWN_CHECK batches
+        loop {
+            let idle = !worker.round(&socket, &mut view, &metrics);
+            rounds = rounds.wrapping_add(1);
+            if (idle || rounds.is_multiple_of(SHUTDOWN_CHECK)) && shutdown.is_cancelled() {
+                break;
+            }
         }
     })
 }
 
-/// One received datagram: its length, sender and the local address it was sent to.
-#[derive(Clone, Copy)]
-struct Received {
-    len: usize,
-    from: Option<SockaddrStorage>,
-    to: Option<IpAddr>,
-}
+type ViewCache<'a> = arc_swap::Cache<&'a ArcSwap<View>, Arc<View>>;
+
+/// A busy worker looks at the shutdown token once per this many batches.
+const SHUTDOWN_CHECK: u32 = 64;
 
 struct Worker {
     wildcard: bool,
-    queries: Vec<Vec<u8>>,
+    received: Batch,
+    sending: Batch,
     replies: Vec<Vec<u8>>,
-    received: Vec<Received>,
     /// (reply index, destination, source address) of the replies to send.
-    outgoing: Vec<(usize, SockaddrStorage, Option<IpAddr>)>,
-    /// The destinations of one sendmmsg call.
-    destinations: Vec<Option<SockaddrStorage>>,
-    receive_headers: MultiHeaders<SockaddrStorage>,
-    send_headers: MultiHeaders<SockaddrStorage>,
+    outgoing: Vec<(usize, SocketAddr, Option<IpAddr>)>,
     /// How many datagrams the next receive asks for: twice the last batch, at least
     /// MIN_BATCH, so that a quiet socket does not pay for preparing BATCH headers.
     want: usize,
@@ -85,37 +81,38 @@ const MIN_BATCH: usize = 4;
 
 impl Worker {
     fn new(wildcard: bool) -> Self {
-        let cmsg = || wildcard.then(|| nix::cmsg_space!(libc::in6_pktinfo));
         Worker {
             wildcard,
-            queries: vec![vec![0; MAX_QUERY]; BATCH],
+            received: Batch::new(BATCH, MAX_QUERY),
+            sending: Batch::new(BATCH, 0),
             replies: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
-            received: Vec::with_capacity(BATCH),
             outgoing: Vec::with_capacity(BATCH),
-            destinations: Vec::with_capacity(BATCH),
-            receive_headers: MultiHeaders::preallocate(BATCH, cmsg()),
-            send_headers: MultiHeaders::preallocate(BATCH, cmsg()),
             want: MIN_BATCH,
         }
     }
 
     /// Receives one batch (waiting up to IDLE_CHECK for its first datagram), answers
-    /// it and sends the replies.
-    fn round(&mut self, socket: &UdpSocket, view: &ArcSwap<View>, metrics: &Metrics) {
-        if let Err(e) = self.receive(socket) {
-            if !matches!(e, Errno::EAGAIN | Errno::EINTR) {
-                tracing::debug!("udp receive: {e}");
+    /// it and sends the replies; false when nothing came.
+    fn round(&mut self, socket: &UdpSocket, view: &mut ViewCache, metrics: &Metrics) -> bool {
+        let count = match self.received.receive(socket.as_raw_fd(), self.want, self.wildcard) {
+            Ok(count) => count,
+            Err(e) => {
+                if !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) {
+                    tracing::debug!("udp receive: {e}");
+                }
+                return false;
             }
-            return;
-        }
-        let view = view.load();
+        };
+        self.want = (2 * count).clamp(MIN_BATCH, BATCH);
+        // the View as it is now that the batch is in, not as it was before the wait
+        let view: &View = view.load();
         // RRL's clock, read once per batch
         let now = view.rrl.as_ref().map(|_| crate::rrl::clock_ms());
         self.outgoing.clear();
-        for (i, r) in self.received.iter().enumerate() {
-            let Some((from, client)) = r.from.and_then(|a| Some((a, socket_addr(&a)?))) else { continue };
-            let query = &self.queries[i][..r.len.min(MAX_QUERY)];
-            let Some(answered) = super::respond(&view, query, client, Transport::Udp, &mut self.replies[i], metrics)
+        for i in 0..count {
+            let (query, from, to) = self.received.datagram(i);
+            let Some(client) = from else { continue };
+            let Some(answered) = super::respond(view, query, client, Transport::Udp, &mut self.replies[i], metrics)
             else {
                 continue;
             };
@@ -130,36 +127,14 @@ impl Worker {
                     }
                     Verdict::Slip => {
                         metrics.count_rrl_limited(true);
-                        dns::slip(&view, query, client, answered.rcode, &mut self.replies[i]);
+                        dns::slip(view, query, client, answered.rcode, &mut self.replies[i]);
                     }
                 }
             }
-            self.outgoing.push((i, from, r.to));
+            self.outgoing.push((i, client, to));
         }
-        drop(view);
         self.send(socket);
-    }
-
-    /// Receives into the reused buffers: nothing is allocated per batch.
-    fn receive(&mut self, socket: &UdpSocket) -> nix::Result<()> {
-        let mut buffers = self.queries.iter_mut();
-        let mut slices: [[IoSliceMut; 1]; BATCH] =
-            std::array::from_fn(|_| [IoSliceMut::new(buffers.next().expect("BATCH query buffers"))]);
-        let want = self.want;
-        let results = recvmmsg(
-            socket.as_raw_fd(),
-            &mut self.receive_headers,
-            slices[..want].iter_mut(),
-            MsgFlags::MSG_WAITFORONE,
-            None,
-        )?;
-        self.received.clear();
-        for message in results {
-            let to = if self.wildcard { destination(&message) } else { None };
-            self.received.push(Received { len: message.bytes, from: message.address, to });
-        }
-        self.want = (2 * self.received.len()).clamp(MIN_BATCH, BATCH);
-        Ok(())
+        true
     }
 
     /// Sends the replies with one sendmmsg per run of replies that share a source address.
@@ -174,26 +149,12 @@ impl Worker {
     }
 
     fn send_run(&mut self, socket: &UdpSocket, mut start: usize, end: usize, source: Option<IpAddr>) {
-        let info = source.map(PacketInfo::from);
-        let cmsg = info.as_ref().map(PacketInfo::message);
         while start < end {
-            let run = &self.outgoing[start..end];
             let replies = &self.replies;
-            let slices: [[IoSlice; 1]; BATCH] =
-                std::array::from_fn(|k| [IoSlice::new(run.get(k).map_or(&[][..], |(i, ..)| &replies[*i]))]);
-            self.destinations.clear();
-            self.destinations.extend(run.iter().map(|(_, to, _)| Some(*to)));
-            let sent = sendmmsg(
-                socket.as_raw_fd(),
-                &mut self.send_headers,
-                &slices[..run.len()],
-                &self.destinations,
-                cmsg.as_slice(),
-                MsgFlags::empty(),
-            );
-            match sent {
-                Ok(results) => start += results.count().max(1),
-                Err(Errno::EINTR) => {}
+            let run = self.outgoing[start..end].iter().map(|(i, to, _)| (&replies[*i][..], *to));
+            match self.sending.send(socket.as_raw_fd(), run, source) {
+                Ok(sent) => start += sent.max(1),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // one reply the kernel refuses (an unreachable client) must not
                     // hold back the others
@@ -201,55 +162,6 @@ impl Worker {
                     start += 1;
                 }
             }
-        }
-    }
-}
-
-/// The local address a datagram was sent to, from its PKTINFO control message.
-fn destination(message: &nix::sys::socket::RecvMsg<'_, '_, SockaddrStorage>) -> Option<IpAddr> {
-    message.cmsgs().ok()?.find_map(|c| match c {
-        ControlMessageOwned::Ipv4PacketInfo(info) => {
-            Some(IpAddr::from(std::net::Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))))
-        }
-        ControlMessageOwned::Ipv6PacketInfo(info) => Some(IpAddr::from(info.ipi6_addr.s6_addr)),
-        _ => None,
-    })
-}
-
-fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
-    match address.family()? {
-        nix::sys::socket::AddressFamily::Inet => address.as_sockaddr_in().map(|a| SocketAddr::from(*a)),
-        nix::sys::socket::AddressFamily::Inet6 => address.as_sockaddr_in6().map(|a| SocketAddr::from(*a)),
-        _ => None,
-    }
-}
-
-/// The source address to send a reply from.
-enum PacketInfo {
-    V4(libc::in_pktinfo),
-    V6(libc::in6_pktinfo),
-}
-
-impl From<IpAddr> for PacketInfo {
-    fn from(address: IpAddr) -> Self {
-        match address {
-            IpAddr::V4(a) => PacketInfo::V4(libc::in_pktinfo {
-                ipi_ifindex: 0,
-                ipi_spec_dst: libc::in_addr { s_addr: u32::from(a).to_be() },
-                ipi_addr: libc::in_addr { s_addr: 0 },
-            }),
-            IpAddr::V6(a) => {
-                PacketInfo::V6(libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: a.octets() }, ipi6_ifindex: 0 })
-            }
-        }
-    }
-}
-
-impl PacketInfo {
-    fn message(&self) -> ControlMessage<'_> {
-        match self {
-            PacketInfo::V4(info) => ControlMessage::Ipv4PacketInfo(info),
-            PacketInfo::V6(info) => ControlMessage::Ipv6PacketInfo(info),
         }
     }
 }
