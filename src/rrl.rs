@@ -10,7 +10,6 @@
 //! chosen at start, so nobody can aim replies at another client's bucket.
 
 use crate::config::RrlConfig;
-use std::hash::Hasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -50,30 +49,7 @@ pub struct Key {
     pub ecs: Option<IpAddr>,
 }
 
-/// A hash of a name in wire form (length-prefixed labels, the root's 0 last),
-/// lower-cased: names that differ in case share a bucket. Eight bytes at a time.
-pub fn wire_name_hash(wire: &[u8]) -> u64 {
-    let mut hasher = rustc_hash::FxHasher::default();
-    let mut chunks = wire.chunks_exact(8);
-    for chunk in &mut chunks {
-        hasher.write_u64(lower(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))));
-    }
-    let mut last = [0u8; 8];
-    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    hasher.write_u64(lower(u64::from_le_bytes(last)));
-    hasher.finish()
-}
-
-/// ASCII A–Z to a–z in each byte of a word, other bytes as they are.
-fn lower(word: u64) -> u64 {
-    const EACH: u64 = 0x0101_0101_0101_0101;
-    let low7 = word & (0x7F * EACH);
-    // a byte's top bit is set past 'Z', and from 'A' on
-    let above_z = low7 + (0x7F - u64::from(b'Z')) * EACH;
-    let from_a = low7 + (0x80 - u64::from(b'A')) * EACH;
-    let upper = (from_a ^ above_z) & !word & (0x80 * EACH);
-    word | (upper >> 2)
-}
+pub use crate::zone::wire_name_hash;
 
 /// [`wire_name_hash`] of a name given as its labels.
 pub fn name_hash<'a>(labels: impl Iterator<Item = &'a [u8]>) -> u64 {
@@ -301,21 +277,6 @@ mod tests {
         assert_eq!(labels, wire_name_hash(b"\x03WWW\x07Example\x00"));
         assert_ne!(labels, wire_name_hash(b"\x03www\x08examples\x00"));
         assert_eq!(name_hash(std::iter::empty()), wire_name_hash(&[0]), "the root");
-        // every byte value: only A–Z change
-        for byte in 0..=255u8 {
-            let word = u64::from_le_bytes([byte, b'Q', 0, 0x80 | b'Q', b'@', b'[', 0xFF, byte]);
-            let expected = u64::from_le_bytes([
-                byte.to_ascii_lowercase(),
-                b'q',
-                0,
-                0x80 | b'Q',
-                b'@',
-                b'[',
-                0xFF,
-                byte.to_ascii_lowercase(),
-            ]);
-            assert_eq!(lower(word), expected, "{byte:#x}");
-        }
     }
 
     #[test]

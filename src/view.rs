@@ -9,9 +9,8 @@ use crate::config::{CheckKind, Order, Policy, Service, WhenAllDown};
 use crate::geo::{Geo, RegionId};
 use crate::health::{Health, ProbeKey};
 use crate::loaded::Loaded;
-use crate::zone::{NameKey, Zones};
+use crate::zone::{NameTable, Zones};
 use hickory_proto::rr::Name;
-use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -21,8 +20,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 pub struct View {
     pub zones: Arc<Zones>,
     pub geo: Arc<Geo>,
-    /// Service name's key (its lower-cased wire form) → its live picture.
-    pub services: FxHashMap<Box<[u8]>, ServiceView>,
+    /// Service name → its live picture.
+    pub services: NameTable<ServiceView>,
     /// The `identity` for CHAOS and NSID.
     pub identity: String,
     /// How TCP connections are bounded (a reload changes them for new connections).
@@ -99,39 +98,33 @@ impl View {
         starting: bool,
     ) -> View {
         let config = &loaded.config;
-        let services = config
-            .services
-            .iter()
-            .map(|s| {
-                let counters =
-                    previous.and_then(|p| p.service(&s.name)).map_or_else(Arc::default, |old| old.counters.clone());
-                // a target is down only when its probe says so: no check, kind none and
-                // unknown all count as healthy
-                let probed =
-                    s.check.as_ref().filter(|c| config.checks.get(*c).is_some_and(|c| c.kind != CheckKind::None));
-                // None: drained, left out of the candidates
-                let probe = |t: &crate::config::Target| {
-                    let key = |check: &String| ProbeKey {
-                        check: check.clone(),
-                        address: t.check_address.unwrap_or(t.address),
-                    };
-                    probed.map_or(Health::Up, |check| health(&key(check)))
-                };
-                let healthy = |t: &crate::config::Target| match admin(&s.name, t.address) {
-                    AdminState::Up => Some(true),
-                    AdminState::Down => Some(false),
-                    AdminState::Drain => None,
-                    AdminState::Auto => Some(probe(t) != Health::Down),
-                };
-                let mut view = ServiceView::new(s, counters, &healthy, &loaded.geo);
-                if starting && s.policy != Policy::All {
-                    for t in s.targets.iter().filter(|t| admin(&s.name, t.address) == AdminState::Auto) {
-                        view.not_ready[usize::from(t.address.is_ipv6())] |= probe(t) == Health::Unknown;
-                    }
+        let mut services = NameTable::default();
+        config.services.iter().for_each(|s| {
+            let counters =
+                previous.and_then(|p| p.service(&s.name)).map_or_else(Arc::default, |old| old.counters.clone());
+            // a target is down only when its probe says so: no check, kind none and
+            // unknown all count as healthy
+            let probed = s.check.as_ref().filter(|c| config.checks.get(*c).is_some_and(|c| c.kind != CheckKind::None));
+            // None: drained, left out of the candidates
+            let probe = |t: &crate::config::Target| {
+                let key =
+                    |check: &String| ProbeKey { check: check.clone(), address: t.check_address.unwrap_or(t.address) };
+                probed.map_or(Health::Up, |check| health(&key(check)))
+            };
+            let healthy = |t: &crate::config::Target| match admin(&s.name, t.address) {
+                AdminState::Up => Some(true),
+                AdminState::Down => Some(false),
+                AdminState::Drain => None,
+                AdminState::Auto => Some(probe(t) != Health::Down),
+            };
+            let mut view = ServiceView::new(s, counters, &healthy, &loaded.geo);
+            if starting && s.policy != Policy::All {
+                for t in s.targets.iter().filter(|t| admin(&s.name, t.address) == AdminState::Auto) {
+                    view.not_ready[usize::from(t.address.is_ipv6())] |= probe(t) == Health::Unknown;
                 }
-                (NameKey::of(&s.name).as_bytes().into(), view)
-            })
-            .collect();
+            }
+            services.insert(&s.name, view);
+        });
         View {
             zones: loaded.zones.clone(),
             geo: loaded.geo.clone(),
@@ -145,7 +138,7 @@ impl View {
 
     /// The service named `name`, if there is one.
     pub fn service(&self, name: &Name) -> Option<&ServiceView> {
-        self.services.get(NameKey::of(name).as_bytes())
+        self.services.get(name)
     }
 
     /// A View with nothing in it, until the owner publishes its first.
@@ -154,7 +147,7 @@ impl View {
         View {
             zones: Arc::default(),
             geo,
-            services: FxHashMap::default(),
+            services: NameTable::default(),
             identity: String::new(),
             tcp,
             rrl: None,

@@ -12,6 +12,7 @@ use super::{Answered, Edge, Imputed, Rcode, Transport, Written};
 use crate::rrl::Kind;
 use crate::steer::{self, Client, Family};
 use crate::view::{ServiceView, View};
+use crate::zone::wire_name_hash;
 use std::net::{IpAddr, SocketAddr};
 
 const TYPE_A: u16 = 1;
@@ -33,15 +34,16 @@ pub(super) fn respond(
     let edge = Edge { view, padded: transport == Transport::Tls && edns.is_some_and(|e| e.padding) };
     let ecs = edns.and_then(|e| e.ecs);
     let mut opt = edns.and_then(|e| super::opt_of(&edge, e, Rcode::NoError, ecs.map(|e| (e, 0))));
-    let question = QuestionWire { name: &bytes[12..12 + query.name_len], qtype: query.qtype, qclass: 1 };
+    let name = &bytes[12..12 + query.name_len];
+    let hash = wire_name_hash(name);
+    let question = QuestionWire { name, qtype: query.qtype, qclass: 1 };
     let mut writer = Writer::new(out, super::limit(transport, edns), Some(question), opt.as_ref());
-    let key = query.key.as_bytes();
-    let scope = match view.services.get(key) {
+    let scope = match view.services.get_wire(name, hash) {
         Some(service) if matches!(query.qtype, TYPE_A | TYPE_AAAA) => {
             computed(view, service, &query, client, &mut writer)?
         }
         _ => {
-            let block = view.zones.precompiled(key, query.qtype)?;
+            let block = view.zones.precompiled(name, hash, query.qtype)?;
             writer.precompiled(Section::Answer, block.count, &block.wire).ok()?;
             0
         }

@@ -8,7 +8,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, Restrict};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::writer::QuestionWire;
-use crate::zone::NameKey;
+use crate::zone::wire_name_len;
 
 const OPT: u16 = 41;
 const OPTION_NSID: u16 = 3;
@@ -151,7 +151,6 @@ pub struct Simple {
     pub id: u16,
     pub rd: bool,
     pub cd: bool,
-    pub key: NameKey,
     /// The question's name as sent is `bytes[12..12 + name_len]`.
     pub name_len: usize,
     pub qtype: u16,
@@ -167,7 +166,7 @@ pub fn parse_simple(bytes: &[u8]) -> Option<Simple> {
     if flags & 0xF800 != 0 || word(4) != 1 || word(6) != 0 || word(8) != 0 || word(10) > 1 {
         return None;
     }
-    let (key, name_len) = NameKey::read(&bytes[12..])?;
+    let name_len = wire_name_len(&bytes[12..])?;
     let at = 12 + name_len;
     let fixed = bytes.get(at..at + 4)?;
     let (qtype, qclass) = (u16::from_be_bytes([fixed[0], fixed[1]]), u16::from_be_bytes([fixed[2], fixed[3]]));
@@ -196,7 +195,6 @@ pub fn parse_simple(bytes: &[u8]) -> Option<Simple> {
         id: word(0),
         rd: flags & 0x0100 != 0,
         cd: flags & 0x0010 != 0,
-        key,
         name_len,
         qtype,
         edns,

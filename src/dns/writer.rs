@@ -167,8 +167,30 @@ impl<'b> Writer<'b> {
         })
     }
 
-    /// Writes an A or AAAA record.
+    /// Writes an A or AAAA record (at the question's name: built whole on the stack,
+    /// then one copy).
     pub fn address(&mut self, owner: Owner, ttl: u32, address: IpAddr) -> Result<(), Full> {
+        if let Owner::Question = owner {
+            let mut record = [0u8; 28];
+            record[..2].copy_from_slice(&(0xC000u16 | 12).to_be_bytes());
+            let (rtype, len) = match address {
+                IpAddr::V4(a) => {
+                    record[12..16].copy_from_slice(&a.octets());
+                    (1u16, 4u16)
+                }
+                IpAddr::V6(a) => {
+                    record[12..28].copy_from_slice(&a.octets());
+                    (28, 16)
+                }
+            };
+            record[2..4].copy_from_slice(&rtype.to_be_bytes());
+            record[4..6].copy_from_slice(&CLASS_IN.to_be_bytes());
+            record[6..10].copy_from_slice(&ttl.to_be_bytes());
+            record[10..12].copy_from_slice(&len.to_be_bytes());
+            // constant lengths: the copies are inlined
+            let record = if len == 4 { &record[..16] } else { &record[..] };
+            return self.precompiled(Section::Answer, 1, record);
+        }
         self.write(Section::Answer, |w| {
             w.owner(owner);
             match address {
@@ -188,7 +210,7 @@ impl<'b> Writer<'b> {
     }
 
     /// Appends `count` records written ahead of time (a precompiled RRset whose owners
-    /// point at the question and whose RDATA holds no names).
+    /// point at the question and whose RDATA holds no names), whole or not at all.
     pub fn precompiled(&mut self, section: Section, count: u16, wire: &[u8]) -> Result<(), Full> {
         if wire.len() > self.room() {
             return Err(Full);

@@ -1,7 +1,103 @@
-//! The query path's lookup key for a name: its wire form, lower-cased, as read
-//! straight from a query's question without building a [`Name`].
+//! Names as the query path looks them up: a table keyed by a name's wire form,
+//! lower-cased, that a query's question finds as sent (any letter case), hashed and
+//! compared in place, without building a [`Name`] or a key.
 
+use hashbrown::HashTable;
 use hickory_proto::rr::Name;
+use std::hash::Hasher;
+
+/// Values by name, case-insensitively.
+#[derive(Debug)]
+pub struct NameTable<V> {
+    table: HashTable<(Box<[u8]>, V)>,
+}
+
+impl<V> Default for NameTable<V> {
+    fn default() -> Self {
+        NameTable { table: HashTable::new() }
+    }
+}
+
+impl<V> NameTable<V> {
+    /// Sets the value of `name`, replacing any it had.
+    pub fn insert(&mut self, name: &Name, value: V) {
+        let key: Box<[u8]> = NameKey::of(name).as_bytes().into();
+        let hash = wire_name_hash(&key);
+        match self.table.find_mut(hash, |(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => drop(self.table.insert_unique(hash, (key, value), |(k, _)| wire_name_hash(k))),
+        }
+    }
+
+    pub fn get(&self, name: &Name) -> Option<&V> {
+        let key = NameKey::of(name);
+        self.get_wire(key.as_bytes(), wire_name_hash(key.as_bytes()))
+    }
+
+    /// The value of the name whose wire form (any letter case) is `wire`, with
+    /// `hash` its [`wire_name_hash`].
+    pub fn get_wire(&self, wire: &[u8], hash: u64) -> Option<&V> {
+        self.table.find(hash, |(k, _)| k.eq_ignore_ascii_case(wire)).map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.table.shrink_to_fit(|(k, _)| wire_name_hash(k));
+    }
+}
+
+/// A hash of a name in wire form (length-prefixed labels, the root's 0 last),
+/// lower-cased: names that differ in case hash alike. Eight bytes at a time.
+pub fn wire_name_hash(wire: &[u8]) -> u64 {
+    let mut hasher = rustc_hash::FxHasher::default();
+    let mut chunks = wire.chunks_exact(8);
+    for chunk in &mut chunks {
+        hasher.write_u64(lower(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))));
+    }
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    hasher.write_u64(lower(u64::from_le_bytes(last)));
+    hasher.finish()
+}
+
+/// ASCII A–Z to a–z in each byte of a word, other bytes as they are.
+fn lower(word: u64) -> u64 {
+    const EACH: u64 = 0x0101_0101_0101_0101;
+    let low7 = word & (0x7F * EACH);
+    // a byte's top bit is set past 'Z', and from 'A' on
+    let above_z = low7 + (0x7F - u64::from(b'Z')) * EACH;
+    let from_a = low7 + (0x80 - u64::from(b'A')) * EACH;
+    let upper = (from_a ^ above_z) & !word & (0x80 * EACH);
+    word | (upper >> 2)
+}
+
+/// The length of the uncompressed name at the start of `wire` (labels only, no
+/// pointers, at most 255 bytes), its root label included; None when it is not such a
+/// name.
+pub fn wire_name_len(wire: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let len = usize::from(*wire.get(at)?);
+        if len == 0 {
+            return Some(at + 1);
+        }
+        if len > 63 {
+            return None;
+        }
+        at += 1 + len;
+        // the root label must land within 255 bytes
+        if at >= 255 {
+            return None;
+        }
+    }
+}
 
 /// A name in uncompressed wire form (its root label included), lower-cased: at most
 /// 255 bytes, on the stack.
@@ -28,32 +124,6 @@ impl NameKey {
         key
     }
 
-    /// Reads the uncompressed name at the start of `wire` (labels only, no pointers):
-    /// its key and how many bytes it took; None when it is not such a name.
-    pub fn read(wire: &[u8]) -> Option<(NameKey, usize)> {
-        let mut at = 0;
-        loop {
-            let len = usize::from(*wire.get(at)?);
-            if len == 0 {
-                break;
-            }
-            if len > 63 {
-                return None;
-            }
-            at += 1 + len;
-            // the root label must land within 255 bytes
-            if at >= 255 {
-                return None;
-            }
-        }
-        let name = &wire[..=at];
-        let mut key = NameKey { bytes: [0; 255], len: name.len() as u8 };
-        key.bytes[..name.len()].copy_from_slice(name);
-        // the length bytes (at most 63) lie below 'A': lower-casing leaves them be
-        key.bytes[..name.len()].make_ascii_lowercase();
-        Some((key, name.len()))
-    }
-
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
@@ -70,20 +140,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_key_is_the_lowercased_wire_form_whether_built_or_read() {
-        let name = Name::from_ascii("WwW.Example.").unwrap();
-        let key = NameKey::of(&name);
-        assert_eq!(key.as_bytes(), b"\x03www\x07example\x00");
-        let (read, used) = NameKey::read(b"\x03WWW\x07exAMPLE\x00\x00\x01").unwrap();
-        assert_eq!((read.as_bytes(), used), (key.as_bytes(), 13));
+    fn a_name_is_found_in_any_letter_case() {
+        let mut table = NameTable::default();
+        table.insert(&Name::from_ascii("WwW.Example.").unwrap(), 1);
+        table.insert(&Name::from_ascii("www.example.").unwrap(), 2);
+        assert_eq!(table.len(), 1, "the same name, replaced");
+        assert_eq!(NameKey::of(&Name::from_ascii("WwW.Example.").unwrap()).as_bytes(), b"\x03www\x07example\x00");
+        let sent = b"\x03WWW\x07exAMPLE\x00";
+        assert_eq!(table.get_wire(sent, wire_name_hash(sent)), Some(&2));
+        assert_eq!(table.get(&Name::from_ascii("www.EXAMPLE.").unwrap()), Some(&2));
+        let other = b"\x03wwx\x07example\x00";
+        assert_eq!(table.get_wire(other, wire_name_hash(other)), None);
         assert_eq!(NameKey::of(&Name::root()).as_bytes(), b"\x00");
     }
 
     #[test]
+    fn case_folding_touches_letters_only() {
+        // every byte value: only A–Z change
+        for byte in 0..=255u8 {
+            let word = u64::from_le_bytes([byte, b'Q', 0, 0x80 | b'Q', b'@', b'[', 0xFF, byte]);
+            let expected = u64::from_le_bytes([
+                byte.to_ascii_lowercase(),
+                b'q',
+                0,
+                0x80 | b'Q',
+                b'@',
+                b'[',
+                0xFF,
+                byte.to_ascii_lowercase(),
+            ]);
+            assert_eq!(lower(word), expected, "{byte:#x}");
+        }
+    }
+
+    #[test]
     fn pointers_long_labels_and_long_names_are_not_read() {
-        assert!(NameKey::read(b"\x03www\xc0\x0c").is_none(), "a pointer");
-        assert!(NameKey::read(b"\x40").is_none(), "label type 01");
-        assert!(NameKey::read(b"\x03www").is_none(), "no root label");
+        assert_eq!(wire_name_len(b"\x03www\x00\x00\x01"), Some(5));
+        assert_eq!(wire_name_len(b"\x03www\xc0\x0c"), None, "a pointer");
+        assert_eq!(wire_name_len(b"\x40"), None, "label type 01");
+        assert_eq!(wire_name_len(b"\x03www"), None, "no root label");
         let name = |last: usize| {
             let mut wire = Vec::new();
             for len in [63, 63, 63, last] {
@@ -93,8 +188,7 @@ mod tests {
             wire.push(0);
             wire
         };
-        assert!(NameKey::read(&name(62)).is_none(), "256 bytes");
-        let (key, used) = NameKey::read(&name(61)).unwrap();
-        assert_eq!((key.as_bytes().len(), used), (255, 255));
+        assert_eq!(wire_name_len(&name(62)), None, "256 bytes");
+        assert_eq!(wire_name_len(&name(61)), Some(255));
     }
 }

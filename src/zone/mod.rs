@@ -9,19 +9,18 @@ mod key;
 mod load;
 
 pub use index::{Lookup, RRset, Zone};
-pub use key::NameKey;
+pub use key::{NameKey, NameTable, wire_name_hash, wire_name_len};
 pub use load::{ZoneError, load_zones, parse_zone};
 
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
-use rustc_hash::FxHashMap;
 
 /// All configured zones; a name belongs to the zone with the longest matching origin.
 #[derive(Debug, Default)]
 pub struct Zones {
     zones: Vec<Zone>,
-    /// Answers compiled to wire form once, when the zones load: name key → its blocks.
-    precompiled: FxHashMap<Box<[u8]>, Vec<Precompiled>>,
+    /// Answers compiled to wire form once, when the zones load.
+    precompiled: NameTable<Vec<Precompiled>>,
 }
 
 /// An RRset in wire form as it goes into the answer section at the query name: each
@@ -41,14 +40,14 @@ impl Zones {
     pub fn new(mut zones: Vec<Zone>) -> Self {
         // longest origin first, so the first match is the closest enclosing zone
         zones.sort_by_key(|z| std::cmp::Reverse(z.origin().num_labels()));
-        Zones { zones, precompiled: FxHashMap::default() }
+        Zones { zones, precompiled: NameTable::default() }
     }
 
     /// Compiles the answers a query at a name owning them gets whole from this zone:
     /// A, AAAA and TXT RRsets of names in the zone that owns them, above every cut,
     /// without a CNAME.
     pub(crate) fn precompile(&mut self) {
-        let mut precompiled: FxHashMap<Box<[u8]>, Vec<Precompiled>> = FxHashMap::default();
+        let mut precompiled = NameTable::default();
         for (i, zone) in self.zones.iter().enumerate() {
             for (name, sets) in zone.answerable() {
                 if !self.find(name).is_some_and(|z| std::ptr::eq(z, &self.zones[i])) {
@@ -57,7 +56,7 @@ impl Zones {
                 let blocks: Vec<Precompiled> =
                     sets.iter().filter(|s| PRECOMPILED_TYPES.contains(&s.rtype)).filter_map(compile).collect();
                 if !blocks.is_empty() {
-                    precompiled.insert(NameKey::of(name).as_bytes().into(), blocks);
+                    precompiled.insert(name, blocks);
                 }
             }
         }
@@ -65,9 +64,10 @@ impl Zones {
         self.precompiled = precompiled;
     }
 
-    /// The precompiled answer for the name with `key` and type `rtype`, if there is one.
-    pub fn precompiled(&self, key: &[u8], rtype: u16) -> Option<&Precompiled> {
-        self.precompiled.get(key)?.iter().find(|p| p.rtype == rtype)
+    /// The precompiled answer for the name `wire` (in wire form, any letter case, with
+    /// `hash` its [`wire_name_hash`]) and type `rtype`, if there is one.
+    pub fn precompiled(&self, wire: &[u8], hash: u64, rtype: u16) -> Option<&Precompiled> {
+        self.precompiled.get_wire(wire, hash)?.iter().find(|p| p.rtype == rtype)
     }
 
     /// The zone that holds `name`, if any.
