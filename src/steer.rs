@@ -5,7 +5,7 @@
 use crate::api::{CandidateExplanation, RegionExplanation, ServiceExplanation};
 use crate::config::{Order, Policy, WhenAllDown};
 use crate::geo::{Geo, RegionId};
-use crate::view::ServiceView;
+use crate::view::{Candidate, Selection, ServiceView};
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
@@ -41,17 +41,6 @@ pub struct Client {
 pub struct Answer {
     pub ttl: u32,
     pub scope: u8,
-}
-
-/// A candidate: its address, what the policy and orders need, and its sticky score.
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    address: IpAddr,
-    weight: u32,
-    priority: u8,
-    region: Option<RegionId>,
-    healthy: bool,
-    score: f64,
 }
 
 /// Whether the service has any candidate of `family` (used by ANY: A, else AAAA).
@@ -101,9 +90,22 @@ pub fn answer_traced(
     }
     SET.with_borrow_mut(|set| {
         let mut notes = trace.is_some().then(Vec::new);
-        halve = select(service, family, placement.as_ref(), geo, set, notes.as_mut());
-        // only failing open keeps an unhealthy candidate
-        let failed_open = service.policy != Policy::All && set.iter().any(|c| !c.healthy);
+        let failed_open: bool;
+        if service.policy != Policy::Gslb && notes.is_none() {
+            // stages 1 and 2 do not look at the client: worked out once per View
+            let selection = service.selections[family.index()].get_or_init(|| {
+                let mut set = Vec::new();
+                let halve = select(service, family, None, geo, &mut set, None);
+                let failed_open = self::failed_open(service, &set);
+                Selection { set, halve, failed_open }
+            });
+            set.clear();
+            set.extend_from_slice(&selection.set);
+            (halve, failed_open) = (selection.halve, selection.failed_open);
+        } else {
+            halve = select(service, family, placement.as_ref(), geo, set, notes.as_mut());
+            failed_open = self::failed_open(service, set);
+        }
         if failed_open && trace.is_none() {
             service.counters.fail_opens.fetch_add(1, Ordering::Relaxed);
         }
@@ -201,6 +203,11 @@ fn explain_region(place: &crate::geo::Placement, client: &Client, geo: &Geo) -> 
         Decided::Default => "default region (no network or database entry decides)".into(),
     };
     RegionExplanation { name: geo.name(place.region).to_string(), decided_by, scope: place.scope }
+}
+
+/// Only failing open keeps an unhealthy candidate.
+fn failed_open(service: &ServiceView, set: &[Candidate]) -> bool {
+    service.policy != Policy::All && set.iter().any(|c| !c.healthy)
 }
 
 /// Stages 1 and 2 (and the weight-0 rule): the set the order then arranges. Returns
@@ -447,30 +454,54 @@ pub fn client_network(client: &Client) -> (IpAddr, u8) {
 /// SipHash-2-4 (zero key) of the client network and the target address; ties (equal
 /// scores) go to the lower address.
 fn sticky(set: &mut [Candidate], network: IpAddr, prefix: u8, out: &mut Vec<IpAddr>) {
+    // with one weight for all, −w ⁄ ln(u) rises with u (ties where u ties): ordering by
+    // u orders by score, without a logarithm per target
+    let one_weight = set.windows(2).all(|pair| pair[0].weight == pair[1].weight);
     for c in set.iter_mut() {
-        c.score = sticky_score(network, prefix, c.address, c.weight);
+        let unit = sticky_unit(network, prefix, c.address);
+        c.score = if one_weight { unit } else { score(unit, c.weight) };
     }
-    set.sort_unstable_by(|x, y| y.score.total_cmp(&x.score).then(x.address.cmp(&y.address)));
+    set.sort_unstable_by(|x, y| y.score.total_cmp(&x.score).then_with(|| x.address.cmp(&y.address)));
     out.extend(set.iter().map(|c| c.address));
 }
 
 /// One target's rendezvous score for one client network (SPEC §1 `sticky`).
 pub fn sticky_score(network: IpAddr, prefix: u8, target: IpAddr, weight: u32) -> f64 {
-    let mut hasher = siphasher::sip::SipHasher24::new();
-    hasher.write(&[if network.is_ipv4() { 4 } else { 6 }, prefix]);
-    write_address(&mut hasher, network);
-    write_address(&mut hasher, target);
-    let h = hasher.finish();
-    let unit = (h as f64 + 1.0) / 18_446_744_073_709_551_616.0;
-    let ln = unit.ln();
-    if ln == 0.0 { f64::INFINITY } else { -f64::from(weight) / ln }
+    score(sticky_unit(network, prefix, target), weight)
 }
 
-fn write_address(hasher: &mut siphasher::sip::SipHasher24, address: IpAddr) {
-    match address {
-        IpAddr::V4(a) => hasher.write(&a.octets()),
-        IpAddr::V6(a) => hasher.write(&a.octets()),
-    }
+/// (h + 1) ⁄ 2⁶⁴ for one target and client network.
+fn sticky_unit(network: IpAddr, prefix: u8, target: IpAddr) -> f64 {
+    let sip = siphasher::sip::SipHasher24::new();
+    let h = match (network, target) {
+        // the common case in a fixed-size array, so the copies are inlined
+        (IpAddr::V4(n), IpAddr::V4(t)) => {
+            let (n, t) = (n.octets(), t.octets());
+            sip.hash(&[4, prefix, n[0], n[1], n[2], n[3], t[0], t[1], t[2], t[3]])
+        }
+        _ => {
+            // 34 bytes at most: two IPv6 addresses
+            let mut bytes = [0u8; 34];
+            bytes[0] = if network.is_ipv4() { 4 } else { 6 };
+            bytes[1] = prefix;
+            let mut len = 2;
+            for address in [network, target] {
+                let octets: &[u8] = match &address {
+                    IpAddr::V4(a) => &a.octets(),
+                    IpAddr::V6(a) => &a.octets(),
+                };
+                bytes[len..len + octets.len()].copy_from_slice(octets);
+                len += octets.len();
+            }
+            sip.hash(&bytes[..len])
+        }
+    };
+    (h as f64 + 1.0) / 18_446_744_073_709_551_616.0
+}
+
+fn score(unit: f64, weight: u32) -> f64 {
+    let ln = unit.ln();
+    if ln == 0.0 { f64::INFINITY } else { -f64::from(weight) / ln }
 }
 
 thread_local! {

@@ -12,8 +12,8 @@ use crate::loaded::Loaded;
 use crate::zone::{NameTable, Zones};
 use hickory_proto::rr::Name;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, OnceLock};
 
 /// One immutable snapshot of what steerdns answers.
 #[derive(Debug)]
@@ -64,6 +64,28 @@ pub struct ServiceView {
     /// [IPv4, IPv6]: while the server starts, a candidate of the family whose probe
     /// has no verdict yet (SPEC §1 "Ready"): the answer is SERVFAIL, EDE 14.
     pub not_ready: [bool; 2],
+    /// [IPv4, IPv6]: what stages 1 and 2 keep, for a policy that does not look at the
+    /// client (all but gslb); worked out by the first query that needs it.
+    pub selections: [OnceLock<Selection>; 2],
+}
+
+/// A candidate: its address, what the policy and orders need, and its sticky score.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate {
+    pub address: IpAddr,
+    pub weight: u32,
+    pub priority: u8,
+    pub region: Option<RegionId>,
+    pub healthy: bool,
+    pub score: f64,
+}
+
+/// The candidates a policy kept, whether the TTL is halved, and whether it failed open.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub set: Vec<Candidate>,
+    pub halve: bool,
+    pub failed_open: bool,
 }
 
 /// One target of a service with its current health.
@@ -187,6 +209,7 @@ impl ServiceView {
             targets,
             counters,
             not_ready: [false; 2],
+            selections: Default::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ fn service(order: Order, targets: &[(&str, u32)], max_answers: usize) -> Service
             .collect(),
         counters: Default::default(),
         not_ready: [false; 2],
+        selections: Default::default(),
     }
 }
 
@@ -355,4 +356,24 @@ fn gslb_scope_is_raised_to_the_sticky_prefix_and_zero_without_ecs() {
     assert_eq!(gslb_answer(&geo, &s, "10.2.0.0").2, 24);
     let mut out = Vec::new();
     assert_eq!(answer(&s, Family::V4, &client("10.2.0.0", None), &geo, &mut out).scope, 0);
+}
+
+/// With one weight for all targets, sticky orders by the hash alone; the order must be
+/// the order of SPEC §1's scores, for IPv4 and IPv6 clients alike.
+#[test]
+fn sticky_with_equal_weights_orders_as_the_scores_do() {
+    let targets: Vec<(String, u32)> = (1..=8).map(|i| (format!("127.0.0.{i}"), 3)).collect();
+    let targets: Vec<(&str, u32)> = targets.iter().map(|(a, w)| (a.as_str(), *w)).collect();
+    let s = service(Order::Sticky, &targets, 8);
+    for i in 0..500u32 {
+        for address in [format!("10.{}.{}.9", i / 256, i % 256), format!("2001:db8:{i:x}::1")] {
+            let c = client(&address, None);
+            let (network, prefix) = client_network(&c);
+            let mut expected: Vec<(f64, IpAddr)> =
+                s.targets.iter().map(|t| (sticky_score(network, prefix, t.address, t.weight), t.address)).collect();
+            expected.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+            let expected: Vec<String> = expected.iter().map(|(_, a)| a.to_string()).collect();
+            assert_eq!(run(&s, Family::V4, &c), expected, "client {address}");
+        }
+    }
 }
