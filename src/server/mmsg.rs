@@ -32,7 +32,7 @@ impl Batch {
     /// `size` datagrams of at most `buffer` bytes each.
     pub fn new(size: usize, buffer: usize) -> Batch {
         assert!(size_of::<libc::in6_pktinfo>() + size_of::<libc::cmsghdr>() + 8 <= CONTROL);
-        Batch {
+        let mut batch = Batch {
             buffers: vec![vec![0; buffer]; size],
             // SAFETY: sockaddr_storage is plain data, valid when zeroed
             names: (0..size).map(|_| unsafe { zeroed() }).collect(),
@@ -40,7 +40,19 @@ impl Batch {
             control: vec![[0; CONTROL]; size].into(),
             // SAFETY: mmsghdr is plain data (null pointers, zero lengths) when zeroed
             headers: (0..size).map(|_| unsafe { zeroed() }).collect(),
+        };
+        // each header points at its own buffer, address and control space, once: these
+        // heap blocks never grow, shrink or move, whatever becomes of the Batch value
+        for i in 0..size {
+            batch.iovecs[i] =
+                libc::iovec { iov_base: batch.buffers[i].as_mut_ptr().cast(), iov_len: batch.buffers[i].len() };
+            let header = &mut batch.headers[i].msg_hdr;
+            header.msg_name = (&raw mut batch.names[i]).cast();
+            header.msg_iov = &raw mut batch.iovecs[i];
+            header.msg_iovlen = 1;
+            header.msg_control = batch.control[i].as_mut_ptr().cast();
         }
+        batch
     }
 
     pub fn len(&self) -> usize {
@@ -51,22 +63,16 @@ impl Batch {
     /// timeout); how many came. With `pktinfo`, each one's destination address is kept.
     pub fn receive(&mut self, fd: RawFd, want: usize, pktinfo: bool) -> io::Result<usize> {
         let want = want.min(self.len());
-        for i in 0..want {
-            self.iovecs[i] =
-                libc::iovec { iov_base: self.buffers[i].as_mut_ptr().cast(), iov_len: self.buffers[i].len() };
-            let header = &mut self.headers[i];
+        // the kernel rewrites the lengths: only they are set again
+        for header in &mut self.headers[..want] {
             header.msg_len = 0;
-            header.msg_hdr.msg_name = (&raw mut self.names[i]).cast();
             header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_hdr.msg_iov = &raw mut self.iovecs[i];
-            header.msg_hdr.msg_iovlen = 1;
-            header.msg_hdr.msg_control = if pktinfo { self.control[i].as_mut_ptr().cast() } else { ptr::null_mut() };
             header.msg_hdr.msg_controllen = if pktinfo { CONTROL } else { 0 };
             header.msg_hdr.msg_flags = 0;
         }
         // SAFETY: the first `want` headers point at buffers, addresses and control
-        // space of this Batch, each as long as the length given, and nothing else
-        // touches them during the call
+        // space of this Batch (set in `new`), each as long as the length given, and
+        // nothing else touches them during the call
         let n = unsafe {
             libc::recvmmsg(fd, self.headers.as_mut_ptr(), want as libc::c_uint, libc::MSG_WAITFORONE, ptr::null_mut())
         };
@@ -84,7 +90,7 @@ impl Batch {
 
     fn destination(&self, i: usize) -> Option<IpAddr> {
         let header = &self.headers[i].msg_hdr;
-        if header.msg_control.is_null() || header.msg_controllen == 0 {
+        if header.msg_controllen == 0 {
             return None;
         }
         // SAFETY: the kernel wrote msg_controllen bytes of control messages into this
@@ -125,18 +131,13 @@ impl Batch {
             let controllen = source.map_or(0, |s| write_pktinfo(&mut self.control[i], s));
             let header = &mut self.headers[i];
             header.msg_len = 0;
-            header.msg_hdr.msg_name = (&raw mut self.names[i]).cast();
             header.msg_hdr.msg_namelen = namelen;
-            header.msg_hdr.msg_iov = &raw mut self.iovecs[i];
-            header.msg_hdr.msg_iovlen = 1;
-            header.msg_hdr.msg_control =
-                if controllen > 0 { self.control[i].as_mut_ptr().cast() } else { ptr::null_mut() };
             header.msg_hdr.msg_controllen = controllen;
             header.msg_hdr.msg_flags = 0;
         }
         // SAFETY: the first `n` headers point at this Batch's addresses and control
-        // space and at the callers' replies, which the kernel only reads, all alive
-        // for the call
+        // space (set in `new`) and at the callers' replies (just set), which the
+        // kernel only reads, all alive for the call
         let sent = unsafe { libc::sendmmsg(fd, self.headers.as_mut_ptr(), n as libc::c_uint, 0) };
         if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
     }
