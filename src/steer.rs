@@ -91,11 +91,17 @@ pub fn answer_traced(
     SET.with_borrow_mut(|set| {
         let mut notes = trace.is_some().then(Vec::new);
         let failed_open: bool;
-        if service.policy != Policy::Gslb && notes.is_none() {
-            // stages 1 and 2 do not look at the client: worked out once per View
-            let selection = service.selections[family.index()].get_or_init(|| {
+        // stages 1 and 2 look at no more of the client than its region: worked out once
+        // per View (and region)
+        let memo = match (service.policy, &placement) {
+            (Policy::Gslb, Some(place)) => service.region_selections.get(usize::from(place.region)),
+            (Policy::Gslb, None) => None,
+            _ => Some(&service.selections),
+        };
+        if let Some(memo) = memo.filter(|_| notes.is_none()) {
+            let selection = memo[family.index()].get_or_init(|| {
                 let mut set = Vec::new();
-                let halve = select(service, family, None, geo, &mut set, None);
+                let halve = select(service, family, placement.as_ref(), geo, &mut set, None);
                 let failed_open = self::failed_open(service, &set);
                 Selection { set, halve, failed_open }
             });

@@ -67,6 +67,8 @@ pub struct ServiceView {
     /// [IPv4, IPv6]: what stages 1 and 2 keep, for a policy that does not look at the
     /// client (all but gslb); worked out by the first query that needs it.
     pub selections: [OnceLock<Selection>; 2],
+    /// The same for a gslb service, per client region.
+    pub region_selections: Box<[[OnceLock<Selection>; 2]]>,
 }
 
 /// A candidate: its address, what the policy and orders need, and its sticky score.
@@ -210,6 +212,10 @@ impl ServiceView {
             counters,
             not_ready: [false; 2],
             selections: Default::default(),
+            region_selections: match service.policy {
+                Policy::Gslb => (0..geo.region_count()).map(|_| Default::default()).collect(),
+                _ => Box::default(),
+            },
         }
     }
 }

@@ -381,11 +381,32 @@ fn suffix_at(message: &[u8], mut at: usize, labels: &[&[u8]]) -> bool {
 fn emit_opt(buf: &mut Vec<u8>, opt: &Opt, padding: Option<usize>) {
     let ttl = (u32::from(opt.extended_rcode) << 24) | if opt.dnssec_ok { 0x8000 } else { 0 };
     let rdlength = (opt.len() - 11 + padding.map_or(0, |p| 4 + p)) as u16;
-    buf.push(0);
-    buf.extend_from_slice(&41u16.to_be_bytes());
-    buf.extend_from_slice(&super::OUR_UDP_SIZE.to_be_bytes());
-    buf.extend_from_slice(&ttl.to_be_bytes());
-    buf.extend_from_slice(&rdlength.to_be_bytes());
+    let mut fixed = [0u8; 11];
+    fixed[1..3].copy_from_slice(&41u16.to_be_bytes());
+    fixed[3..5].copy_from_slice(&super::OUR_UDP_SIZE.to_be_bytes());
+    fixed[5..9].copy_from_slice(&ttl.to_be_bytes());
+    fixed[9..11].copy_from_slice(&rdlength.to_be_bytes());
+    buf.extend_from_slice(&fixed);
+    if let Some((ecs, scope)) = opt.ecs {
+        // code, length, family, source, scope, then the address to the source prefix
+        let bytes = ecs.source_prefix().div_ceil(8) as usize;
+        let mut option = [0u8; 24];
+        option[..2].copy_from_slice(&8u16.to_be_bytes());
+        option[2..4].copy_from_slice(&(4 + bytes as u16).to_be_bytes());
+        match ecs.addr() {
+            IpAddr::V4(a) => {
+                option[5] = 1;
+                option[8..12].copy_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                option[5] = 2;
+                option[8..24].copy_from_slice(&a.octets());
+            }
+        }
+        option[6] = ecs.source_prefix();
+        option[7] = scope;
+        buf.extend_from_slice(&option[..8 + bytes]);
+    }
     let mut option = |code: u16, data: &[&[u8]]| {
         let len: usize = data.iter().map(|d| d.len()).sum();
         buf.extend_from_slice(&code.to_be_bytes());
@@ -394,15 +415,6 @@ fn emit_opt(buf: &mut Vec<u8>, opt: &Opt, padding: Option<usize>) {
             buf.extend_from_slice(d);
         }
     };
-    if let Some((ecs, scope)) = opt.ecs {
-        let bytes = ecs.source_prefix().div_ceil(8) as usize;
-        let (family, v4, v6) = match ecs.addr() {
-            IpAddr::V4(a) => (1u16, a.octets(), [0; 16]),
-            IpAddr::V6(a) => (2, [0; 4], a.octets()),
-        };
-        let address = if family == 1 { &v4[..bytes] } else { &v6[..bytes] };
-        option(8, &[&family.to_be_bytes(), &[ecs.source_prefix(), scope], address]);
-    }
     if let Some(nsid) = opt.nsid {
         option(3, &[nsid]);
     }

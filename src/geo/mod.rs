@@ -89,6 +89,10 @@ impl Geo {
         Ok(Geo { names, v4, v6, countries, continents, default, mmdb, orders })
     }
 
+    pub fn region_count(&self) -> usize {
+        self.names.len()
+    }
+
     pub fn name(&self, region: RegionId) -> &str {
         &self.names[region as usize]
     }

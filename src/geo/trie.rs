@@ -78,6 +78,9 @@ impl Trie {
     /// The region of `address` and the largest uniform block around it.
     pub fn find(&self, address: u128) -> Found {
         let (mut node, mut depth, mut network_len) = (0usize, 0u8, None);
+        // the address's bits from `depth` on, the next one on top: a shift by one per
+        // level is cheaper than a variable 128-bit shift
+        let mut rest = address;
         loop {
             let n = &self.nodes[node];
             if n.own.is_some() {
@@ -86,11 +89,12 @@ impl Trie {
             if n.uniform || depth == self.bits {
                 return Found { region: n.label, network_len, scope: depth };
             }
-            match n.child[bit(address, depth)] {
+            match n.child[(rest >> 127) as usize] {
                 // the missing child's block holds no network: uniform with this label
                 0 => return Found { region: n.label, network_len, scope: depth + 1 },
                 child => node = child as usize,
             }
+            rest <<= 1;
             depth += 1;
         }
     }

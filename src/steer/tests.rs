@@ -23,6 +23,7 @@ fn service(order: Order, targets: &[(&str, u32)], max_answers: usize) -> Service
         counters: Default::default(),
         not_ready: [false; 2],
         selections: Default::default(),
+        region_selections: Box::default(),
     }
 }
 
@@ -287,6 +288,8 @@ fn gslb_service(geo: &crate::geo::Geo, targets: &[(&str, &str, bool)]) -> Servic
             healthy: *h,
         })
         .collect();
+    // as View::build does: the selections are kept per region
+    s.region_selections = (0..geo.region_count()).map(|_| Default::default()).collect();
     s
 }
 
