@@ -1,12 +1,10 @@
 //! One probe: an HTTP(S) request or a TCP connect to a probe address, bounded as a
 //! whole by the check's `timeout`.
 
+use super::http::HttpProbe;
 use crate::config::{Check, CheckKind};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-
-/// At most this much of a response body is read.
-const BODY_LIMIT: usize = 64 * 1024;
 
 /// The outcome of one probe: whether it passed, how long it took, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,50 +24,20 @@ pub struct Probe {
 
 #[derive(Debug)]
 enum Kind {
-    Http {
-        client: reqwest::Client,
-        url: String,
-        /// The Host header, when the URL's authority is the probe address.
-        host: Option<String>,
-        expect_status: Vec<u16>,
-        expect_body: Option<String>,
-    },
+    Http(HttpProbe),
     Tcp(SocketAddr),
     Pass,
 }
 
-/// Plain-HTTP probes of one check share a client (an HTTPS client carries its
-/// host-to-address mapping, so each HTTPS probe key has its own).
-#[derive(Debug, Clone, Default)]
-pub struct Clients {
-    http: Option<reqwest::Client>,
-}
-
 impl Probe {
-    /// Builds the probe. HTTP(S) clients use no proxy, no redirects and no idle
-    /// connections; HTTPS resolves the check's `host` to the probe address so that SNI
-    /// is `host`, plain HTTP sends `host` as the Host header.
-    pub fn new(check: &Check, address: IpAddr, clients: &mut Clients) -> Result<Probe, reqwest::Error> {
+    /// Builds the probe; an error names what in the check cannot be used (an HTTPS
+    /// `host` that is not a name, no platform certificate roots).
+    pub fn new(check: &Check, address: IpAddr) -> Result<Probe, String> {
         let target = SocketAddr::new(address, check.port);
         let kind = match check.kind {
             CheckKind::None => Kind::Pass,
             CheckKind::Tcp => Kind::Tcp(target),
-            CheckKind::Http => {
-                let client = match &clients.http {
-                    Some(c) => c.clone(),
-                    None => clients.http.insert(client_builder().build()?).clone(),
-                };
-                let host = check.host.as_ref().map(|h| format!("{h}:{}", check.port));
-                let url = format!("http://{target}{}", check.path);
-                Kind::Http {
-                    client,
-                    url,
-                    host,
-                    expect_status: check.expect_status.clone(),
-                    expect_body: check.expect_body.clone(),
-                }
-            }
-            CheckKind::Https => https(check, target)?,
+            CheckKind::Http | CheckKind::Https => Kind::Http(HttpProbe::new(check, target)?),
         };
         Ok(Probe { kind, timeout: check.timeout })
     }
@@ -95,60 +63,9 @@ impl Probe {
                 Ok(_) => Ok("connected".into()),
                 Err(e) => Err(io_reason(&e)),
             },
-            Kind::Http { client, url, host, expect_status, expect_body } => {
-                let mut request = client.get(url);
-                if let Some(host) = host {
-                    request = request.header(reqwest::header::HOST, host);
-                }
-                let mut response = request.send().await.map_err(|e| http_reason(&e))?;
-                let status = response.status().as_u16();
-                if !expect_status.contains(&status) {
-                    return Err(format!("status {status}"));
-                }
-                if let Some(needle) = expect_body {
-                    let body = read_body(&mut response).await.map_err(|e| http_reason(&e))?;
-                    if !contains(&body, needle.as_bytes()) {
-                        return Err(format!("status {status}, body mismatch"));
-                    }
-                }
-                Ok(format!("status {status}"))
-            }
+            Kind::Http(probe) => probe.attempt().await,
         }
     }
-}
-
-fn client_builder() -> reqwest::ClientBuilder {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(0)
-        .http1_only()
-        .user_agent(concat!("steerdns/", env!("CARGO_PKG_VERSION")))
-        .default_headers(
-            [(reqwest::header::CONNECTION, reqwest::header::HeaderValue::from_static("close"))].into_iter().collect(),
-        )
-}
-
-fn https(check: &Check, target: SocketAddr) -> Result<Kind, reqwest::Error> {
-    let mut builder = client_builder();
-    let authority = match &check.host {
-        Some(host) => {
-            builder = builder.resolve(host, target);
-            format!("{host}:{}", target.port())
-        }
-        None => target.to_string(),
-    };
-    if !check.tls_verify {
-        builder = builder.tls_danger_accept_invalid_certs(true);
-    }
-    Ok(Kind::Http {
-        client: builder.build()?,
-        url: format!("https://{authority}{}", check.path),
-        host: None,
-        expect_status: check.expect_status.clone(),
-        expect_body: check.expect_body.clone(),
-    })
 }
 
 /// rustls needs one process-wide crypto provider: ring (aws-lc is a long C build).
@@ -160,44 +77,8 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// The first BODY_LIMIT bytes of the body; the rest is never read.
-async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
-    let mut body = Vec::new();
-    while body.len() < BODY_LIMIT {
-        match response.chunk().await? {
-            Some(chunk) => body.extend_from_slice(&chunk[..chunk.len().min(BODY_LIMIT - body.len())]),
-            None => break,
-        }
-    }
-    Ok(body)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// A short reason for an HTTP failure: the innermost I/O error when there is one.
-fn http_reason(error: &reqwest::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return io_reason(io);
-        }
-        source = e.source();
-    }
-    if error.is_timeout() {
-        return "timeout".into();
-    }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        text = format!("{text}: {e}");
-        source = e.source();
-    }
-    text
-}
-
-fn io_reason(error: &std::io::Error) -> String {
+/// A short reason for an I/O failure.
+pub(super) fn io_reason(error: &std::io::Error) -> String {
     use std::io::ErrorKind::*;
     match error.kind() {
         ConnectionRefused => "refused".into(),

@@ -1,6 +1,6 @@
 //! The scheduler: one task per probe key, each on a fixed phase and a fixed rate.
 
-use super::{Clients, Outcome, Probe, ProbeKey, Verdict};
+use super::{Outcome, Probe, ProbeKey, Verdict};
 use crate::config::Check;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -35,13 +35,12 @@ impl Runner {
             }
             keep
         });
-        let mut clients: HashMap<&str, Clients> = HashMap::new();
         for (key, (check, generation)) in wanted {
             if self.running.contains_key(key) {
                 continue;
             }
             let cancel = CancellationToken::new();
-            let probe = Probe::new(check, key.address, clients.entry(&key.check).or_default()).map_err(|e| {
+            let probe = Probe::new(check, key.address).map_err(|e| {
                 tracing::error!("check {} for {}: cannot build the probe: {e}", key.check, key.address);
                 format!("cannot build the probe: {e}")
             });

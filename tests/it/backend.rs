@@ -24,6 +24,12 @@ pub enum Mode {
     NeverCloses,
     /// Not listening: connections are refused.
     Down,
+    /// This many `100 Continue` responses (until the probe hangs up), then 200 "OK".
+    Informational(usize),
+    /// 200 with a 20 KiB header.
+    HugeHead,
+    /// 200 with this body, chunked.
+    Chunked(&'static str),
 }
 
 /// A backend on a real socket.
@@ -182,6 +188,24 @@ fn respond(stream: &mut impl Write, mode: &Mode, stop: &AtomicBool) -> std::io::
             Ok(())
         }
         Mode::Down => Ok(()),
+        Mode::Informational(n) => {
+            for _ in 0..*n {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            }
+            write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+        }
+        Mode::HugeHead => {
+            let big = "a".repeat(20 * 1024);
+            write!(stream, "HTTP/1.1 200 OK\r\nX-Big: {big}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+        }
+        Mode::Chunked(body) => {
+            let (a, b) = body.split_at(body.len() / 2);
+            write!(stream, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")?;
+            write!(stream, "{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len())
+        }
     }
 }
 

@@ -109,6 +109,48 @@ fn status_body_redirect_timeout_and_garbage_rules() {
     assert_eq!(addresses(&s.ask("static.lb.example.", RecordType::A)), ["127.0.0.80"]);
 }
 
+/// The probe reads at most 16 KiB of response head and four informational responses:
+/// a backend past either fails at once, with the reason, and one that sends `100
+/// Continue` without end costs one failed probe, not a core. Chunked bodies are read.
+#[test]
+fn probes_cap_the_head_and_the_informational_responses() {
+    let cases = [
+        ("127.0.13.1", Mode::Informational(4), true),
+        ("127.0.13.2", Mode::Chunked("all OK here"), true),
+        ("127.0.13.3", Mode::Informational(5), false),
+        ("127.0.13.4", Mode::Informational(usize::MAX), false),
+        ("127.0.13.5", Mode::HugeHead, false),
+        ("127.0.13.6", Mode::Chunked("nope"), false),
+    ];
+    let first = Backend::http(cases[0].0, 0, cases[0].1.clone());
+    let port = first.addr.port();
+    let mut backends = vec![first];
+    backends.extend(cases[1..].iter().map(|(ip, mode, _)| Backend::http(ip, port, mode.clone())));
+    let targets: Vec<String> = cases.iter().map(|c| format!("\"{}\"", c.0)).collect();
+    // the first probe decides (SPEC §6), and a timeout of 10 s: a failure seen before it
+    // is no timeout
+    let s = TestServer::start(&config(&format!(
+        "[checks.web]\nkind = \"http\"\nport = {port}\npath = \"/health\"\nexpect_body = \"OK\"\n\
+         interval = \"20s\"\ntimeout = \"10s\"\nrise = 1\nfall = 1\n\
+         [[services]]\nname = \"h.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\ntargets = [{}]\n",
+        targets.join(", ")
+    )));
+    let passing: Vec<&str> = cases.iter().filter(|c| c.2).map(|c| c.0).collect();
+    eventually("only the two within the limits", || answer(&s, "h.lb.example.").0 == ips(&passing));
+    let reason = |address: &str| {
+        let status = status_of(&s.admin);
+        let service = status.services.iter().find(|x| x.name == "h.lb.example.").unwrap();
+        let target = service.targets.iter().find(|t| t.address.to_string() == address).unwrap();
+        target.last_probe.as_ref().map(|p| p.reason.clone()).unwrap_or_default()
+    };
+    eventually("the reasons", || {
+        reason("127.0.13.3") == "more than 4 informational responses"
+            && reason("127.0.13.4") == "more than 4 informational responses"
+            && reason("127.0.13.5") == "response head over 16 KiB"
+            && reason("127.0.13.6") == "status 200, body mismatch"
+    });
+}
+
 #[test]
 fn check_address_probes_one_address_and_answers_another() {
     let probe = Backend::http("127.0.13.1", 0, Mode::Status(200, "OK"));
