@@ -5,16 +5,19 @@
 #
 # load:      steerdns pinned to core 1 (taskset -c 1), dnsperf pinned to core 0 for
 #            $SECONDS_PER_NAME s per name; prints queries/s, average latency, lost
-#            queries, the server's CPU µs per answered query (utime+stime from
-#            /proc/PID/stat) and its peak RSS (VmHWM).
+#            queries, the server's CPU µs per answered query (utime and stime from
+#            /proc/PID/stat, apart and summed) and its peak RSS (VmHWM).
+#            ROUNDS=5 runs five interleaved rounds and then prints each name's
+#            medians with their range.
 #            First line: a do-nothing C reflector (bench/reflector.c) measured the same
 #            way, the kernel's own cost of a loopback UDP query on this machine.
 # callgrind: steerdns under valgrind --tool=callgrind; counters are zeroed, a fixed
 #            number of queries ($CALLGRIND_QUERIES) is sent, counters dumped:
 #            instructions per query, stable on a noisy machine.
-# PEER=gdnsd with load: gdnsd 3 (Debian package gdnsd) first, serving the same zone
-#            with `all` as a multifo resource of four always-up addresses, pinned and
-#            measured the same way, so the two compare within one run.
+# PEER=gdnsd with load or callgrind: gdnsd 3 (Debian package gdnsd) first, serving the
+#            same zone with `all` as a multifo resource of four always-up addresses,
+#            pinned and measured the same way (under valgrind for callgrind), so the
+#            two compare within one run.
 # rrl:       callgrind twice in one run, with RRL off and on (CONFIG plus a
 #            [server.rrl] whose limit no query reaches): RRL's cost per query.
 #
@@ -53,9 +56,11 @@ wait_for_server() {
   echo "server did not answer" >&2; exit 1
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
-# drive PID on PORT with NAME for SECONDS_PER_NAME s and print one line of figures
+# drive PID on PORT with NAME for SECONDS_PER_NAME s and print one line of figures:
+# label, queries/s, average latency, lost, user and system CPU µs per answered query,
+# their sum, peak RSS
 measure() {
   local pid=$1 port=$2 name=$3 label=$4
   echo "$name A" > "$work/q"
@@ -63,27 +68,34 @@ measure() {
   before=$(cpu_ticks "$pid")
   taskset -c 0 dnsperf -s 127.0.0.1 -p "$port" -d "$work/q" -l "$SECONDS_PER_NAME" -c 4 -q 200 $DNSPERF_EXTRA > "$work/out"
   after=$(cpu_ticks "$pid")
-  local completed qps latency lost rss hz
+  local completed qps latency lost rss hz u0 s0 u1 s1
   completed=$(awk '/Queries completed:/ {print $3}' "$work/out")
   qps=$(awk '/Queries per second:/ {printf "%.0f", $4}' "$work/out")
-  latency=$(awk '/Average Latency/ {printf "%.0f µs", $4 * 1e6; exit}' "$work/out")
+  latency=$(awk '/Average Latency/ {printf "%.0fµs", $4 * 1e6; exit}' "$work/out")
   lost=$(awk '/Queries lost:/ {print $3}' "$work/out")
-  rss=$(awk '/VmHWM/ {printf "%.1f MB", $2 / 1024}' "/proc/$pid/status")
+  rss=$(awk '/VmHWM/ {printf "%.1fMB", $2 / 1024}' "/proc/$pid/status")
   hz=$(getconf CLK_TCK)
-  printf "%-24s %10s %12s %8s %12.2f %10s\n" "$label" "$qps" "$latency" "$lost" \
-    "$(echo "($after - $before) * 1000000 / $hz / $completed" | bc -l)" "$rss"
+  read -r u0 s0 <<<"$before"
+  read -r u1 s1 <<<"$after"
+  printf "%-28s %10s %10s %6s %8.3f %8.3f %8.3f %9s\n" "$label" "$qps" "$latency" "$lost" \
+    "$(echo "($u1 - $u0) * 1000000 / $hz / $completed" | bc -l)" \
+    "$(echo "($s1 - $s0) * 1000000 / $hz / $completed" | bc -l)" \
+    "$(echo "($u1 + $s1 - $u0 - $s0) * 1000000 / $hz / $completed" | bc -l)" "$rss"
 }
 
-load() {
-  printf "%-24s %10s %12s %8s %12s %10s\n" name "queries/s" "avg latency" lost "CPU µs/query" "peak RSS"
-  # the reflector speaks UDP only
+header() {
+  printf "%-28s %10s %10s %6s %8s %8s %8s %9s\n" name "queries/s" latency lost "user µs" "sys µs" "CPU µs" "peak RSS"
+}
+
+# one round: the reflector (UDP only), gdnsd when PEER=gdnsd, then steerdns
+load_round() {
   if [[ $DNSPERF_EXTRA != *tcp* ]]; then
     gcc -O2 -o "$work/reflector" bench/reflector.c
     taskset -c 1 "$work/reflector" 5391 &
     local reflector=$!
     sleep 0.5
     measure $reflector 5391 static.bench.test "(C reflector: the floor)"
-    kill $reflector
+    kill $reflector; wait $reflector 2>/dev/null || true
   fi
   [ "${PEER:-}" != gdnsd ] || gdnsd_load
   taskset -c 1 "$bin" serve --config "$config" 2>"$work/server.log" &
@@ -95,23 +107,51 @@ load() {
   kill -TERM $pid; wait $pid || true
 }
 
+# ROUNDS interleaved rounds (default 1; 5 for the README's figures): each round's
+# lines, then per name the medians of the CPU columns with their range
+load() {
+  local rounds=${ROUNDS:-1}
+  header
+  : > "$work/rounds"
+  for _ in $(seq "$rounds"); do
+    load_round | tee -a "$work/rounds"
+  done
+  [ "$rounds" -gt 1 ] || return 0
+  echo
+  echo "medians of $rounds interleaved rounds (range):"
+  printf "%-28s %22s %22s %22s\n" name "user µs/query" "sys µs/query" "CPU µs/query"
+  awk '{ key = $1; for (i = 2; i <= NF - 7; i++) key = key " " $i
+         n[key]++; u[key, n[key]] = $(NF - 3); s[key, n[key]] = $(NF - 2); t[key, n[key]] = $(NF - 1)
+         if (!(key in seen)) { seen[key] = 1; order[++keys] = key } }
+       function med(a, k, m,   i, j, v, tmp) {
+         for (i = 1; i <= m; i++) v[i] = a[k, i]
+         for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { tmp = v[i]; v[i] = v[j]; v[j] = tmp }
+         return sprintf("%.3f (%.3f-%.3f)", (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2, v[1], v[m]) }
+       END { for (i = 1; i <= keys; i++) { k = order[i]
+               printf "%-28s %22s %22s %22s\n", k, med(u, k, n[k]), med(s, k, n[k]), med(t, k, n[k]) } }' "$work/rounds"
+}
+
 # gdnsd 3 on the same zone and core: static.bench.test, and all.bench.test as a
 # multifo resource of the four addresses steerdns's `all` service answers
-gdnsd_load() {
+gdnsd_config() {
   need gdnsd gdnsd
   local dir="$work/gdnsd"
   mkdir -p "$dir/zones"
-  cat > "$dir/config" <<EOF
-options => {
-  listen => [ 127.0.0.1 ], dns_port => 5392, udp_threads => 1, tcp_threads => 1,
-  run_dir => $dir/run, state_dir => $dir/state
-}
-plugins => { multifo => { all => {
-  service_types => up, a => 127.0.3.1, b => 127.0.3.2, c => 127.0.3.3, d => 127.0.3.4
-} } }
-EOF
+  printf '%s\n' \
+    "options => {" \
+    "  listen => [ 127.0.0.1 ], dns_port => 5392, udp_threads => 1, tcp_threads => 1," \
+    "  run_dir => $dir/run, state_dir => $dir/state" \
+    "}" \
+    "plugins => { multifo => { all => {" \
+    "  service_types => up, a => 127.0.3.1, b => 127.0.3.2, c => 127.0.3.3, d => 127.0.3.4" \
+    "} } }" > "$dir/config"
   { cat bench/bench.zone; echo "all 30 DYNA multifo!all"; } > "$dir/zones/bench.test"
-  taskset -c 1 gdnsd -c "$dir" start 2>"$work/gdnsd.log" &
+  echo "$dir"
+}
+
+gdnsd_load() {
+  local dir; dir=$(gdnsd_config)
+  taskset -c 1 gdnsd -c "$dir" -f start 2>"$work/gdnsd.log" &
   local pid=$!
   wait_for_server 5392
   measure $pid 5392 static.bench.test "gdnsd static.bench.test"
@@ -119,23 +159,39 @@ EOF
   kill -TERM $pid; wait $pid || true
 }
 
+# instructions per query of PID (under callgrind) on PORT for NAME
+count() {
+  local pid=$1 port=$2 name=$3 label=$4
+  echo "$name A" > "$work/q"
+  # warm up, then count exactly CALLGRIND_QUERIES queries
+  dnsperf -s 127.0.0.1 -p "$port" -d "$work/q" -n 200 -Q 2000 $DNSPERF_EXTRA >/dev/null
+  callgrind_control -z $pid >/dev/null 2>&1
+  dnsperf -s 127.0.0.1 -p "$port" -d "$work/q" -n "$CALLGRIND_QUERIES" -Q 2000 -t 10 $DNSPERF_EXTRA > "$work/out"
+  local completed; completed=$(awk '/Queries completed:/ {print $3}' "$work/out")
+  rm -f "$work"/cg.*.*
+  callgrind_control -d $pid >/dev/null 2>&1; sleep 0.5
+  # the newest dump holds exactly the queries since the zeroing
+  local total; total=$(awk '/^totals:/ {print $2; exit}' "$(ls -t "$work"/cg.*.* | head -1)")
+  printf "%-28s %14.0f   (%s queries answered)\n" "$label" "$(echo "$total / $completed" | bc -l)" "$completed"
+}
+
 callgrind() {
+  printf "%-28s %14s\n" name "instr/query"
+  if [ "${PEER:-}" = gdnsd ]; then
+    local dir; dir=$(gdnsd_config)
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" gdnsd -c "$dir" -f start 2>"$work/gdnsd.log" &
+    local peer=$!
+    wait_for_server 5392
+    count $peer 5392 static.bench.test "gdnsd static.bench.test"
+    count $peer 5392 all.bench.test "gdnsd all.bench.test"
+    kill -TERM $peer; wait $peer || true
+    rm -f "$work"/cg.*
+  fi
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$bin" serve --config "$config" 2>"$work/server.log" &
   local pid=$!
   wait_for_server
-  printf "%-22s %14s\n" name "instr/query"
   for name in "${names[@]}"; do
-    echo "$name A" > "$work/q"
-    # warm up, then count exactly CALLGRIND_QUERIES queries
-    dnsperf -s 127.0.0.1 -p "$port" -d "$work/q" -n 200 -Q 2000 $DNSPERF_EXTRA >/dev/null
-    callgrind_control -z $pid >/dev/null 2>&1
-    dnsperf -s 127.0.0.1 -p "$port" -d "$work/q" -n "$CALLGRIND_QUERIES" -Q 2000 -t 10 $DNSPERF_EXTRA > "$work/out"
-    local completed; completed=$(awk '/Queries completed:/ {print $3}' "$work/out")
-    rm -f "$work"/cg.*.*
-    callgrind_control -d $pid >/dev/null 2>&1; sleep 0.5
-    # the newest dump holds exactly the queries since the zeroing
-    local total; total=$(awk '/^totals:/ {print $2; exit}' "$(ls -t "$work"/cg.*.* | head -1)")
-    printf "%-22s %14.0f   (%s queries answered)\n" "$name" "$(echo "$total / $completed" | bc -l)" "$completed"
+    count $pid "$port" "$name" "$name"
   done
   kill -TERM $pid; wait $pid || true
 }
