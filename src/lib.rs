@@ -32,12 +32,16 @@
 //! # The query path
 //!
 //! ```text
-//! UDP socket ─► server::udp ─┐                       ┌─► zone::Zone::lookup (static names)
+//!                                                    ┌─ fast: name hashed from the wire ─► precompiled RRset
+//! UDP socket ─► server::udp ─┐                       │        (zone::Zones)               or steer::answer
 //!                            ├─► dns::respond(&View) ┤
-//! TCP socket ─► server::tcp ─┘      (one ArcSwap    └─► steer::answer (services)
-//!                                     load, no locks,
+//! TCP socket ─► server::tcp ─┘      (one ArcSwap    └─ general: dns::resolve ─► zone::Zone::lookup,
+//!                                     load, no locks,                           steer::answer
 //!                                     no I/O, no await)
 //! ```
+//!
+//! Both paths write through one writer (`dns::writer`) and write the same bytes; the
+//! fast one takes plain queries for static A/AAAA/TXT and service answers.
 //!
 //! Everything that changes answers goes through the state owner, whose model builds a
 //! new View that the shell publishes with one atomic swap; readers never lock:
