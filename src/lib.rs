@@ -13,8 +13,8 @@
 //! | [`tls`] | DNS over TLS's certificate and key as a rustls server config |
 //! | [`loaded`] | a config with its zones and regions, validated together |
 //! | [`view`] | the immutable [`view::View`] every query is answered from |
-//! | [`steer`] | the answer stages (candidates → policy → order → cap), pure functions |
-//! | [`dns`] | `respond(&View, request bytes) → response bytes`: parse, resolve, emit |
+//! | [`steer`] | the answer stages (candidates → policy → order → cap), pure functions reporting typed events to a sink |
+//! | [`dns`] | `respond(&View, request bytes) → response bytes`: parse, resolve, emit; `explain`, the listening sink that owns the words |
 //! | [`metrics`] | counters (atomics on the query path) and the Prometheus exposition |
 //! | [`server`] | sockets: steerdns's own UDP, TCP and TLS loops, RRL on UDP; a panic answering one query drops that query |
 //! | [`store`] | run-time state kept across restarts (memory, a JSON file) or shared by nodes (etcd, feature `etcd`); leases are the store's |

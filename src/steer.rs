@@ -2,7 +2,6 @@
 //! cap. No I/O, no time, no locks: the only shared state touched is a service's
 //! round-robin counter (one atomic add).
 
-use crate::api::{CandidateExplanation, RegionExplanation, ServiceExplanation};
 use crate::config::{Order, Policy, WhenAllDown};
 use crate::geo::{Geo, RegionId};
 use crate::view::{Candidate, Selection, ServiceView};
@@ -10,6 +9,9 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+pub use trace::{Event, Ordered, Quiet, Sink};
+
+pub mod trace;
 
 /// The address family a query asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,19 +52,19 @@ pub fn has_candidates(service: &ServiceView, family: Family) -> bool {
 
 /// Computes the answer for one query into `out` (cleared first).
 pub fn answer(service: &ServiceView, family: Family, client: &Client, geo: &Geo, out: &mut Vec<IpAddr>) -> Answer {
-    answer_traced(service, family, client, geo, out, None)
+    answer_to(service, family, client, geo, out, &mut Quiet)
 }
 
-/// [`answer`], recording each stage's decisions into `trace` when given (for explain:
-/// the same code, with notes; round-robin then peeks at its counter instead of
-/// advancing it).
-pub fn answer_traced(
+/// [`answer`], reporting each stage's decisions to `sink` (for explain: the same code;
+/// with a listening sink, round-robin peeks at its counter instead of advancing it
+/// and no counter moves).
+pub fn answer_to<S: Sink>(
     service: &ServiceView,
     family: Family,
     client: &Client,
     geo: &Geo,
     out: &mut Vec<IpAddr>,
-    mut trace: Option<&mut ServiceExplanation>,
+    sink: &mut S,
 ) -> Answer {
     thread_local! {
         // reused across queries, so answering allocates nothing
@@ -73,23 +75,7 @@ pub fn answer_traced(
     let mut halve = false;
     // only gslb asks where the client is; its answer then holds for the client's block
     let placement = (service.policy == Policy::Gslb).then(|| geo.locate(client.address)).flatten();
-    if let Some(t) = trace.as_deref_mut() {
-        t.candidates = service
-            .targets
-            .iter()
-            .filter(|x| family.matches(&x.address))
-            .map(|x| CandidateExplanation {
-                address: Some(x.address),
-                region: x.region.map(|r| geo.name(r).to_string()),
-                weight: x.weight,
-                priority: x.priority,
-                healthy: x.healthy,
-                ..Default::default()
-            })
-            .collect();
-    }
     SET.with_borrow_mut(|set| {
-        let mut notes = trace.is_some().then(Vec::new);
         let failed_open: bool;
         // stages 1 and 2 look at no more of the client than its region: worked out once
         // per View (and region)
@@ -98,10 +84,10 @@ pub fn answer_traced(
             (Policy::Gslb, None) => None,
             _ => Some(&service.selections),
         };
-        if let Some(memo) = memo.filter(|_| notes.is_none()) {
+        if let Some(memo) = memo.filter(|_| !S::LISTENING) {
             let selection = memo[family.index()].get_or_init(|| {
                 let mut set = Vec::new();
-                let halve = select(service, family, placement.as_ref(), geo, &mut set, None);
+                let halve = select(service, family, placement.as_ref(), geo, &mut set, &mut Quiet);
                 let failed_open = self::failed_open(service, &set);
                 Selection { set, halve, failed_open }
             });
@@ -109,106 +95,46 @@ pub fn answer_traced(
             set.extend_from_slice(&selection.set);
             (halve, failed_open) = (selection.halve, selection.failed_open);
         } else {
-            halve = select(service, family, placement.as_ref(), geo, set, notes.as_mut());
+            if let Some(place) = &placement {
+                sink.event(Event::Placed { place, client });
+            }
+            halve = select(service, family, placement.as_ref(), geo, set, sink);
             failed_open = self::failed_open(service, set);
+            sink.event(Event::Kept { set, failed_open });
         }
-        if failed_open && trace.is_none() {
+        if failed_open && !S::LISTENING {
             service.counters.fail_opens.fetch_add(1, Ordering::Relaxed);
         }
         scope = placement.as_ref().map_or(0, |p| p.scope);
-        let order_note = match service.order {
+        let ordered = match service.order {
             Order::RoundRobin => {
-                OrderNote::RoundRobin(round_robin(service, family, set, out, trace.is_some()), set.len())
+                Ordered::RoundRobin { start: round_robin(service, family, set, out, S::LISTENING), of: set.len() }
             }
             Order::Weighted => {
                 weighted(set, service.max_answers, out);
-                OrderNote::Weighted
+                Ordered::Weighted
             }
             Order::Sticky => {
                 let (network, prefix) = client_network(client);
                 sticky(set, network, prefix, out);
                 scope = scope.max(prefix);
-                OrderNote::Sticky(network, prefix)
+                Ordered::Sticky { network, prefix }
             }
         };
-        if let Some(t) = trace.as_deref_mut() {
-            t.client_address = Some(client.address);
-            t.region = placement.as_ref().map(|p| explain_region(p, client, geo));
-            t.policy_steps = notes.unwrap_or_default();
-            t.fail_open = failed_open;
-            t.order_note = order_note.render();
-            for c in &mut t.candidates {
-                c.kept = c.address.is_some_and(|a| set.iter().any(|s| s.address == a));
-            }
-        }
+        sink.event(Event::Ordered(ordered));
     });
     if client.ecs_source.is_none() {
         // without ECS the answer depends on the resolver, not on a client subnet
         scope = 0;
     }
     out.truncate(service.max_answers);
-    if !out.is_empty() && trace.is_none() {
+    if !out.is_empty() && !S::LISTENING {
         service.counters.answers.fetch_add(1, Ordering::Relaxed);
     }
     let ttl = if halve { halved(service.ttl) } else { service.ttl };
-    if let Some(t) = trace {
-        t.ttl = ttl;
-        t.max_answers = service.max_answers;
-        t.ttl_note = halve.then(|| "halved: a target whose recovery could change this answer is down".to_string());
-        for c in &mut t.candidates {
-            let answered = c.address.is_some_and(|a| out.contains(&a));
-            c.why = match (c.kept, answered) {
-                (true, true) => "answered".into(),
-                (true, false) => "kept by the policy, cut by max_answers".into(),
-                _ if !c.healthy && !t.fail_open => "down: dropped by the policy".into(),
-                _ if c.weight == 0 => "weight 0 while a target of positive weight remains".into(),
-                _ => "not in the answered priority tier or region".into(),
-            };
-        }
-    }
+    let max_answers = service.max_answers;
+    sink.event(Event::Answered { client: client.address, out, ttl, halved: halve, max_answers });
     Answer { ttl, scope }
-}
-
-/// What the order did, kept as plain values and only put in words when explaining.
-enum OrderNote {
-    RoundRobin(usize, usize),
-    Weighted,
-    Sticky(IpAddr, u8),
-}
-
-impl OrderNote {
-    fn render(&self) -> String {
-        match self {
-            OrderNote::RoundRobin(start, len) => {
-                format!(
-                    "round-robin: the next query starts at position {} of {len} (one step further each query)",
-                    start + 1
-                )
-            }
-            OrderNote::Weighted => {
-                "weighted: each position drawn at random by weight (another query may draw another order)".into()
-            }
-            OrderNote::Sticky(network, prefix) => {
-                format!("sticky: weighted rendezvous hash of the client network {network}/{prefix}")
-            }
-        }
-    }
-}
-
-/// The client's region and what decided it, for explain.
-fn explain_region(place: &crate::geo::Placement, client: &Client, geo: &Geo) -> RegionExplanation {
-    use crate::geo::Decided;
-    let decided_by = match &place.decided {
-        Decided::Network(len) => {
-            let net = ipnet::IpNet::new(client.address, *len)
-                .map_or_else(|_| client.address.to_string(), |n| n.trunc().to_string());
-            format!("network {net}")
-        }
-        Decided::Country(code, len) => format!("GeoIP country {code} (database network /{len})"),
-        Decided::Continent(code, len) => format!("GeoIP continent {code} (database network /{len})"),
-        Decided::Default => "default region (no network or database entry decides)".into(),
-    };
-    RegionExplanation { name: geo.name(place.region).to_string(), decided_by, scope: place.scope }
 }
 
 /// Only failing open keeps an unhealthy candidate.
@@ -224,17 +150,18 @@ fn select(
     placement: Option<&crate::geo::Placement>,
     geo: &Geo,
     set: &mut Vec<Candidate>,
-    mut notes: Option<&mut Vec<String>>,
+    sink: &mut impl Sink,
 ) -> bool {
     candidates(service, family, set);
+    sink.event(Event::Candidates { service, family, set });
     let halve = match placement {
-        Some(place) => gslb(service, set, geo.order(place.region), geo, notes.as_deref_mut()),
-        None => policy(service, set, notes.as_deref_mut()),
+        Some(place) => gslb(service, set, geo.order(place.region), sink),
+        None => policy(service, set, sink),
     };
     let zero = set.iter().filter(|c| c.weight == 0).count();
     positive_weights(set);
-    if let Some(n) = notes.filter(|_| zero > 0 && set.iter().any(|c| c.weight > 0)) {
-        n.push(format!("weight 0: {zero} left out while a target of positive weight remains"));
+    if zero > 0 && set.iter().any(|c| c.weight > 0) {
+        sink.event(Event::WeightZero { left_out: zero });
     }
     halve
 }
@@ -244,7 +171,7 @@ fn select(
 pub fn eligible(service: &ServiceView, family: Family, client: &Client, geo: &Geo) -> Vec<IpAddr> {
     let placement = (service.policy == Policy::Gslb).then(|| geo.locate(client.address)).flatten();
     let mut set = Vec::new();
-    select(service, family, placement.as_ref(), geo, &mut set, None);
+    select(service, family, placement.as_ref(), geo, &mut set, &mut Quiet);
     set.iter().map(|c| c.address).collect()
 }
 
@@ -276,16 +203,10 @@ fn candidates(service: &ServiceView, family: Family, set: &mut Vec<Candidate>) {
 
 /// Stage 2: keeps the set the policy answers from. Returns whether a target whose
 /// recovery could change this answer is down (the TTL rule of SPEC §1).
-fn policy(service: &ServiceView, set: &mut Vec<Candidate>, mut notes: Option<&mut Vec<String>>) -> bool {
-    // written only when explaining: the query path formats nothing
-    let mut note = |text: &dyn Fn() -> String| {
-        if let Some(n) = notes.as_deref_mut() {
-            n.push(text());
-        }
-    };
+fn policy<S: Sink>(service: &ServiceView, set: &mut Vec<Candidate>, sink: &mut S) -> bool {
     match service.policy {
         Policy::All => {
-            note(&|| "all: every candidate, health ignored".into());
+            sink.event(Event::All);
             false
         }
         // gslb without any region to place the client in (no default_region: only
@@ -293,31 +214,27 @@ fn policy(service: &ServiceView, set: &mut Vec<Candidate>, mut notes: Option<&mu
         Policy::Healthy | Policy::Gslb => {
             let down = set.iter().any(|c| !c.healthy);
             let healthy = set.iter().filter(|c| c.healthy).count();
-            note(&|| format!("healthy: {healthy} of {} candidates healthy", set.len()));
+            sink.event(Event::Healthy { healthy, of: set.len() });
             if healthy > 0 {
                 set.retain(|c| c.healthy);
             } else {
-                fail_open(service, set, |_| true, note);
+                fail_open(service, set, |_| true, sink);
             }
             down
         }
         Policy::Failover => {
-            let mut tiers: Vec<u8> = set.iter().map(|c| c.priority).collect();
-            tiers.sort_unstable();
-            tiers.dedup();
-            for &tier in &tiers {
-                let (all, live) = (
-                    set.iter().filter(|c| c.priority == tier).count(),
-                    set.iter().filter(|c| c.priority == tier && c.healthy).count(),
-                );
-                note(&|| {
-                    format!(
-                        "priority {tier}: {live} of {all} healthy{}",
-                        if live > 0 { ", answered" } else { ", passed over" }
-                    )
-                });
-                if live > 0 {
-                    break;
+            if S::LISTENING {
+                // explain: each tier looked at, lowest first, up to the answered one
+                let mut tiers: Vec<u8> = set.iter().map(|c| c.priority).collect();
+                tiers.sort_unstable();
+                tiers.dedup();
+                for &priority in &tiers {
+                    let all = set.iter().filter(|c| c.priority == priority).count();
+                    let live = set.iter().filter(|c| c.priority == priority && c.healthy).count();
+                    sink.event(Event::Tier { priority, live, all });
+                    if live > 0 {
+                        break;
+                    }
                 }
             }
             match set.iter().filter(|c| c.healthy).map(|c| c.priority).min() {
@@ -328,7 +245,7 @@ fn policy(service: &ServiceView, set: &mut Vec<Candidate>, mut notes: Option<&mu
                 }
                 None => {
                     let lowest = set.iter().map(|c| c.priority).min();
-                    fail_open(service, set, |c| Some(c.priority) == lowest, note);
+                    fail_open(service, set, |c| Some(c.priority) == lowest, sink);
                     lowest.is_some()
                 }
             }
@@ -339,23 +256,14 @@ fn policy(service: &ServiceView, set: &mut Vec<Candidate>, mut notes: Option<&mu
 /// gslb: the healthy candidates of the first region in the client's try order that has
 /// any (the client's region, its fallback list, the nearest, then by name). Returns
 /// whether a candidate is down in a region tried up to the answered one.
-fn gslb(
-    service: &ServiceView,
-    set: &mut Vec<Candidate>,
-    order: &[RegionId],
-    geo: &Geo,
-    mut notes: Option<&mut Vec<String>>,
-) -> bool {
+fn gslb(service: &ServiceView, set: &mut Vec<Candidate>, order: &[RegionId], sink: &mut impl Sink) -> bool {
     let mut down = false;
     for (step, &region) in order.iter().enumerate() {
         let all = set.iter().filter(|c| c.region == Some(region)).count();
         let live = set.iter().filter(|c| c.region == Some(region) && c.healthy).count();
         down |= live < all;
-        if let Some(n) = notes.as_deref_mut().filter(|_| all > 0 || step == 0) {
-            let role =
-                if step == 0 { "the client's region" } else { "next in its order: fallback, nearest, then by name" };
-            let verdict = if live > 0 { "answered" } else { "passed over" };
-            n.push(format!("region {} ({role}): {live} of {all} healthy, {verdict}", geo.name(region)));
+        if all > 0 || step == 0 {
+            sink.event(Event::Region { region, first: step == 0, live, all });
         }
         if live > 0 {
             set.retain(|c| c.healthy && c.region == Some(region));
@@ -364,40 +272,21 @@ fn gslb(
     }
     // all down: the same order as if every candidate were healthy
     let first = order.iter().copied().find(|&r| set.iter().any(|c| c.region == Some(r)));
-    fail_open(
-        service,
-        set,
-        |c| c.region == first,
-        |text: &dyn Fn() -> String| {
-            if let Some(n) = notes.as_deref_mut() {
-                n.push(text());
-            }
-        },
-    );
+    fail_open(service, set, |c| c.region == first, sink);
     down
 }
 
 /// All down: with `when_all_down = "all"` the policy runs again as if every candidate
 /// were healthy (`keep` says which it then picks); with "none" nothing is answered.
-fn fail_open(
-    service: &ServiceView,
-    set: &mut Vec<Candidate>,
-    keep: impl Fn(&Candidate) -> bool,
-    mut note: impl FnMut(&dyn Fn() -> String),
-) {
+fn fail_open(service: &ServiceView, set: &mut Vec<Candidate>, keep: impl Fn(&Candidate) -> bool, sink: &mut impl Sink) {
     match service.when_all_down {
         WhenAllDown::All => {
             set.retain(keep);
-            note(&|| {
-                format!(
-                    "no healthy candidate: fail open (when_all_down = \"all\"): {} answered as if healthy",
-                    set.len()
-                )
-            });
+            sink.event(Event::FailOpen { kept: set.len() });
         }
         WhenAllDown::None => {
             set.clear();
-            note(&|| "no healthy candidate: nothing answered (when_all_down = \"none\")".into());
+            sink.event(Event::NothingAnswered);
         }
     }
 }

@@ -5,15 +5,18 @@
 //! answers IN queries from the zones and services, `writer` emits the response.
 
 mod cookie;
+mod explain;
 mod fast;
 mod resolve;
 mod wire;
 mod writer;
 
-use crate::api::{ExplainedAnswer, Explanation};
 use crate::rrl::{self, Kind};
 use crate::steer::Client;
+use crate::steer::Quiet;
 use crate::view::View;
+use explain::Trace;
+pub use explain::explain;
 use std::net::SocketAddr;
 use wire::{Reject, Request};
 use writer::{Opt, Owner, Writer};
@@ -107,7 +110,7 @@ pub fn respond(
     if let Some(answered) = fast::respond(view, request, client, transport, out) {
         return Some(answered);
     }
-    respond_traced(view, request, client, transport, out, None)
+    respond_traced(view, request, client, transport, out, &mut Quiet)
 }
 
 /// [`respond`] without the fast path: every query answered the general way (the fast
@@ -119,7 +122,7 @@ pub fn respond_general(
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> Option<Answered> {
-    respond_traced(view, request, client, transport, out, None)
+    respond_traced(view, request, client, transport, out, &mut Quiet)
 }
 
 /// The fast path alone: None for a query it leaves to the general path.
@@ -133,14 +136,14 @@ pub fn respond_fast(
     fast::respond(view, request, client, transport, out)
 }
 
-/// [`respond`], recording how the answer came about into `trace` (for explain).
+/// [`respond`], reporting how the answer came about to `trace` (for explain).
 fn respond_traced(
     view: &View,
     bytes: &[u8],
     client: SocketAddr,
     transport: Transport,
     out: &mut Vec<u8>,
-    trace: Option<&mut Explanation>,
+    trace: &mut impl Trace,
 ) -> Option<Answered> {
     let (mut request, formerr) = match wire::parse(bytes) {
         Ok(r) => (r, false),
@@ -236,49 +239,6 @@ fn limit(transport: Transport, edns: Option<&wire::Edns>) -> usize {
     }
 }
 
-/// Why `client` (an ECS subnet, or else the `source` address) gets its answer for
-/// `name` and `qtype`: a real query answered by the same code as any other, traced.
-pub fn explain(
-    view: &View,
-    name: &hickory_proto::rr::Name,
-    qtype: hickory_proto::rr::RecordType,
-    client: Option<ipnet::IpNet>,
-    source: std::net::IpAddr,
-) -> Explanation {
-    use hickory_proto::op::{Edns, Message, Query};
-    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-    let mut query = Message::query();
-    query.add_query(Query::query(name.clone(), qtype));
-    if let Some(net) = client {
-        let mut edns = Edns::new();
-        edns.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(net.network(), net.prefix_len(), 0)));
-        query.set_edns(edns);
-    }
-    let mut trace = Explanation {
-        name: name.to_string(),
-        qtype: qtype.to_string(),
-        client_subnet: client.map(|n| n.trunc().to_string()),
-        source: Some(source),
-        ..Default::default()
-    };
-    let mut out = Vec::new();
-    let bytes = query.to_vec().expect("a plain query encodes");
-    respond_traced(view, &bytes, SocketAddr::new(source, 53), Transport::Tcp, &mut out, Some(&mut trace));
-    if let Ok(reply) = Message::from_vec(&out) {
-        let scope = reply.edns.as_ref().and_then(|e| match e.option(EdnsCode::Subnet) {
-            Some(EdnsOption::Subnet(s)) => Some(s.scope_prefix()),
-            _ => None,
-        });
-        trace.answer = ExplainedAnswer {
-            rcode: format!("{:?}", reply.metadata.response_code).to_uppercase(),
-            authoritative: reply.metadata.authoritative,
-            records: reply.answers.iter().chain(&reply.authorities).map(ToString::to_string).collect(),
-            ecs_scope: scope,
-        };
-    }
-    trace
-}
-
 /// The cases that get an error RCODE before any lookup, in SPEC §5's order.
 fn precheck(request: &Request) -> Option<Reply> {
     if let Some(edns) = &request.edns {
@@ -311,7 +271,7 @@ fn answer<'v>(
     source: SocketAddr,
     limit: usize,
     out: &mut Vec<u8>,
-    trace: Option<&mut Explanation>,
+    trace: &mut impl Trace,
 ) -> Written<'v> {
     let q = request.question.as_ref().expect("checked by precheck");
     if q.qclass == CLASS_CH {

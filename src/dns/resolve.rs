@@ -1,11 +1,10 @@
 //! Answers an IN query from the zones and services (SPEC §5.1): referrals, CNAME
 //! chains inside a zone, computed service answers, negative answers with the SOA.
 
+use super::explain::{Step, Trace};
 use super::wire::Question;
 use super::writer::{Owner, Section, Writer};
 use super::{Imputed, Rcode, Reply};
-use crate::api::{Explanation, ServiceExplanation};
-use crate::config::Word;
 use crate::rrl::Kind;
 use crate::steer::{self, Client, Family};
 use crate::view::{ServiceView, View};
@@ -34,20 +33,14 @@ pub(super) fn resolve<'v>(
     q: &Question,
     client: &Client,
     writer: &mut Writer,
-    mut trace: Option<&mut Explanation>,
+    trace: &mut impl Trace,
 ) -> (Reply, Kind, Imputed<'v>) {
-    // notes are written only when explaining: the query path formats nothing
-    let step = |trace: &mut Option<&mut Explanation>, text: &dyn Fn() -> String| {
-        if let Some(t) = trace.as_deref_mut() {
-            t.steps.push(text());
-        }
-    };
     let Some(zone) = view.zones.find(&q.name) else {
-        step(&mut trace, &|| format!("{} is in no configured zone: REFUSED", q.name));
+        trace.step(Step::NoZone(&q.name));
         return (Reply::error(Rcode::Refused), Kind::Error, Imputed::Root);
     };
     let mut rrl = (Kind::Answer, Imputed::Qname);
-    step(&mut trace, &|| format!("zone {}", zone.origin()));
+    trace.step(Step::Zone(zone.origin()));
     let qtype = RecordType::from(q.qtype);
     let mut reply = Reply { rcode: Rcode::NoError, aa: true, tc: false, ecs_scope: Some(0), ede: None };
     let mut name = q.name.clone();
@@ -58,14 +51,12 @@ pub(super) fn resolve<'v>(
         if let Some(service) = view.service(&name)
             && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
         {
-            step(&mut trace, &|| format!("{name} is a service: its answer is computed"));
-            let explained = trace.as_deref_mut().map(|t| t.service.insert(ServiceExplanation::default()));
-            break computed(service, owner, qtype, client, &view.geo, writer, &mut reply, explained);
+            trace.step(Step::Service(&name));
+            break computed(service, owner, qtype, client, &view.geo, writer, &mut reply, trace);
         }
         match zone.lookup(&name, qtype) {
             Lookup::Records { rrset, wildcard } => {
-                let from = if wildcard { "a wildcard" } else { "the zone file" };
-                step(&mut trace, &|| format!("{name}: {} records from {from}", rrset.rtype));
+                trace.step(Step::Records { name: &name, rtype: rrset.rtype, wildcard });
                 if wildcard && seen.is_empty() {
                     rrl.1 = Imputed::Name(&rrset.records[0].name);
                 }
@@ -73,7 +64,7 @@ pub(super) fn resolve<'v>(
             }
             Lookup::Cname { record, .. } => {
                 if let RData::CNAME(target) = &record.data {
-                    step(&mut trace, &|| format!("{name} CNAME {}", target.0));
+                    trace.step(Step::Cname { name: &name, target: &target.0 });
                 }
                 if writer.record(Section::Answer, owner, record.ttl, record).is_err() {
                     break End::Truncated;
@@ -87,15 +78,15 @@ pub(super) fn resolve<'v>(
                 name = target.0.clone();
             }
             Lookup::NoData => {
-                step(&mut trace, &|| format!("{name} exists without {qtype} records: NODATA"));
+                trace.step(Step::NoData { name: &name, rtype: qtype });
                 break negative(view, &name, Rcode::NoError);
             }
             Lookup::NxDomain => {
-                step(&mut trace, &|| format!("{name} does not exist: NXDOMAIN"));
+                trace.step(Step::NxDomain(&name));
                 break negative(view, &name, Rcode::NxDomain);
             }
             Lookup::Referral { ns, glue, required } => {
-                step(&mut trace, &|| format!("{name} is at or below the delegation {}: referral", ns.records[0].name));
+                trace.step(Step::Referral { name: &name, cut: &ns.records[0].name });
                 reply.aa = false;
                 rrl = (Kind::Referral, Imputed::Name(&ns.records[0].name));
                 break referral(writer, ns, &glue, required);
@@ -136,7 +127,7 @@ fn computed(
     geo: &crate::geo::Geo,
     writer: &mut Writer,
     reply: &mut Reply,
-    trace: Option<&mut ServiceExplanation>,
+    trace: &mut impl Trace,
 ) -> End {
     let family = match qtype {
         RecordType::AAAA => Family::V6,
@@ -144,10 +135,7 @@ fn computed(
         _ => Family::V4,
     };
     if service.not_ready[usize::from(family == Family::V6)] {
-        if let Some(t) = trace {
-            t.name = service.name.to_string();
-            t.policy_steps.push("not ready: a candidate's probe has no verdict yet (SERVFAIL, EDE 14)".into());
-        }
+        trace.step(Step::NotReady(service));
         return End::NotReady;
     }
     thread_local! {
@@ -155,16 +143,7 @@ fn computed(
         static ADDRESSES: std::cell::RefCell<Vec<std::net::IpAddr>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     ADDRESSES.with_borrow_mut(|addresses| {
-        let answer = match trace {
-            Some(t) => {
-                t.name = service.name.to_string();
-                t.policy = service.policy.name().into();
-                t.order = service.order.name().into();
-                t.family = if family == Family::V4 { "IPv4 (A)" } else { "IPv6 (AAAA)" }.into();
-                steer::answer_traced(service, family, client, geo, addresses, Some(t))
-            }
-            None => steer::answer(service, family, client, geo, addresses),
-        };
+        let answer = steer::answer_to(service, family, client, geo, addresses, trace);
         if addresses.is_empty() {
             // a negative answer depends on no client: scope 0
             return End::Negative { rcode: Rcode::NoError, ttl_cap: answer.ttl };
