@@ -44,7 +44,7 @@ pub(super) fn respond(
         }
         _ => {
             let block = view.zones.precompiled(name, hash, query.qtype)?;
-            writer.precompiled(Section::Answer, block.count, &block.wire).ok()?;
+            writer.precompiled(Section::Answer, block.count, block.wire).ok()?;
             0
         }
     };

@@ -18,10 +18,23 @@ pub struct Zone {
     negative_soa: Record,
     /// Owner name → its RRsets (small: a name rarely has more than a few types).
     nodes: HashMap<Name, Vec<RRset>>,
-    /// Names that exist: owners, services and every ancestor of either, up to the origin.
+    /// Names that exist without owning records: services and the ancestors of owners
+    /// and services up to the origin (empty non-terminals); owners are `nodes`.
     existing: HashSet<Name>,
     /// Delegation points: names below the origin that own NS records.
     cuts: HashSet<Name>,
+}
+
+/// Adds `name` and its ancestors up to `origin` to `existing`, but for those that own
+/// records; stops at one already there (its ancestors are too).
+fn mark(nodes: &HashMap<Name, Vec<RRset>>, existing: &mut HashSet<Name>, origin: &Name, name: &Name) {
+    let mut n = name.clone();
+    while n.num_labels() >= origin.num_labels() {
+        if !nodes.contains_key(&n) && !existing.insert(n.clone()) {
+            break;
+        }
+        n = n.base_name();
+    }
 }
 
 /// What the zone says about one name and type.
@@ -72,9 +85,11 @@ impl Zone {
             .filter(|(name, sets)| **name != origin && sets.iter().any(|s| s.rtype == RecordType::NS))
             .map(|(name, _)| name.clone())
             .collect();
-        let mut zone = Zone { origin, negative_soa, nodes, existing: HashSet::default(), cuts };
-        let names: Vec<Name> = zone.nodes.keys().cloned().collect();
-        zone.add_names(&names);
+        let mut existing = HashSet::default();
+        for name in nodes.keys() {
+            mark(&nodes, &mut existing, &origin, name);
+        }
+        let mut zone = Zone { origin, negative_soa, nodes, existing, cuts };
         zone.add_names(services);
         zone
     }
@@ -83,11 +98,13 @@ impl Zone {
     /// a query for another type gets NODATA, not NXDOMAIN.
     pub(crate) fn add_names(&mut self, names: &[Name]) {
         for name in names {
-            let mut n = name.clone();
-            while n.num_labels() >= self.origin.num_labels() && self.existing.insert(n.clone()) {
-                n = n.base_name();
-            }
+            mark(&self.nodes, &mut self.existing, &self.origin, name);
         }
+    }
+
+    /// Whether `name` exists: it owns records, is a service, or has either below it.
+    fn exists(&self, name: &Name) -> bool {
+        self.nodes.contains_key(name) || self.existing.contains(name)
     }
 
     /// The names whose records a query at them gets as they are: above every cut,
@@ -147,7 +164,7 @@ impl Zone {
     /// RFC 4592: only the closest encloser's `*` child synthesises.
     fn wildcard(&self, name: &Name, rtype: RecordType) -> Lookup<'_> {
         let mut encloser = name.base_name();
-        while !self.existing.contains(&encloser) {
+        while !self.exists(&encloser) {
             if encloser.num_labels() <= self.origin.num_labels() {
                 return Lookup::NxDomain;
             }

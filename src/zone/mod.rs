@@ -19,17 +19,18 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 #[derive(Debug, Default)]
 pub struct Zones {
     zones: Vec<Zone>,
-    /// Answers compiled to wire form once, when the zones load.
-    precompiled: NameTable<Vec<Precompiled>>,
+    /// Answers compiled to wire form once, when the zones load: per name, one block of
+    /// entries, each its type, record count and length (two bytes each), then its
+    /// records (one allocation per name).
+    precompiled: NameTable<Box<[u8]>>,
 }
 
 /// An RRset in wire form as it goes into the answer section at the query name: each
 /// record's owner a pointer to the question, then type, class, TTL, RDATA.
-#[derive(Debug)]
-pub struct Precompiled {
-    pub rtype: u16,
+#[derive(Debug, Clone, Copy)]
+pub struct Precompiled<'z> {
     pub count: u16,
-    pub wire: Box<[u8]>,
+    pub wire: &'z [u8],
 }
 
 /// The types answered from precompiled blocks: their RDATA holds no names, so a block
@@ -53,10 +54,12 @@ impl Zones {
                 if !self.find(name).is_some_and(|z| std::ptr::eq(z, &self.zones[i])) {
                     continue;
                 }
-                let blocks: Vec<Precompiled> =
-                    sets.iter().filter(|s| PRECOMPILED_TYPES.contains(&s.rtype)).filter_map(compile).collect();
-                if !blocks.is_empty() {
-                    precompiled.insert(name, blocks);
+                let mut entries = Vec::new();
+                for set in sets.iter().filter(|s| PRECOMPILED_TYPES.contains(&s.rtype)) {
+                    compile(set, &mut entries);
+                }
+                if !entries.is_empty() {
+                    precompiled.insert(name, entries.into_boxed_slice());
                 }
             }
         }
@@ -66,8 +69,17 @@ impl Zones {
 
     /// The precompiled answer for the name `wire` (in wire form, any letter case, with
     /// `hash` its [`wire_name_hash`]) and type `rtype`, if there is one.
-    pub fn precompiled(&self, wire: &[u8], hash: u64, rtype: u16) -> Option<&Precompiled> {
-        self.precompiled.get_wire(wire, hash)?.iter().find(|p| p.rtype == rtype)
+    pub fn precompiled(&self, wire: &[u8], hash: u64, rtype: u16) -> Option<Precompiled<'_>> {
+        let mut entries: &[u8] = self.precompiled.get_wire(wire, hash)?;
+        while let [t0, t1, c0, c1, l0, l1, rest @ ..] = entries {
+            let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+            let (block, next) = rest.split_at(len.min(rest.len()));
+            if u16::from_be_bytes([*t0, *t1]) == rtype {
+                return Some(Precompiled { count: u16::from_be_bytes([*c0, *c1]), wire: block });
+            }
+            entries = next;
+        }
+        None
     }
 
     /// The zone that holds `name`, if any.
@@ -80,7 +92,9 @@ impl Zones {
     }
 }
 
-fn compile(rrset: &RRset) -> Option<Precompiled> {
+/// Appends `rrset`'s entry to `entries` (nothing when it does not encode, or its
+/// count or length would not fit two bytes).
+fn compile(rrset: &RRset, entries: &mut Vec<u8>) {
     let mut wire = Vec::new();
     for record in &rrset.records {
         wire.extend_from_slice(&[0xC0, 12]);
@@ -91,11 +105,17 @@ fn compile(rrset: &RRset) -> Option<Precompiled> {
         wire.extend_from_slice(&[0, 0]);
         let mut enc = BinEncoder::with_offset(&mut wire, start as u32);
         enc.set_name_encoding(NameEncoding::Uncompressed);
-        record.data.emit(&mut enc).ok()?;
-        let len = u16::try_from(wire.len() - start).ok()?;
+        if record.data.emit(&mut enc).is_err() {
+            return;
+        }
+        let Ok(len) = u16::try_from(wire.len() - start) else { return };
         wire[start - 2..start].copy_from_slice(&len.to_be_bytes());
     }
-    Some(Precompiled { rtype: rrset.rtype.into(), count: u16::try_from(rrset.records.len()).ok()?, wire: wire.into() })
+    let (Ok(count), Ok(len)) = (u16::try_from(rrset.records.len()), u16::try_from(wire.len())) else { return };
+    entries.extend_from_slice(&u16::from(rrset.rtype).to_be_bytes());
+    entries.extend_from_slice(&count.to_be_bytes());
+    entries.extend_from_slice(&len.to_be_bytes());
+    entries.extend_from_slice(&wire);
 }
 
 #[cfg(test)]
