@@ -6,7 +6,8 @@
 //!            without it, interval 250 ms, timeout 200 ms, fall 2; 20 runs each.
 //! scale:     10,000 targets probed every 10 s (1,000 probes/s) against one HTTP
 //!            listener on a wildcard port (every 127.x address reaches it): the
-//!            server's CPU µs per probe and its peak RSS.
+//!            server's CPU µs per probe and its peak RSS. With PEER=gdnsd, gdnsd 3's
+//!            http_status monitor on the same addresses next, measured the same way.
 //! callgrind: instructions per query of the UDP worker thread (valgrind --tool=callgrind
 //!            --separate-threads=yes) with and without those 10,000 probes running.
 //!
@@ -186,9 +187,23 @@ fn scale() {
     let hits = wildcard_backend(http);
     let config = probes_config(&dir, dns, http, true);
     let mut server = serve(&config);
-    let pid = server.id();
-    // every key starts within its first second, then every 10 s: let two rounds pass
-    std::thread::sleep(Duration::from_secs(12));
+    measure_probes("scale: steerdns", server.id(), &hits);
+    assert!(ask(SocketAddr::from(([127, 0, 0, 1], dns)), "s1.bench.test.").is_some_and(|a| a.len() == 8));
+    server.kill().unwrap();
+    let _ = server.wait();
+    if std::env::var("PEER").is_ok_and(|p| p == "gdnsd") {
+        let mut gdnsd = gdnsd_probing(&dir, free_port(), http);
+        measure_probes("scale: gdnsd http_status", gdnsd.id(), &hits);
+        gdnsd.kill().unwrap();
+        let _ = gdnsd.wait();
+    }
+}
+
+/// After two rounds of probes, the CPU per probe of `pid` over 30 s of them.
+fn measure_probes(label: &str, pid: u32, hits: &AtomicU64) {
+    // every key starts within its first second (gdnsd: within its interval), then
+    // every 10 s: let two rounds pass
+    std::thread::sleep(Duration::from_secs(22));
     let (ticks, probes) = (user_sys(pid).0 + user_sys(pid).1, hits.load(Ordering::Relaxed));
     let (user0, sys0) = user_sys(pid);
     let window = Duration::from_secs(30);
@@ -198,7 +213,7 @@ fn scale() {
     let hz = 100.0; // USER_HZ on Linux
     let cpu_us = ticks as f64 / hz * 1e6;
     println!(
-        "scale: 10,000 targets every 10 s: {:.0} probes/s, {:.1} µs server CPU per probe ({:.1} user, {:.1} system; {:.1}% of a core), peak RSS {:.1} MB; goals: ≤ 100 µs, < 100 MB",
+        "{label}: 10,000 targets every 10 s: {:.0} probes/s, {:.1} µs server CPU per probe ({:.1} user, {:.1} system; {:.1}% of a core), peak RSS {:.1} MB; goals: ≤ 100 µs, < 100 MB",
         probes as f64 / window.as_secs_f64(),
         cpu_us / probes.max(1) as f64,
         (user_sys(pid).0 - user0) as f64 / hz * 1e6 / probes.max(1) as f64,
@@ -206,9 +221,38 @@ fn scale() {
         cpu_us / window.as_secs_f64() / 1e4,
         proc_field(pid, "status", "VmHWM") as f64 / 1024.0
     );
-    assert!(ask(SocketAddr::from(([127, 0, 0, 1], dns)), "s1.bench.test.").is_some_and(|a| a.len() == 8));
-    server.kill().unwrap();
-    let _ = server.wait();
+}
+
+/// gdnsd 3 (Debian package gdnsd) probing the same 10,000 addresses with its
+/// http_status monitor, every 10 s: 1,000 multifo resources of 10 addresses each.
+fn gdnsd_probing(dir: &Path, dns: u16, http: u16) -> std::process::Child {
+    let root = dir.join("gdnsd");
+    std::fs::create_dir_all(root.join("zones")).unwrap();
+    let mut resources = String::new();
+    for r in 0..1000 {
+        let addresses: Vec<String> =
+            (0..10).map(|a| format!("a{a} => 127.1.{}.{}", r / 10, (r % 10) * 10 + a + 1)).collect();
+        resources.push_str(&format!("    r{r} => {{ {} }}\n", addresses.join(", ")));
+    }
+    let config = format!(
+        "options => {{\n  listen => [ 127.0.0.1 ], dns_port => {dns}, udp_threads => 1, tcp_threads => 1,\n  \
+         run_dir => {run}, state_dir => {state}\n}}\n\
+         service_types => {{ web => {{ plugin => http_status, port => {http}, url_path => \"/health\", interval => 10, timeout => 2 }} }}\n\
+         plugins => {{ multifo => {{\n  service_types => web\n{resources}}} }}\n",
+        run = root.join("run").display(),
+        state = root.join("state").display(),
+    );
+    std::fs::write(root.join("config"), config).unwrap();
+    std::fs::write(root.join("zones/bench.test"), format!("{ZONE}s1 30 DYNA multifo!r1\n")).unwrap();
+    let child = Command::new("gdnsd")
+        .args(["-c"])
+        .arg(&root)
+        .args(["-f", "start"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gdnsd (Debian package gdnsd)");
+    wait_until("gdnsd answers", || ask(SocketAddr::from(([127, 0, 0, 1], dns)), "s1.bench.test.").is_some());
+    child
 }
 
 /// Instructions per query of the UDP worker thread, with and without the probes.

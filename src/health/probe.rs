@@ -45,7 +45,9 @@ impl Probe {
     /// Runs the probe once.
     pub async fn run(&self) -> Outcome {
         let start = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, self.attempt()).await {
+        // boxed: the probe's future (connection, TLS, request) is large, and each key's task
+        // would carry its size while it sleeps between probes
+        let result = match tokio::time::timeout(self.timeout, Box::pin(self.attempt())).await {
             Ok(result) => result,
             Err(_) => Err("timeout".to_string()),
         };
