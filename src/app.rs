@@ -42,6 +42,8 @@ impl App {
         let view = Arc::new(ArcSwap::from_pointee(View::empty(loaded.geo.clone())));
         let descriptors = crate::health::raise_file_limit();
         let (owner, handle) = Owner::new(loaded, store, metrics.clone(), view.clone(), heartbeat.clone(), descriptors);
+        // what reading the config and the zones freed goes back to the system
+        crate::sys::trim_heap_soon();
         Ok(App { config, view, metrics, owner, handle, heartbeat, exit_on_hang: false })
     }
 

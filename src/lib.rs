@@ -23,6 +23,7 @@
 //! | [`app`] | wiring: make the counters, start the tasks, serve, reload, stop |
 //! | [`api`] | the API's JSON types, shared with the CLI |
 //! | [`supervise`] | crash-only: named tasks, the panic hook, contained queries, the owner's heartbeat |
+//! | [`sys`] | the system calls safe crates do not cover (batched UDP, heap trimming): the one module with `unsafe` |
 //! | [`cli`] | the `steerdns` command line |
 //! | [`fuzzing`] | the fuzz harnesses (queries over UDP and TCP, zone files, configs, API bodies), shared by `fuzz/` and `cargo test` |
 //!
@@ -73,6 +74,7 @@ pub mod state;
 pub mod steer;
 pub mod store;
 pub mod supervise;
+pub mod sys;
 pub mod tls;
 pub mod view;
 pub mod zone;

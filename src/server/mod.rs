@@ -1,7 +1,6 @@
 //! Sockets: binding the listen addresses, and steerdns's own UDP and TCP loops, which
 //! both answer through [`respond`].
 
-mod mmsg;
 mod tcp;
 mod udp;
 

@@ -5,10 +5,10 @@
 //! address each reply is sent from the address its query was sent to (IP_PKTINFO /
 //! IPV6_RECVPKTINFO).
 
-use super::mmsg::Batch;
 use crate::dns::{self, Transport};
 use crate::metrics::Metrics;
 use crate::rrl::Verdict;
+use crate::sys::mmsg::Batch;
 use crate::view::View;
 use arc_swap::ArcSwap;
 use nix::sys::socket::{setsockopt, sockopt};
@@ -51,6 +51,10 @@ pub fn serve_udp(
         // the token takes a lock: look at it when idle, and every SHUTDOWN_CHECK batches
         loop {
             let idle = !worker.round(&socket, &mut view, &metrics);
+            if idle {
+                // let go of a View swapped out meanwhile, so a reload's old one is freed
+                view.load();
+            }
             rounds = rounds.wrapping_add(1);
             if (idle || rounds.is_multiple_of(SHUTDOWN_CHECK)) && shutdown.is_cancelled() {
                 break;

@@ -103,6 +103,7 @@ impl StateHandle {
     fn reloaded(&self, result: Result<(), ReloadError>, tokens: AdminSettings) -> Result<(), ReloadError> {
         if result.is_ok() {
             self.tokens.store(Arc::new(tokens));
+            crate::sys::trim_heap_soon();
         }
         result
     }

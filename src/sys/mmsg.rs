@@ -1,10 +1,8 @@
-//! recvmmsg and sendmmsg over headers, addresses and buffers set up once: the one
-//! module with unsafe code (STYLE 11). Measured with callgrind on bench/fastpath.toml,
+//! recvmmsg and sendmmsg over headers, addresses and buffers set up once. Measured
+//! with callgrind on bench/fastpath.toml,
 //! nix's safe wrappers cost about 1,300 instructions per query at low rates, more
 //! than answering it: they rebuild every slice and header of the batch per call and
 //! copy each address three times. Here a call sets up only the headers it uses.
-#![allow(unsafe_code)]
-
 use nix::libc;
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -55,14 +53,14 @@ impl Batch {
         batch
     }
 
-    pub fn len(&self) -> usize {
+    fn size(&self) -> usize {
         self.buffers.len()
     }
 
     /// Receives up to `want` datagrams, waiting for the first (up to the socket's read
     /// timeout); how many came. With `pktinfo`, each one's destination address is kept.
     pub fn receive(&mut self, fd: RawFd, want: usize, pktinfo: bool) -> io::Result<usize> {
-        let want = want.min(self.len());
+        let want = want.min(self.size());
         // the kernel rewrites the lengths: only they are set again
         for header in &mut self.headers[..want] {
             header.msg_len = 0;
@@ -124,7 +122,7 @@ impl Batch {
         source: Option<IpAddr>,
     ) -> io::Result<usize> {
         let mut n = 0;
-        for (i, (reply, to)) in replies.into_iter().take(self.len()).enumerate() {
+        for (i, (reply, to)) in replies.into_iter().take(self.size()).enumerate() {
             n = i + 1;
             self.iovecs[i] = libc::iovec { iov_base: reply.as_ptr().cast_mut().cast(), iov_len: reply.len() };
             let namelen = write_socket_addr(&mut self.names[i], to);
