@@ -37,7 +37,7 @@ impl<V> NameTable<V> {
     /// The value of the name whose wire form (any letter case) is `wire`, with
     /// `hash` its [`wire_name_hash`].
     pub fn get_wire(&self, wire: &[u8], hash: u64) -> Option<&V> {
-        self.table.find(hash, |(k, _)| k.eq_ignore_ascii_case(wire)).map(|(_, v)| v)
+        self.table.find(hash, |(k, _)| same_name(k, wire)).map(|(_, v)| v)
     }
 
     pub fn len(&self) -> usize {
@@ -65,6 +65,19 @@ pub fn wire_name_hash(wire: &[u8]) -> u64 {
     last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
     hasher.write_u64(lower(u64::from_le_bytes(last)));
     hasher.finish()
+}
+
+/// Whether `key` (lower-cased) is `wire` in any letter case; eight bytes at a time.
+fn same_name(key: &[u8], wire: &[u8]) -> bool {
+    if key.len() != wire.len() {
+        return false;
+    }
+    let (mut keys, mut wires) = (key.chunks_exact(8), wire.chunks_exact(8));
+    let word = |chunk: &[u8]| u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+    if (&mut keys).zip(&mut wires).any(|(k, w)| word(k) != lower(word(w))) {
+        return false;
+    }
+    keys.remainder().iter().zip(wires.remainder()).all(|(k, w)| *k == w.to_ascii_lowercase())
 }
 
 /// ASCII A–Z to a–z in each byte of a word, other bytes as they are.
@@ -151,6 +164,10 @@ mod tests {
         assert_eq!(table.get(&Name::from_ascii("www.EXAMPLE.").unwrap()), Some(&2));
         let other = b"\x03wwx\x07example\x00";
         assert_eq!(table.get_wire(other, wire_name_hash(other)), None);
+        // a difference past the first eight bytes, and in the last few, is seen too
+        for other in [&b"\x03wxw\x07example\x00"[..], b"\x03www\x07exampld\x00", b"\x03www\x07exam\x00"] {
+            assert!(!same_name(NameKey::of(&Name::from_ascii("www.example.").unwrap()).as_bytes(), other));
+        }
         assert_eq!(NameKey::of(&Name::root()).as_bytes(), b"\x00");
     }
 
