@@ -13,8 +13,9 @@ pub struct Full;
 
 pub const CLASS_IN: u16 = 1;
 
-/// Label starts remembered as compression targets; names past these are written whole.
-const MAX_TARGETS: usize = 128;
+/// Label starts remembered as compression targets; names past these are written whole
+/// (64 is what hickory's encoder kept; zeroing more costs every reply).
+const MAX_TARGETS: usize = 64;
 
 /// The OPT record of a response.
 #[derive(Debug, Default)]
