@@ -132,19 +132,23 @@ impl HttpProbe {
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("request: {e}"))?;
         let too_many = Arc::new(Notify::new());
-        let seen = AtomicUsize::new(0);
-        let alarm = too_many.clone();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let (alarm, counter) = (too_many.clone(), seen.clone());
         hyper::ext::on_informational(&mut request, move |_| {
-            if seen.fetch_add(1, Ordering::Relaxed) + 1 > MAX_INFORMATIONAL {
+            if counter.fetch_add(1, Ordering::Relaxed) + 1 > MAX_INFORMATIONAL {
                 alarm.notify_one();
             }
         });
+        let too_many_error = || Err(format!("more than {MAX_INFORMATIONAL} informational responses"));
         let response = tokio::select! {
+            biased;
+            () = too_many.notified() => return too_many_error(),
             response = sender.send_request(request) => response.map_err(|e| hyper_reason(&e))?,
-            () = too_many.notified() => {
-                return Err(format!("more than {MAX_INFORMATIONAL} informational responses"));
-            }
         };
+        // the final response may come in the same read as the fifth 1xx: count them
+        if seen.load(Ordering::Relaxed) > MAX_INFORMATIONAL {
+            return too_many_error();
+        }
         let status = response.status().as_u16();
         if !self.expect_status.contains(&status) {
             return Err(format!("status {status}"));
