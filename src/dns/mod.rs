@@ -51,8 +51,10 @@ pub struct Answered {
 enum Imputed<'v> {
     /// The query's name.
     Qname,
-    /// A wildcard's owner, a zone, a cut.
+    /// A zone.
     Name(&'v hickory_proto::rr::Name),
+    /// A wildcard's owner, a cut: the zone index's key (lower-cased wire form).
+    Key(&'v [u8]),
     /// No name: a reply outside every zone.
     Root,
 }
@@ -197,6 +199,7 @@ fn rrl_key_of(
     let name = match written.imputed {
         Imputed::Qname => rrl::wire_name_hash(wire::question_name(bytes)),
         Imputed::Name(name) => rrl::name_hash(name.iter()),
+        Imputed::Key(key) => rrl::wire_name_hash(key),
         Imputed::Root => rrl::wire_name_hash(&[0]),
     };
     let kind = written.kind;

@@ -8,8 +8,8 @@ use super::{Imputed, Rcode, Reply};
 use crate::rrl::Kind;
 use crate::steer::{self, Client, Family};
 use crate::view::{ServiceView, View};
-use crate::zone::{Lookup, RRset, Zone};
-use hickory_proto::rr::{Name, RData, RecordType};
+use crate::zone::{Lookup, RRset, WireRecord, Zone};
+use hickory_proto::rr::{Name, RecordType};
 
 /// At most this many CNAME steps are followed.
 const MAX_CHAIN: usize = 8;
@@ -55,27 +55,24 @@ pub(super) fn resolve<'v>(
             break computed(service, owner, qtype, client, &view.geo, writer, &mut reply, trace);
         }
         match zone.lookup(&name, qtype) {
-            Lookup::Records { rrset, wildcard } => {
+            Lookup::Records { rrset, owner: key, wildcard } => {
                 trace.step(Step::Records { name: &name, rtype: rrset.rtype, wildcard });
                 if wildcard && seen.is_empty() {
-                    rrl.1 = Imputed::Name(&rrset.records[0].name);
+                    rrl.1 = Imputed::Key(key);
                 }
                 break write_rrset(writer, Section::Answer, owner, rrset);
             }
-            Lookup::Cname { record, .. } => {
-                if let RData::CNAME(target) = &record.data {
-                    trace.step(Step::Cname { name: &name, target: &target.0 });
-                }
-                if writer.record(Section::Answer, owner, record.ttl, record).is_err() {
+            Lookup::Cname { record, target, .. } => {
+                trace.step(Step::Cname { name: &name, target: &target });
+                if writer.record(Section::Answer, owner, record.ttl, &record).is_err() {
                     break End::Truncated;
                 }
-                let RData::CNAME(target) = &record.data else { unreachable!("a CNAME lookup") };
                 seen.push(name);
-                let stop = seen.len() >= MAX_CHAIN || seen.contains(&target.0) || !zone.origin().zone_of(&target.0);
-                if stop || zone.cut_above(&target.0).is_some() {
+                let stop = seen.len() >= MAX_CHAIN || seen.contains(&target) || !zone.origin().zone_of(&target);
+                if stop || zone.cut_above(&target).is_some() {
                     break End::Answered;
                 }
-                name = target.0.clone();
+                name = target;
             }
             Lookup::NoData => {
                 trace.step(Step::NoData { name: &name, rtype: qtype });
@@ -85,11 +82,11 @@ pub(super) fn resolve<'v>(
                 trace.step(Step::NxDomain(&name));
                 break negative(view, &name, Rcode::NxDomain);
             }
-            Lookup::Referral { ns, glue, required } => {
-                trace.step(Step::Referral { name: &name, cut: &ns.records[0].name });
+            Lookup::Referral { cut, cut_key, ns, glue, required } => {
+                trace.step(Step::Referral { name: &name, cut: &cut });
                 reply.aa = false;
-                rrl = (Kind::Referral, Imputed::Name(&ns.records[0].name));
-                break referral(writer, ns, &glue, required);
+                rrl = (Kind::Referral, Imputed::Key(cut_key));
+                break referral(writer, &cut, ns, &glue, required);
             }
         }
     };
@@ -167,15 +164,15 @@ fn negative(view: &View, name: &Name, rcode: Rcode) -> End {
 
 fn write_soa(writer: &mut Writer, zone: &Zone, ttl_cap: u32, reply: &mut Reply) {
     let soa = zone.negative_soa();
-    if writer.record(Section::Authority, Owner::Name(zone.origin()), soa.ttl.min(ttl_cap), soa).is_err() {
+    if writer.record(Section::Authority, Owner::Name(zone.origin()), soa.ttl.min(ttl_cap), &soa).is_err() {
         writer.clear_records();
         reply.tc = true;
     }
 }
 
-fn write_rrset(writer: &mut Writer, section: Section, owner: Owner, rrset: &RRset) -> End {
-    for record in &rrset.records {
-        if writer.record(section, owner, record.ttl, record).is_err() {
+fn write_rrset(writer: &mut Writer, section: Section, owner: Owner, rrset: RRset) -> End {
+    for record in rrset.records() {
+        if writer.record(section, owner, record.ttl, &record).is_err() {
             return End::Truncated;
         }
     }
@@ -185,12 +182,12 @@ fn write_rrset(writer: &mut Writer, section: Section, owner: Owner, rrset: &RRse
 /// NS in the authority section, glue in the additional section (RFC 9471): TC=1 when
 /// the NS or the in-domain glue (the first `required`) does not fit; sibling glue goes
 /// in as far as it fits.
-fn referral(writer: &mut Writer, ns: &RRset, glue: &[&hickory_proto::rr::Record], required: usize) -> End {
-    if let End::Truncated = write_rrset(writer, Section::Authority, Owner::Name(&ns.records[0].name), ns) {
+fn referral(writer: &mut Writer, cut: &Name, ns: RRset, glue: &[(Name, WireRecord)], required: usize) -> End {
+    if let End::Truncated = write_rrset(writer, Section::Authority, Owner::Name(cut), ns) {
         return End::Truncated;
     }
-    for (i, record) in glue.iter().enumerate() {
-        if writer.record(Section::Additional, Owner::Name(&record.name), record.ttl, record).is_err() {
+    for (i, (owner, record)) in glue.iter().enumerate() {
+        if writer.record(Section::Additional, Owner::Name(owner), record.ttl, record).is_err() {
             return if i < required { End::Truncated } else { End::Answered };
         }
     }

@@ -2,9 +2,9 @@
 //! names compressed in every section (RFC 1035 §4.1.4), rolling back any record that
 //! does not fit the size limit.
 
+use crate::zone::{WireRecord, wire_name_len};
+use hickory_proto::rr::Name;
 use hickory_proto::rr::rdata::opt::ClientSubnet;
-use hickory_proto::rr::{Name, RData, Record};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use std::net::IpAddr;
 
 /// The record did not fit in the size limit (and was not written).
@@ -155,13 +155,14 @@ impl<'b> Writer<'b> {
     }
 
     /// Writes `record` with `owner` as its owner name (the query name for answers at
-    /// it and for wildcard synthesis) and `ttl`.
-    pub fn record(&mut self, section: Section, owner: Owner, ttl: u32, record: &Record) -> Result<(), Full> {
+    /// it and for wildcard synthesis) and `ttl`, compressing the names in its RDATA
+    /// where RFC 1035 allows it.
+    pub fn record(&mut self, section: Section, owner: Owner, ttl: u32, record: &WireRecord) -> Result<(), Full> {
         self.write(section, |w| {
             w.owner(owner);
-            w.fixed(record.record_type().into(), record.dns_class.into(), ttl);
+            w.fixed(record.rtype, record.class, ttl);
             let start = w.buf.len();
-            w.rdata(&record.data)?;
+            w.rdata(record.rtype, record.rdata);
             let len = (w.buf.len() - start) as u16;
             w.buf[start - 2..start].copy_from_slice(&len.to_be_bytes());
             Ok(())
@@ -257,42 +258,55 @@ impl<'b> Writer<'b> {
 
     /// RDATA, with the names of the types RFC 3597 §4 lets us compress compressed;
     /// every other type as hickory writes it, its names whole.
-    fn rdata(&mut self, data: &RData) -> Result<(), Full> {
-        match data {
-            RData::NS(n) => self.name(&n.0),
-            RData::CNAME(n) => self.name(&n.0),
-            RData::PTR(n) => self.name(&n.0),
-            RData::MX(mx) => {
-                self.buf.extend_from_slice(&mx.preference.to_be_bytes());
-                self.name(&mx.exchange);
-            }
-            RData::SOA(soa) => {
-                self.name(&soa.mname);
-                self.name(&soa.rname);
-                for field in [soa.serial, soa.refresh as u32, soa.retry as u32, soa.expire as u32, soa.minimum] {
-                    self.buf.extend_from_slice(&field.to_be_bytes());
-                }
-            }
-            other => {
-                let at = self.buf.len() as u32;
-                let mut enc = BinEncoder::with_offset(self.buf, at);
-                enc.set_name_encoding(NameEncoding::Uncompressed);
-                other.emit(&mut enc).map_err(|_| Full)?;
-            }
+    /// RDATA whose names (uncompressed, as the zone index holds them) are compressed in
+    /// the types of RFC 1035 only (RFC 3597 §4): NS, CNAME, PTR, MX, SOA.
+    fn rdata(&mut self, rtype: u16, rdata: &[u8]) {
+        let names = match rtype {
+            2 | 5 | 12 => 0..1,
+            15 => 2..3,
+            6 => 0..2,
+            _ => 0..0,
+        };
+        let mut at = 0;
+        if names.start > 0 {
+            self.buf.extend_from_slice(&rdata[..names.start.min(rdata.len())]);
+            at = names.start;
         }
-        Ok(())
+        for _ in names {
+            let Some(len) = rdata.get(at..).and_then(wire_name_len) else { break };
+            self.wire_name(&rdata[at..at + len]);
+            at += len;
+        }
+        self.buf.extend_from_slice(rdata.get(at..).unwrap_or_default());
+    }
+
+    /// Writes the uncompressed name `wire`, pointing at the longest suffix already in the
+    /// message.
+    fn wire_name(&mut self, wire: &[u8]) {
+        let mut labels: [&[u8]; 128] = [&[]; 128];
+        let mut n = 0;
+        let mut at = 0;
+        while let Some(&len) = wire.get(at).filter(|&&l| l > 0) {
+            labels[n] = &wire[at + 1..at + 1 + usize::from(len)];
+            n += 1;
+            at += 1 + usize::from(len);
+        }
+        self.labels_compressed(&labels[..n]);
     }
 
     /// Writes `name`, pointing at the longest suffix already in the message.
     fn name(&mut self, name: &Name) {
-        self.question_targets();
         let mut labels: [&[u8]; 128] = [&[]; 128];
         let mut n = 0;
         for label in name.iter() {
             labels[n] = label;
             n += 1;
         }
-        let labels = &labels[..n];
+        self.labels_compressed(&labels[..n]);
+    }
+
+    fn labels_compressed(&mut self, labels: &[&[u8]]) {
+        self.question_targets();
         for i in 0..labels.len() {
             if let Some(to) = self.find(&labels[i..]) {
                 self.labels(&labels[..i]);
@@ -435,6 +449,17 @@ mod tests {
     use super::*;
     use hickory_proto::op::Message;
     use hickory_proto::rr::rdata::{A, MX, NS, SOA};
+    use hickory_proto::rr::{RData, Record};
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+
+    /// Writes a hickory record as the zone index holds it: RDATA names uncompressed.
+    fn record(w: &mut Writer, section: Section, owner: Owner, ttl: u32, record: &Record) -> Result<(), Full> {
+        let mut rdata = Vec::new();
+        let mut encoder = BinEncoder::new(&mut rdata);
+        encoder.set_name_encoding(NameEncoding::Uncompressed);
+        record.data.emit(&mut encoder).unwrap();
+        w.record(section, owner, ttl, &WireRecord { rtype: record.record_type().into(), class: 1, ttl, rdata: &rdata })
+    }
 
     fn name(text: &str) -> Name {
         Name::from_ascii(text).unwrap()
@@ -451,7 +476,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut w = writer(&mut buf, 512);
         let ns = Record::from_rdata(name("LB.Example."), 60, RData::NS(NS(name("ns1.lb.example."))));
-        w.record(Section::Authority, Owner::Name(&name("LB.Example.")), 60, &ns).unwrap();
+        record(&mut w, Section::Authority, Owner::Name(&name("LB.Example.")), 60, &ns).unwrap();
         w.finish(7, 0x8400, None);
         let record = &buf[12 + QUESTION.len() + 4..];
         // owner: a pointer to "lb" in the question (offset 12 + 4)
@@ -472,8 +497,8 @@ mod tests {
             Record::from_rdata(name("mail.other.example."), 60, RData::A(A::new(127, 0, 0, 1))),
         ];
         let sections = [Section::Answer, Section::Authority, Section::Additional];
-        for (record, section) in records.iter().zip(sections) {
-            w.record(section, Owner::Name(&record.name), record.ttl, record).unwrap();
+        for (r, section) in records.iter().zip(sections) {
+            record(&mut w, section, Owner::Name(&r.name), r.ttl, r).unwrap();
         }
         w.finish(7, 0x8400, None);
         let message = Message::from_vec(&buf).unwrap();
@@ -490,9 +515,9 @@ mod tests {
         let long = name("a-rather-long-label-that-does-not-fit.other.example.");
         let mut w = writer(&mut buf, 12 + QUESTION.len() + 4 + 20);
         let ns = Record::from_rdata(name("lb.example."), 60, RData::NS(NS(long.clone())));
-        assert!(w.record(Section::Authority, Owner::Question, 60, &ns).is_err());
+        assert!(record(&mut w, Section::Authority, Owner::Question, 60, &ns).is_err());
         let short = Record::from_rdata(name("lb.example."), 60, RData::NS(NS(name("other.example."))));
-        w.record(Section::Authority, Owner::Question, 60, &short).unwrap();
+        record(&mut w, Section::Authority, Owner::Question, 60, &short).unwrap();
         w.finish(7, 0x8400, None);
         let message = Message::from_vec(&buf).unwrap();
         assert_eq!(message.authorities.len(), 1);

@@ -1,133 +1,208 @@
-//! The zone index: records by owner name, the names that exist, and the zone cuts.
+//! The zone index: per owner name, one block holding its RRsets in wire form; the
+//! names that exist without records; the zone cuts. Every table is keyed by the name's
+//! lower-cased wire form ([`NameTable`]).
+//!
+//! A node's block is a flags byte, then per RRset (in type order) its type, record
+//! count and length (two bytes each), then its records as they go into an answer at
+//! the query's name: a pointer to the question's name, type, class, TTL, RDLENGTH and
+//! RDATA, the names in RDATA uncompressed. The fast path copies an RRset whole; the
+//! general path reads the records and compresses the names.
 
-use hickory_proto::rr::{Name, RData, Record, RecordType};
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use super::ZoneError;
+use super::key::{NameKey, NameTable};
+use super::text::Entry;
+use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::serialize::binary::BinDecodable;
+use std::path::Path;
 
-/// The records of one owner name and type.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RRset {
+/// The node's name gets its records whole from this zone: above every cut, without a
+/// CNAME, in no deeper zone.
+pub(super) const ANSWERABLE: u8 = 1;
+
+/// An RRset of one owner name and type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RRset<'z> {
     pub rtype: RecordType,
-    pub records: Vec<Record>,
+    count: u16,
+    wire: &'z [u8],
+}
+
+/// One record of an RRset: the RDATA's names uncompressed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WireRecord<'z> {
+    pub rtype: u16,
+    pub class: u16,
+    pub ttl: u32,
+    pub rdata: &'z [u8],
+}
+
+impl<'z> RRset<'z> {
+    pub fn len(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The records as they go into an answer at the query's name, and their count.
+    pub fn precompiled(&self) -> (u16, &'z [u8]) {
+        (self.count, self.wire)
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = WireRecord<'z>> + use<'z> {
+        let mut rest = self.wire;
+        std::iter::from_fn(move || {
+            let [_, _, t0, t1, c0, c1, l0, l1, l2, l3, r0, r1, tail @ ..] = rest else { return None };
+            let (rdata, next) = tail.split_at(usize::from(u16::from_be_bytes([*r0, *r1])).min(tail.len()));
+            rest = next;
+            Some(WireRecord {
+                rtype: u16::from_be_bytes([*t0, *t1]),
+                class: u16::from_be_bytes([*c0, *c1]),
+                ttl: u32::from_be_bytes([*l0, *l1, *l2, *l3]),
+                rdata,
+            })
+        })
+    }
+
+    pub fn first(&self) -> Option<WireRecord<'z>> {
+        self.records().next()
+    }
+}
+
+impl WireRecord<'_> {
+    /// The name at the start of the RDATA (NS, CNAME, PTR).
+    pub fn name(&self) -> Option<Name> {
+        Name::from_bytes(self.rdata).ok()
+    }
+}
+
+/// The RRsets of a node block: raw type, count, records.
+fn entries(node: &[u8]) -> impl Iterator<Item = (u16, u16, &[u8])> {
+    let mut rest = node.get(1..).unwrap_or_default();
+    std::iter::from_fn(move || {
+        let [t0, t1, c0, c1, l0, l1, tail @ ..] = rest else { return None };
+        let (wire, next) = tail.split_at(usize::from(u16::from_be_bytes([*l0, *l1])).min(tail.len()));
+        rest = next;
+        Some((u16::from_be_bytes([*t0, *t1]), u16::from_be_bytes([*c0, *c1]), wire))
+    })
+}
+
+fn sets(node: &[u8]) -> impl Iterator<Item = RRset<'_>> {
+    entries(node).map(|(rtype, count, wire)| RRset { rtype: RecordType::from(rtype), count, wire })
+}
+
+/// The records of `rtype` at a node, as precompiled; for the fast path, which reads
+/// only nodes flagged [`ANSWERABLE`].
+pub(super) fn precompiled(node: &[u8], rtype: u16) -> Option<(u16, &[u8])> {
+    if node.first()? & ANSWERABLE == 0 {
+        return None;
+    }
+    entries(node).find(|e| e.0 == rtype).map(|(_, count, wire)| (count, wire))
 }
 
 /// One static zone.
 #[derive(Debug)]
 pub struct Zone {
     origin: Name,
-    /// The SOA with its TTL lowered to MINIMUM, ready for negative answers (RFC 2308).
-    negative_soa: Record,
-    /// Owner name → its RRsets (small: a name rarely has more than a few types).
-    nodes: HashMap<Name, Vec<RRset>>,
+    /// The SOA's TTL lowered to MINIMUM, for negative answers (RFC 2308), and its RDATA.
+    negative_soa: (u32, Box<[u8]>),
+    /// Owner name → its block.
+    nodes: NameTable<Box<[u8]>>,
     /// Names that exist without owning records: services and the ancestors of owners
-    /// and services up to the origin (empty non-terminals); owners are `nodes`.
-    existing: HashSet<Name>,
+    /// and services up to the origin (empty non-terminals).
+    existing: NameTable<()>,
     /// Delegation points: names below the origin that own NS records.
-    cuts: HashSet<Name>,
-}
-
-/// Adds `name` and its ancestors up to `origin` to `existing`, but for those that own
-/// records; stops at one already there (its ancestors are too).
-fn mark(nodes: &HashMap<Name, Vec<RRset>>, existing: &mut HashSet<Name>, origin: &Name, name: &Name) {
-    let mut n = name.clone();
-    while n.num_labels() >= origin.num_labels() {
-        if !nodes.contains_key(&n) && !existing.insert(n.clone()) {
-            break;
-        }
-        n = n.base_name();
-    }
+    cuts: NameTable<()>,
 }
 
 /// What the zone says about one name and type.
 #[derive(Debug, PartialEq)]
 pub enum Lookup<'z> {
     /// Records of the asked type (for ANY: the one RRset chosen, RFC 8482);
-    /// `wildcard` when synthesised, so the owner must be rewritten to the query name.
+    /// `wildcard` when synthesised, so the owner must be rewritten to the query name;
+    /// `owner` is the owning node's name (lower-cased, wire form).
     Records {
-        rrset: &'z RRset,
+        rrset: RRset<'z>,
+        owner: &'z [u8],
         wildcard: bool,
     },
-    /// The name owns a CNAME and another type was asked.
+    /// The name owns a CNAME (to `target`) and another type was asked.
     Cname {
-        record: &'z Record,
+        record: WireRecord<'z>,
+        target: Name,
         wildcard: bool,
     },
     /// The name exists without the type (RFC 8020), or is a service (the caller answers).
     NoData,
     NxDomain,
-    /// The name is at or below a zone cut: its NS, and the glue this zone holds for
-    /// them, in-domain glue (names below the cut) first, then sibling glue (other
-    /// names of this zone); RFC 9471 makes only the first `required` a must.
+    /// The name is at or below the zone cut `cut` (`cut_key` its stored wire form): its
+    /// NS, and the glue this zone holds for them, in-domain glue (names below the cut)
+    /// first, then sibling glue (other names of this zone); RFC 9471 makes only the
+    /// first `required` a must.
     Referral {
-        ns: &'z RRset,
-        glue: Vec<&'z Record>,
+        cut: Name,
+        cut_key: &'z [u8],
+        ns: RRset<'z>,
+        glue: Vec<(Name, WireRecord<'z>)>,
         required: usize,
     },
 }
 
 impl Zone {
-    /// Builds the index. `records` must hold an SOA and NS at the origin (checked by load).
-    pub(crate) fn new(origin: Name, records: Vec<Record>, services: &[Name]) -> Self {
-        let mut nodes: HashMap<Name, Vec<RRset>> = HashMap::default();
-        for record in records {
-            let sets = nodes.entry(record.name.clone()).or_default();
-            match sets.iter_mut().find(|s| s.rtype == record.record_type()) {
-                Some(set) => set.records.push(record),
-                None => sets.push(RRset { rtype: record.record_type(), records: vec![record] }),
-            }
-        }
-        let soa = nodes[&origin].iter().find(|s| s.rtype == RecordType::SOA).expect("checked by load");
-        let mut negative_soa = soa.records[0].clone();
-        if let RData::SOA(s) = &negative_soa.data {
-            negative_soa.ttl = negative_soa.ttl.min(s.minimum);
-        }
-        let cuts = nodes
-            .iter()
-            .filter(|(name, sets)| **name != origin && sets.iter().any(|s| s.rtype == RecordType::NS))
-            .map(|(name, _)| name.clone())
-            .collect();
-        let mut existing = HashSet::default();
-        for name in nodes.keys() {
-            mark(&nodes, &mut existing, &origin, name);
-        }
-        let mut zone = Zone { origin, negative_soa, nodes, existing, cuts };
-        zone.add_names(services);
-        zone
-    }
-
-    /// Marks `names` (services of this zone) and their ancestors as existing, so that
-    /// a query for another type gets NODATA, not NXDOMAIN.
-    pub(crate) fn add_names(&mut self, names: &[Name]) {
-        for name in names {
-            mark(&self.nodes, &mut self.existing, &self.origin, name);
-        }
-    }
-
-    /// Whether `name` exists: it owns records, is a service, or has either below it.
-    fn exists(&self, name: &Name) -> bool {
-        self.nodes.contains_key(name) || self.existing.contains(name)
-    }
-
-    /// The names whose records a query at them gets as they are: above every cut,
-    /// without a CNAME.
-    pub(super) fn answerable(&self) -> impl Iterator<Item = (&Name, &[RRset])> {
-        self.nodes
-            .iter()
-            .filter(|(name, sets)| !sets.iter().any(|s| s.rtype == RecordType::CNAME) && self.cut_above(name).is_none())
-            .map(|(name, sets)| (name, sets.as_slice()))
-    }
-
     pub fn origin(&self) -> &Name {
         &self.origin
     }
 
     /// The SOA for negative answers, its TTL already min(SOA TTL, MINIMUM).
-    pub fn negative_soa(&self) -> &Record {
-        &self.negative_soa
+    pub fn negative_soa(&self) -> WireRecord<'_> {
+        let (ttl, rdata) = &self.negative_soa;
+        WireRecord { rtype: RecordType::SOA.into(), class: 1, ttl: *ttl, rdata }
     }
 
     /// All records at `name` of `rtype`, regardless of cuts (for glue and checks).
-    pub fn rrset(&self, name: &Name, rtype: RecordType) -> Option<&RRset> {
-        self.nodes.get(name)?.iter().find(|s| s.rtype == rtype)
+    pub fn rrset(&self, name: &Name, rtype: RecordType) -> Option<RRset<'_>> {
+        sets(self.nodes.get(name)?).find(|s| s.rtype == rtype)
+    }
+
+    /// Every record with its owner (lower-cased wire form), in no order.
+    #[cfg(test)]
+    pub(super) fn all_records(&self) -> Vec<(&[u8], WireRecord<'_>)> {
+        self.nodes
+            .iter()
+            .flat_map(|(key, node)| sets(node).flat_map(move |s| s.records().map(move |r| (key, r))))
+            .collect()
+    }
+
+    pub(super) fn nodes(&self) -> &NameTable<Box<[u8]>> {
+        &self.nodes
+    }
+
+    /// Sets each node's [`ANSWERABLE`] flag; `deeper` are the origins (lower-cased wire
+    /// form) of the other zones below this one.
+    pub(super) fn flag_answerable(&mut self, deeper: &[Box<[u8]>]) {
+        let cname = u16::from(RecordType::CNAME);
+        let (cuts, origin_len) = (&self.cuts, NameKey::of(&self.origin).as_bytes().len());
+        for (key, node) in self.nodes.iter_mut() {
+            let whole = !entries(node).any(|e| e.0 == cname)
+                && cut_in(cuts, key, origin_len).is_none()
+                && !deeper.iter().any(|d| suffixes(key).any(|s| s == &**d));
+            node[0] = if whole { ANSWERABLE } else { 0 };
+        }
+    }
+
+    /// Marks `names` (services of this zone) and their ancestors as existing, so that
+    /// a query for another type gets NODATA, not NXDOMAIN.
+    pub(crate) fn add_names(&mut self, names: &[Name]) {
+        let origin_len = NameKey::of(&self.origin).as_bytes().len();
+        for name in names {
+            mark(&self.nodes, &mut self.existing, NameKey::of(name).as_bytes(), origin_len);
+        }
+    }
+
+    /// Whether `name` exists: it owns records, is a service, or has either below it.
+    fn exists(&self, name: &Name) -> bool {
+        self.nodes.get(name).is_some() || self.existing.get(name).is_some()
     }
 
     /// The zone cut at or above `name`, if any: a name strictly between the origin and
@@ -136,8 +211,10 @@ impl Zone {
         if self.cuts.is_empty() {
             return None;
         }
-        let top = self.origin.num_labels() + 1;
-        (top..=name.num_labels()).map(|n| name.trim_to(n as usize)).find(|n| self.cuts.contains(n))
+        let key = NameKey::of(name);
+        let at = cut_in(&self.cuts, key.as_bytes(), NameKey::of(&self.origin).as_bytes().len())?;
+        // the cut's labels, its root label not counted
+        Some(name.trim_to(suffixes(&key.as_bytes()[at..]).count() - 1))
     }
 
     /// Looks `name` (inside this zone) up for `rtype`, following SPEC §5.1.
@@ -145,20 +222,26 @@ impl Zone {
         if let Some(cut) = self.cut_above(name) {
             // DS at the cut itself is answered from the parent side (this zone)
             if !(rtype == RecordType::DS && cut == *name) {
-                return self.referral(&cut);
+                return self.referral(cut);
             }
-            return match self.rrset(name, RecordType::DS) {
-                Some(rrset) => Lookup::Records { rrset, wildcard: false },
+            return match self.node(name).and_then(|(owner, node)| Some((owner, sets(node).find(|s| s.rtype == rtype)?)))
+            {
+                Some((owner, rrset)) => Lookup::Records { rrset, owner, wildcard: false },
                 None => Lookup::NoData,
             };
         }
-        if let Some(sets) = self.nodes.get(name) {
-            return Self::select(sets, rtype, false);
+        if let Some((owner, node)) = self.node(name) {
+            return Self::select(owner, node, rtype, false);
         }
-        if self.existing.contains(name) {
+        if self.existing.get(name).is_some() {
             return Lookup::NoData;
         }
         self.wildcard(name, rtype)
+    }
+
+    fn node(&self, name: &Name) -> Option<(&[u8], &[u8])> {
+        let key = NameKey::of(name);
+        self.nodes.key_value_wire(key.as_bytes()).map(|(k, v)| (k, &**v))
     }
 
     /// RFC 4592: only the closest encloser's `*` child synthesises.
@@ -171,51 +254,262 @@ impl Zone {
             encloser = encloser.base_name();
         }
         let Ok(star) = encloser.prepend_label("*") else { return Lookup::NxDomain };
-        match self.nodes.get(&star) {
-            Some(sets) => Self::select(sets, rtype, true),
+        match self.node(&star) {
+            Some((owner, node)) => Self::select(owner, node, rtype, true),
             None => Lookup::NxDomain,
         }
     }
 
-    fn select(sets: &[RRset], rtype: RecordType, wildcard: bool) -> Lookup<'_> {
-        if let Some(cname) = sets.iter().find(|s| s.rtype == RecordType::CNAME)
-            && rtype != RecordType::CNAME
+    fn select<'z>(owner: &'z [u8], node: &'z [u8], rtype: RecordType, wildcard: bool) -> Lookup<'z> {
+        if rtype != RecordType::CNAME
+            && let Some(cname) = sets(node).find(|s| s.rtype == RecordType::CNAME)
+            && let Some(record) = cname.first()
+            && let Some(target) = record.name()
         {
-            return Lookup::Cname { record: &cname.records[0], wildcard };
+            return Lookup::Cname { record, target, wildcard };
         }
         let found = if rtype == RecordType::ANY {
             // RFC 8482: one RRset, preferring the types a client most likely wants
             [RecordType::A, RecordType::AAAA, RecordType::MX]
                 .iter()
-                .find_map(|t| sets.iter().find(|s| s.rtype == *t))
-                .or_else(|| sets.first())
+                .find_map(|t| sets(node).find(|s| s.rtype == *t))
+                .or_else(|| sets(node).next())
         } else {
-            sets.iter().find(|s| s.rtype == rtype)
+            sets(node).find(|s| s.rtype == rtype)
         };
         match found {
-            Some(rrset) => Lookup::Records { rrset, wildcard },
+            Some(rrset) => Lookup::Records { rrset, owner, wildcard },
             None => Lookup::NoData,
         }
     }
 
-    fn referral(&self, cut: &Name) -> Lookup<'_> {
-        let ns = self.rrset(cut, RecordType::NS).expect("a cut owns NS");
+    fn referral(&self, cut: Name) -> Lookup<'_> {
+        let (cut_key, node) = self.node(&cut).expect("a cut owns NS");
+        let ns = sets(node).find(|s| s.rtype == RecordType::NS).expect("a cut owns NS");
         let (mut glue, mut sibling) = (Vec::new(), Vec::new());
-        for record in &ns.records {
-            let RData::NS(target) = &record.data else { continue };
+        for target in ns.records().filter_map(|r| r.name()) {
             // glue only for names in this zone: below the cut, or siblings
-            if !self.origin.zone_of(&target.0) {
+            if !self.origin.zone_of(&target) {
                 continue;
             }
-            let to = if cut.zone_of(&target.0) { &mut glue } else { &mut sibling };
+            let to = if cut.zone_of(&target) { &mut glue } else { &mut sibling };
             for rtype in [RecordType::A, RecordType::AAAA] {
-                if let Some(set) = self.rrset(&target.0, rtype) {
-                    to.extend(set.records.iter());
+                if let Some(set) = self.rrset(&target, rtype) {
+                    to.extend(set.records().map(|r| (target.clone(), r)));
                 }
             }
         }
         let required = glue.len();
         glue.append(&mut sibling);
-        Lookup::Referral { ns, glue, required }
+        Lookup::Referral { cut, cut_key, ns, glue, required }
     }
+}
+
+/// The start in `key` of the topmost cut at or above it (strictly below the origin,
+/// whose wire form is `origin_len` bytes long).
+fn cut_in(cuts: &NameTable<()>, key: &[u8], origin_len: usize) -> Option<usize> {
+    if cuts.is_empty() {
+        return None;
+    }
+    let mut starts = [0u8; 128];
+    let n = suffixes(key).filter(|s| s.len() > origin_len).fold(0, |n, s| {
+        starts[n] = (key.len() - s.len()) as u8;
+        n + 1
+    });
+    starts[..n].iter().rev().map(|&at| usize::from(at)).find(|&at| cuts.contains_wire(&key[at..]))
+}
+
+/// A name in wire form and each of its ancestors, the root last.
+fn suffixes(wire: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = Some(0usize);
+    std::iter::from_fn(move || {
+        let here = at?;
+        let rest = wire.get(here..)?;
+        let len = usize::from(*rest.first()?);
+        at = (len > 0).then_some(here + 1 + len);
+        Some(rest)
+    })
+}
+
+/// Adds the name `key` and its ancestors down to the origin to `existing`, but for
+/// those that own records; stops at one already there (its ancestors are too).
+fn mark(nodes: &NameTable<Box<[u8]>>, existing: &mut NameTable<()>, key: &[u8], origin_len: usize) {
+    for name in suffixes(key).filter(|s| s.len() >= origin_len) {
+        if !nodes.contains_wire(name) && !existing.insert_new(name, ()) {
+            break;
+        }
+    }
+}
+
+/// Builds a [`Zone`] from the records of its file, as they are read.
+pub(super) struct Builder {
+    origin: Name,
+    /// Every record as read: the offset of its owner's next record ([`NONE`] for the
+    /// last), type, class, TTL, line (4 bytes), RDLENGTH and RDATA. One arena, so that
+    /// a name costs no allocation of its own until its block is built.
+    records: Vec<u8>,
+    /// Per owner: the offsets of its first and last record.
+    owners: NameTable<Option<(u32, u32)>>,
+    cuts: NameTable<()>,
+}
+
+/// The end of an owner's chain of records.
+const NONE: u32 = u32::MAX;
+
+const DNSSEC_TYPES: [RecordType; 5] =
+    [RecordType::DNSKEY, RecordType::RRSIG, RecordType::NSEC, RecordType::NSEC3, RecordType::NSEC3PARAM];
+
+impl Builder {
+    pub fn new(origin: Name) -> Self {
+        Builder { origin, records: Vec::new(), owners: NameTable::default(), cuts: NameTable::default() }
+    }
+
+    /// Takes one record; an error says why it cannot be served.
+    pub fn add(&mut self, entry: &Entry) -> Result<(), String> {
+        if !self.origin.zone_of(entry.owner) {
+            return Err(format!("lies outside the zone {}", self.origin));
+        }
+        if DNSSEC_TYPES.contains(&entry.rtype) {
+            return Err(format!("{} records are not served: steerdns serves unsigned zones", entry.rtype));
+        }
+        let rdlen = u16::try_from(entry.rdata.len()).map_err(|_| "the RDATA is over 65,535 bytes".to_string())?;
+        if entry.rtype == RecordType::NS && *entry.owner != self.origin {
+            self.cuts.insert(entry.owner, ());
+        }
+        let at = u32::try_from(self.records.len()).ok().filter(|&a| a != NONE).ok_or("the zone is over 4 GB")?;
+        let chain = self.owners.get_or_default(entry.owner);
+        match chain {
+            Some((_, last)) => {
+                let last = *last as usize;
+                self.records[last..last + 4].copy_from_slice(&at.to_be_bytes());
+                *chain = chain.map(|(first, _)| (first, at));
+            }
+            None => *chain = Some((at, at)),
+        }
+        let records = &mut self.records;
+        records.extend_from_slice(&NONE.to_be_bytes());
+        records.extend_from_slice(&u16::from(entry.rtype).to_be_bytes());
+        records.extend_from_slice(&entry.class.to_be_bytes());
+        records.extend_from_slice(&entry.ttl.to_be_bytes());
+        records.extend_from_slice(&(entry.line as u32).to_be_bytes());
+        records.extend_from_slice(&rdlen.to_be_bytes());
+        records.extend_from_slice(entry.rdata);
+        Ok(())
+    }
+
+    /// The zone, or why it cannot be served: CNAME rules, the apex's SOA and NS.
+    pub fn finish(self, path: &Path) -> Result<Zone, Vec<ZoneError>> {
+        let Builder { origin, records, owners, cuts } = self;
+        let mut errors = Vec::new();
+        let mut scratch = Vec::new();
+        let nodes = owners.filter_map(|key, chain| match node(&records, chain?.0, &mut scratch) {
+            Ok(block) => Some(block),
+            Err((line, message)) => {
+                let owner = Name::from_bytes(key).map_or_else(|_| String::new(), |n| n.to_string());
+                errors.push(ZoneError { file: path.to_path_buf(), line, column: 0, key: owner, message });
+                None
+            }
+        });
+        let apex = |rtype| NameTable::get(&nodes, &origin).and_then(|n| sets(n).find(|s| s.rtype == rtype));
+        let zone_error = |message: String| ZoneError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: origin.to_string(),
+            message,
+        };
+        let soa = apex(RecordType::SOA).and_then(|s| s.first().filter(|_| s.len() == 1));
+        let soa = match soa {
+            Some(soa) if soa.rdata.len() >= 4 => {
+                let minimum = u32::from_be_bytes(soa.rdata[soa.rdata.len() - 4..].try_into().expect("4 bytes"));
+                Some((soa.ttl.min(minimum), Box::from(soa.rdata)))
+            }
+            _ => {
+                errors.push(zone_error("the zone needs one SOA record at its apex".into()));
+                None
+            }
+        };
+        if apex(RecordType::NS).is_none() {
+            errors.push(zone_error("the zone needs an NS record at its apex".into()));
+        }
+        let Some(negative_soa) = soa.filter(|_| errors.is_empty()) else {
+            errors.sort_by_key(|e| (e.file.clone(), e.line));
+            return Err(errors);
+        };
+        let mut zone = Zone { origin, negative_soa, nodes, existing: NameTable::default(), cuts };
+        let origin_len = NameKey::of(&zone.origin).as_bytes().len();
+        for (key, _) in zone.nodes.iter() {
+            // an owner's parent first: the owner itself is in `nodes`
+            // the origin exists: it owns the SOA
+            if let Some(parent) = suffixes(key).nth(1).filter(|p| p.len() > origin_len) {
+                mark(&zone.nodes, &mut zone.existing, parent, origin_len);
+            }
+        }
+        zone.existing.shrink_to_fit();
+        zone.nodes.shrink_to_fit();
+        Ok(zone)
+    }
+}
+
+/// A node's block from its chain of records in the arena (see [`Builder::records`])
+/// starting at `first`: RRsets in type order, records in file order, duplicates
+/// dropped (RFC 2181 §5); or the line and words of a CNAME that shares its name.
+fn node(
+    records: &[u8],
+    first: u32,
+    scratch: &mut Vec<(u16, usize, usize, usize)>,
+) -> Result<Box<[u8]>, (usize, String)> {
+    // (type, start of class, end of record, line)
+    scratch.clear();
+    let mut at = first;
+    while at != NONE {
+        let s = at as usize;
+        let field = |from: usize, len: usize| {
+            records[s + from..s + from + len].iter().fold(0u32, |v, b| v << 8 | u32::from(*b))
+        };
+        let end = s + 18 + field(16, 2) as usize;
+        scratch.push((field(4, 2) as u16, s + 6, end, field(12, 4) as usize));
+        at = field(0, 4);
+    }
+    scratch.sort_by_key(|r| r.0);
+    // the same type, class and RDATA (from RDLENGTH on) as a record kept before
+    let same = |a: &(u16, usize, usize, usize), b: &(u16, usize, usize, usize)| {
+        a.0 == b.0 && records[a.1..a.1 + 2] == records[b.1..b.1 + 2] && records[a.1 + 10..a.2] == records[b.1 + 10..b.2]
+    };
+    let mut kept = 0;
+    for i in 0..scratch.len() {
+        let record = scratch[i];
+        if !scratch[..kept].iter().rev().take_while(|k| k.0 == record.0).any(|k| same(k, &record)) {
+            scratch[kept] = record;
+            kept += 1;
+        }
+    }
+    scratch.truncate(kept);
+    let cname = u16::from(RecordType::CNAME);
+    if let Some(c) = scratch.iter().find(|r| r.0 == cname) {
+        if scratch.len() > 1 && scratch.iter().any(|r| r.0 != cname) {
+            return Err((c.3, "a CNAME cannot share its owner name with other records".into()));
+        }
+        if scratch.len() > 1 {
+            return Err((scratch[1].3, "a name can own only one CNAME".into()));
+        }
+    }
+    let mut block = vec![0u8];
+    for set in scratch.chunk_by(|a, b| a.0 == b.0) {
+        let start = block.len();
+        block.extend_from_slice(&set[0].0.to_be_bytes());
+        block.extend_from_slice(&(set.len() as u16).to_be_bytes());
+        block.extend_from_slice(&[0, 0]);
+        for r in set {
+            block.extend_from_slice(&[0xC0, 12]);
+            block.extend_from_slice(&r.0.to_be_bytes());
+            // class and TTL as read, then RDLENGTH and RDATA past the line
+            block.extend_from_slice(&records[r.1..r.1 + 6]);
+            block.extend_from_slice(&records[r.1 + 10..r.2]);
+        }
+        let len =
+            u16::try_from(block.len() - start - 6).map_err(|_| (set[0].3, "the RRset is over 65,535 bytes".into()))?;
+        block[start + 4..start + 6].copy_from_slice(&len.to_be_bytes());
+    }
+    Ok(block.into_boxed_slice())
 }

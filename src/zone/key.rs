@@ -29,6 +29,34 @@ impl<V> NameTable<V> {
         }
     }
 
+    /// The value of `name`, inserted with `V::default()` when it has none.
+    pub fn get_or_default(&mut self, name: &Name) -> &mut V
+    where
+        V: Default,
+    {
+        let key = NameKey::of(name);
+        let (wire, hash) = (key.as_bytes(), wire_name_hash(key.as_bytes()));
+        match self.table.find_entry(hash, |(k, _)| same_name(k, wire)) {
+            Ok(entry) => &mut entry.into_mut().1,
+            Err(absent) => {
+                let table = absent.into_table();
+                let entry = table.insert_unique(hash, (wire.into(), V::default()), |(k, _)| wire_name_hash(k));
+                &mut entry.into_mut().1
+            }
+        }
+    }
+
+    /// Inserts `key` (a lower-cased name in wire form) unless it is there; whether it
+    /// was not.
+    pub fn insert_new(&mut self, key: &[u8], value: V) -> bool {
+        let hash = wire_name_hash(key);
+        if self.table.find(hash, |(k, _)| **k == *key).is_some() {
+            return false;
+        }
+        self.table.insert_unique(hash, (key.into(), value), |(k, _)| wire_name_hash(k));
+        true
+    }
+
     pub fn get(&self, name: &Name) -> Option<&V> {
         let key = NameKey::of(name);
         self.get_wire(key.as_bytes(), wire_name_hash(key.as_bytes()))
@@ -38,6 +66,35 @@ impl<V> NameTable<V> {
     /// `hash` its [`wire_name_hash`].
     pub fn get_wire(&self, wire: &[u8], hash: u64) -> Option<&V> {
         self.table.find(hash, |(k, _)| same_name(k, wire)).map(|(_, v)| v)
+    }
+
+    /// The stored key (lower-cased) and value of the name `wire` (any letter case).
+    pub fn key_value_wire(&self, wire: &[u8]) -> Option<(&[u8], &V)> {
+        self.table.find(wire_name_hash(wire), |(k, _)| same_name(k, wire)).map(|(k, v)| (&**k, v))
+    }
+
+    pub fn contains_wire(&self, wire: &[u8]) -> bool {
+        self.key_value_wire(wire).is_some()
+    }
+
+    /// Every key (lower-cased wire form) with its value, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
+        self.table.iter().map(|(k, v)| (&**k, v))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&[u8], &mut V)> {
+        self.table.iter_mut().map(|(k, v)| (&**k, v))
+    }
+
+    /// The same keys with each value turned by `f`, which may drop an entry.
+    pub fn filter_map<W>(self, mut f: impl FnMut(&[u8], V) -> Option<W>) -> NameTable<W> {
+        let mut table = HashTable::with_capacity(self.table.len());
+        for (key, value) in self.table {
+            if let Some(value) = f(&key, value) {
+                table.insert_unique(wire_name_hash(&key), (key, value), |(k, _): &(Box<[u8]>, W)| wire_name_hash(k));
+            }
+        }
+        NameTable { table }
     }
 
     pub fn len(&self) -> usize {

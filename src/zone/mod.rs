@@ -1,4 +1,5 @@
-//! Static zones: RFC 1035 files read with hickory's parser into steerdns's own index.
+//! Static zones: RFC 1035 files read in one pass ([`text`]) into steerdns's own index
+//! of wire-form RRsets.
 //!
 //! [`Zone::lookup`] implements the existence rules of SPEC §5.1 (delegations, empty
 //! non-terminals, wildcards, CNAME) in O(labels) hash lookups; negative answers never
@@ -7,22 +8,18 @@
 mod index;
 mod key;
 mod load;
+mod text;
 
-pub use index::{Lookup, RRset, Zone};
+pub use index::{Lookup, RRset, WireRecord, Zone};
 pub use key::{NameKey, NameTable, wire_name_hash, wire_name_len};
 pub use load::{ZoneError, load_zones, parse_zone};
 
-use hickory_proto::rr::{Name, RecordType};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+use hickory_proto::rr::Name;
 
 /// All configured zones; a name belongs to the zone with the longest matching origin.
 #[derive(Debug, Default)]
 pub struct Zones {
     zones: Vec<Zone>,
-    /// Answers compiled to wire form once, when the zones load: per name, one block of
-    /// entries, each its type, record count and length (two bytes each), then its
-    /// records (one allocation per name).
-    precompiled: NameTable<Box<[u8]>>,
 }
 
 /// An RRset in wire form as it goes into the answer section at the query name: each
@@ -33,53 +30,39 @@ pub struct Precompiled<'z> {
     pub wire: &'z [u8],
 }
 
-/// The types answered from precompiled blocks: their RDATA holds no names, so a block
+/// The types answered whole by the fast path: their RDATA holds no names, so an RRset
 /// reads the same wherever it lands in a message.
-const PRECOMPILED_TYPES: [RecordType; 3] = [RecordType::A, RecordType::AAAA, RecordType::TXT];
+const PRECOMPILED_TYPES: [u16; 3] = [1, 28, 16];
 
 impl Zones {
+    /// The zones, each node flagged when a query at its name gets its records whole.
     pub fn new(mut zones: Vec<Zone>) -> Self {
         // longest origin first, so the first match is the closest enclosing zone
         zones.sort_by_key(|z| std::cmp::Reverse(z.origin().num_labels()));
-        Zones { zones, precompiled: NameTable::default() }
-    }
-
-    /// Compiles the answers a query at a name owning them gets whole from this zone:
-    /// A, AAAA and TXT RRsets of names in the zone that owns them, above every cut,
-    /// without a CNAME.
-    pub(crate) fn precompile(&mut self) {
-        let mut precompiled = NameTable::default();
-        for (i, zone) in self.zones.iter().enumerate() {
-            for (name, sets) in zone.answerable() {
-                if !self.find(name).is_some_and(|z| std::ptr::eq(z, &self.zones[i])) {
-                    continue;
-                }
-                let mut entries = Vec::new();
-                for set in sets.iter().filter(|s| PRECOMPILED_TYPES.contains(&s.rtype)) {
-                    compile(set, &mut entries);
-                }
-                if !entries.is_empty() {
-                    precompiled.insert(name, entries.into_boxed_slice());
-                }
-            }
+        let origins: Vec<(Name, Box<[u8]>)> =
+            zones.iter().map(|z| (z.origin().clone(), NameKey::of(z.origin()).as_bytes().into())).collect();
+        for zone in &mut zones {
+            let deeper: Vec<Box<[u8]>> = origins
+                .iter()
+                .filter(|(o, _)| o != zone.origin() && zone.origin().zone_of(o))
+                .map(|(_, key)| key.clone())
+                .collect();
+            zone.flag_answerable(&deeper);
         }
-        precompiled.shrink_to_fit();
-        self.precompiled = precompiled;
+        Zones { zones }
     }
 
     /// The precompiled answer for the name `wire` (in wire form, any letter case, with
-    /// `hash` its [`wire_name_hash`]) and type `rtype`, if there is one.
+    /// `hash` its [`wire_name_hash`]) and type `rtype`, if there is one: an A, AAAA or
+    /// TXT RRset that the name's zone answers whole.
     pub fn precompiled(&self, wire: &[u8], hash: u64, rtype: u16) -> Option<Precompiled<'_>> {
-        let mut entries: &[u8] = self.precompiled.get_wire(wire, hash)?;
-        while let [t0, t1, c0, c1, l0, l1, rest @ ..] = entries {
-            let len = usize::from(u16::from_be_bytes([*l0, *l1]));
-            let (block, next) = rest.split_at(len.min(rest.len()));
-            if u16::from_be_bytes([*t0, *t1]) == rtype {
-                return Some(Precompiled { count: u16::from_be_bytes([*c0, *c1]), wire: block });
-            }
-            entries = next;
+        if !PRECOMPILED_TYPES.contains(&rtype) {
+            return None;
         }
-        None
+        // a name is answerable in its deepest zone only: the first zone holding it decides
+        let node = self.zones.iter().find_map(|z| z.nodes().get_wire(wire, hash))?;
+        let (count, wire) = index::precompiled(node, rtype)?;
+        Some(Precompiled { count, wire })
     }
 
     /// The zone that holds `name`, if any.
@@ -90,32 +73,6 @@ impl Zones {
     fn find_mut(&mut self, name: &Name) -> Option<&mut Zone> {
         self.zones.iter_mut().find(|z| z.origin().zone_of(name))
     }
-}
-
-/// Appends `rrset`'s entry to `entries` (nothing when it does not encode, or its
-/// count or length would not fit two bytes).
-fn compile(rrset: &RRset, entries: &mut Vec<u8>) {
-    let mut wire = Vec::new();
-    for record in &rrset.records {
-        wire.extend_from_slice(&[0xC0, 12]);
-        wire.extend_from_slice(&u16::from(record.record_type()).to_be_bytes());
-        wire.extend_from_slice(&u16::from(record.dns_class).to_be_bytes());
-        wire.extend_from_slice(&record.ttl.to_be_bytes());
-        let start = wire.len() + 2;
-        wire.extend_from_slice(&[0, 0]);
-        let mut enc = BinEncoder::with_offset(&mut wire, start as u32);
-        enc.set_name_encoding(NameEncoding::Uncompressed);
-        if record.data.emit(&mut enc).is_err() {
-            return;
-        }
-        let Ok(len) = u16::try_from(wire.len() - start) else { return };
-        wire[start - 2..start].copy_from_slice(&len.to_be_bytes());
-    }
-    let (Ok(count), Ok(len)) = (u16::try_from(rrset.records.len()), u16::try_from(wire.len())) else { return };
-    entries.extend_from_slice(&u16::from(rrset.rtype).to_be_bytes());
-    entries.extend_from_slice(&count.to_be_bytes());
-    entries.extend_from_slice(&len.to_be_bytes());
-    entries.extend_from_slice(&wire);
 }
 
 #[cfg(test)]

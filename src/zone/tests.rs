@@ -2,7 +2,8 @@
 
 use super::*;
 use hickory_proto::rr::{RData, RecordType};
-use hickory_proto::serialize::txt::Parser;
+use hickory_proto::serialize::binary::{BinDecoder, Restrict};
+use std::path::Path;
 
 const ZONE: &str = "$ORIGIN z.example.
 $TTL 300
@@ -25,11 +26,16 @@ multi      TXT  \"t\"
 ";
 
 fn zone(services: &[&str]) -> Zone {
-    let origin: Name = "z.example.".parse().unwrap();
-    let (_, sets) = Parser::new(ZONE, None, Some(origin.clone())).parse().unwrap();
-    let records = sets.values().flat_map(|s| s.records_without_rrsigs().cloned()).collect();
+    let mut zone = parse_zone(&name("z.example."), Path::new("z.zone"), ZONE).unwrap();
     let services: Vec<Name> = services.iter().map(|s| s.parse().unwrap()).collect();
-    Zone::new(origin, records, &services)
+    zone.add_names(&services);
+    zone
+}
+
+/// A record's RDATA in presentation form.
+fn data(record: &WireRecord) -> RData {
+    let mut decoder = BinDecoder::new(record.rdata);
+    RData::read(&mut decoder, RecordType::from(record.rtype), Restrict::new(record.rdata.len() as u16)).unwrap()
 }
 
 fn name(s: &str) -> Name {
@@ -38,7 +44,7 @@ fn name(s: &str) -> Name {
 
 fn types(lookup: &Lookup) -> (RecordType, bool) {
     match lookup {
-        Lookup::Records { rrset, wildcard } => (rrset.rtype, *wildcard),
+        Lookup::Records { rrset, wildcard, .. } => (rrset.rtype, *wildcard),
         other => panic!("expected records, got {other:?}"),
     }
 }
@@ -72,10 +78,12 @@ fn empty_non_terminals_exist() {
 fn referral_below_and_at_a_cut_with_in_domain_glue() {
     let z = zone(&[]);
     for q in ["sub.z.example.", "host.sub.z.example.", "ns.sub.z.example."] {
-        let Lookup::Referral { ns, glue, required } = z.lookup(&name(q), RecordType::A) else { panic!("{q}") };
+        let Lookup::Referral { cut, ns, glue, required, .. } = z.lookup(&name(q), RecordType::A) else { panic!("{q}") };
+        assert_eq!(cut, name("sub.z.example."));
         assert_eq!(required, glue.len(), "all of it below the cut");
-        assert_eq!(ns.records.len(), 2);
-        let glue: Vec<String> = glue.iter().map(|r| r.data.to_string()).collect();
+        assert_eq!(ns.len(), 2);
+        assert!(glue.iter().all(|(owner, _)| *owner == name("ns.sub.z.example.")));
+        let glue: Vec<String> = glue.iter().map(|(_, r)| data(r).to_string()).collect();
         assert_eq!(glue, ["127.0.0.54", "::1"], "out-of-domain NS targets get no glue");
     }
 }
@@ -94,10 +102,10 @@ fn wildcards_synthesise_only_from_the_closest_encloser() {
     assert_eq!(types(&z.lookup(&name("q.r.w.z.example."), RecordType::TXT)), (RecordType::TXT, true));
     assert_eq!(z.lookup(&name("a.w.z.example."), RecordType::MX), Lookup::NoData);
     // an existing name blocks synthesis, also for types it lacks
-    let Lookup::Records { rrset, wildcard: false } = z.lookup(&name("x.w.z.example."), RecordType::TXT) else {
+    let Lookup::Records { rrset, wildcard: false, .. } = z.lookup(&name("x.w.z.example."), RecordType::TXT) else {
         panic!()
     };
-    assert_eq!(rrset.records[0].data.to_string(), "real");
+    assert_eq!(data(&rrset.first().unwrap()).to_string(), "real");
     assert_eq!(z.lookup(&name("x.w.z.example."), RecordType::A), Lookup::NoData);
     // below an existing name that is not the wildcard's parent: no synthesis
     assert_eq!(z.lookup(&name("q.x.w.z.example."), RecordType::A), Lookup::NxDomain);
@@ -109,10 +117,11 @@ fn wildcards_synthesise_only_from_the_closest_encloser() {
 #[test]
 fn cname_is_returned_for_other_types() {
     let z = zone(&[]);
-    let Lookup::Cname { record, wildcard: false } = z.lookup(&name("cname.z.example."), RecordType::A) else {
+    let Lookup::Cname { record, target, wildcard: false } = z.lookup(&name("cname.z.example."), RecordType::A) else {
         panic!()
     };
-    assert!(matches!(&record.data, RData::CNAME(t) if t.0 == name("a.b.c.z.example.")));
+    assert_eq!(target, name("a.b.c.z.example."));
+    assert!(matches!(data(&record), RData::CNAME(t) if t.0 == target));
     assert_eq!(types(&z.lookup(&name("cname.z.example."), RecordType::CNAME)).0, RecordType::CNAME);
 }
 
@@ -126,7 +135,7 @@ fn any_returns_one_rrset() {
 fn negative_soa_ttl_is_the_soa_minimum() {
     let z = zone(&[]);
     assert_eq!(z.negative_soa().ttl, 60);
-    assert_eq!(z.rrset(&name("z.example."), RecordType::SOA).unwrap().records[0].ttl, 300);
+    assert_eq!(z.rrset(&name("z.example."), RecordType::SOA).unwrap().first().unwrap().ttl, 300);
 }
 
 #[test]
@@ -134,8 +143,7 @@ fn zones_find_the_closest_enclosing_zone() {
     let parent = zone(&[]);
     let origin = name("sub.z.example.");
     let child_text = "$ORIGIN sub.z.example.\n@ 60 SOA ns h 1 2 3 4 5\n@ 60 NS ns\nns 60 A 127.0.0.54\n";
-    let (_, sets) = Parser::new(child_text, None, Some(origin.clone())).parse().unwrap();
-    let child = Zone::new(origin, sets.values().flat_map(|s| s.records_without_rrsigs().cloned()).collect(), &[]);
+    let child = parse_zone(&origin, Path::new("child.zone"), child_text).unwrap();
     let zones = Zones::new(vec![parent, child]);
     assert_eq!(zones.find(&name("a.sub.z.example.")).unwrap().origin(), &name("sub.z.example."));
     assert_eq!(zones.find(&name("a.z.example.")).unwrap().origin(), &name("z.example."));
@@ -160,7 +168,8 @@ const HEAD: &str = "$ORIGIN z.example.\n$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\n
 fn zone_file_errors_name_file_owner_and_line() {
     let e = load_errors(&format!("{HEAD}www A 127.0.0.1\nwww CNAME ns\n"), &[]);
     assert_eq!(e.len(), 1, "{e:#?}");
-    assert!(e[0].file.ends_with("z.zone") && e[0].key == "www.z.example." && e[0].line == 6, "{}", e[0]);
+    // the line of the CNAME the message is about
+    assert!(e[0].file.ends_with("z.zone") && e[0].key == "www.z.example." && e[0].line == 7, "{}", e[0]);
     assert!(e[0].message.contains("CNAME"), "{}", e[0]);
     let e = load_errors("$ORIGIN z.example.\n$TTL 60\n@ NS ns\n", &[]);
     assert!(e[0].message.contains("SOA"), "{}", e[0]);
@@ -223,4 +232,122 @@ fn a_zone_file_that_is_no_regular_file_is_an_error() {
     let config = crate::config::from_toml(toml, &dir.path().join("c.toml")).unwrap();
     let e = load_zones(&config).unwrap_err().0;
     assert!(e[0].message.contains("not a regular file"), "{}", e[0]);
+}
+
+/// A record: owner (lower-cased wire form), type, class, TTL, RDATA.
+type Flat = (Vec<u8>, u16, u16, u32, Vec<u8>);
+
+/// Every record of a zone text as hickory's parser reads it: owner (lower-cased wire
+/// form), type, class, TTL and RDATA with names uncompressed, sorted.
+fn by_hickory(origin: &Name, text: &str) -> Vec<Flat> {
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+    let (_, sets) = hickory_proto::serialize::txt::Parser::new(text, None, Some(origin.clone())).parse().unwrap();
+    let mut all: Vec<_> = sets
+        .into_values()
+        .flat_map(|s| s.into_parts().records)
+        .map(|r| {
+            let mut rdata = Vec::new();
+            let mut encoder = BinEncoder::new(&mut rdata);
+            encoder.set_name_encoding(NameEncoding::Uncompressed);
+            r.data.emit(&mut encoder).unwrap();
+            let key = NameKey::of(&r.name).as_bytes().to_vec();
+            (key, u16::from(r.record_type()), u16::from(r.dns_class), r.ttl, rdata)
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+fn ours(origin: &Name, text: &str) -> Vec<Flat> {
+    let zone = parse_zone(origin, Path::new("z.zone"), text).unwrap();
+    let mut all: Vec<_> =
+        zone.all_records().into_iter().map(|(k, r)| (k.to_vec(), r.rtype, r.class, r.ttl, r.rdata.to_vec())).collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn the_zone_reader_reads_what_hickorys_parser_reads() {
+    let text = r#"$ORIGIN Z.example.
+$TTL 1h
+@   IN  SOA ns.z.example. hostmaster ( 2026112601 ; serial
+            2h 30m 2w   ; refresh, retry, expire
+            300 )       ; minimum
+    IN  NS  ns
+    NS  ns.Other.example.
+ns  60 IN A 127.0.0.53
+ns  IN 60 AAAA ::1
+@   MX  10 mail
+mail CNAME ns
+txt TXT "a; not a comment" "quote \" and \\ and \X" plain
+srv._tcp SRV 0 5 443 ns
+caa CAA 0 issue "letsencrypt.org"
+ssh SSHFP 1 1 0123456789abcdef0123456789abcdef01234567
+hinfo HINFO "PC" "Linux"
+ptr PTR ns.z.example.
+dup A 127.0.0.7
+dup A 127.0.0.7
+$ORIGIN sub.z.example.
+deep A 127.0.0.8
+"#;
+    let origin = name("z.example.");
+    assert_eq!(ours(&origin, text), by_hickory(&origin, text));
+    assert_eq!(
+        ours(&origin, text).iter().filter(|r| r.0 == b"\x03dup\x01z\x07example\x00").count(),
+        1,
+        "duplicates dropped"
+    );
+}
+
+#[test]
+fn txt_strings_follow_rfc_1035_inside_parentheses_and_with_decimal_escapes() {
+    // hickory 0.26 keeps the quotes of strings inside parentheses and reads \DDD as
+    // something else than the byte DDD: these are read by the RFC here
+    let text = format!("{HEAD}t TXT ( \"multi\"\n  \"line\" ) \"\\065\\066\\255\"\nbad TXT \"\\256\"\n");
+    let e = parse_zone(&name("z.example."), Path::new("z.zone"), &text).unwrap_err();
+    assert!(e.len() == 1 && e[0].line == 8 && e[0].message.contains("DDD"), "{e:#?}");
+    let zone = parse_zone(&name("z.example."), Path::new("z.zone"), text.split("bad").next().unwrap()).unwrap();
+    let txt = zone.rrset(&name("t.z.example."), RecordType::TXT).unwrap().first().unwrap();
+    assert_eq!(txt.rdata, b"\x05multi\x04line\x03AB\xff");
+}
+
+#[test]
+fn the_zone_reader_names_the_line_of_each_error_and_goes_on() {
+    let text = format!("{HEAD}a A 127.0.0.1\nb A not-an-address\nc ( A\n  127.0.0.2 )\nd TXT \"open\nx BOGUS 1\n");
+    let e = parse_zone(&name("z.example."), Path::new("z.zone"), &text).unwrap_err();
+    let found: Vec<(usize, &str)> = e.iter().map(|e| (e.line, e.key.as_str())).collect();
+    // the unterminated quote swallows the rest of the file: its error ends the reading
+    assert_eq!(found, [(7, "b.z.example."), (10, "")], "{e:#?}");
+    assert!(e[0].message.contains("cannot parse the A record"), "{}", e[0]);
+    assert!(e[1].message.contains("quote"), "{}", e[1]);
+    let e = parse_zone(&name("z.example."), Path::new("z.zone"), &format!("{HEAD}a ( A 127.0.0.1\n")).unwrap_err();
+    assert!(e[0].line == 6 && e[0].message.contains("'('"), "{e:#?}");
+    let e = parse_zone(&name("z.example."), Path::new("z.zone"), " A 127.0.0.1\n").unwrap_err();
+    assert!(e[0].line == 1 && e[0].message.contains("owner"), "{e:#?}");
+}
+
+#[test]
+fn ttls_default_to_the_last_one_given_without_a_ttl_line() {
+    let text = "$ORIGIN z.example.\n@ 300 SOA ns h 1 2 3 4 5\n@ NS ns\nns 60 A 127.0.0.1\nx A 127.0.0.2\n";
+    let zone = parse_zone(&name("z.example."), Path::new("z.zone"), text).unwrap();
+    assert_eq!(zone.rrset(&name("z.example."), RecordType::NS).unwrap().first().unwrap().ttl, 300);
+    assert_eq!(zone.rrset(&name("x.z.example."), RecordType::A).unwrap().first().unwrap().ttl, 60);
+    let e =
+        parse_zone(&name("z.example."), Path::new("z.zone"), "$ORIGIN z.example.\n@ SOA ns h 1 2 3 4 5\n").unwrap_err();
+    assert!(e[0].message.contains("TTL"), "{e:#?}");
+}
+
+#[test]
+fn includes_take_an_origin_and_report_their_own_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("more.zone"), "a A 127.0.0.7\nb A bad\n").unwrap();
+    let path = dir.path().join("z.zone");
+    let text = format!("{HEAD}$INCLUDE more.zone sub\nc A 127.0.0.9\n");
+    let e = parse_zone(&name("z.example."), &path, &text).unwrap_err();
+    assert!(e[0].file.ends_with("more.zone") && e[0].line == 2 && e[0].key == "b.sub.z.example.", "{e:#?}");
+    std::fs::write(dir.path().join("more.zone"), "a A 127.0.0.7\n").unwrap();
+    let zone = parse_zone(&name("z.example."), &path, &text).unwrap();
+    assert!(zone.rrset(&name("a.sub.z.example."), RecordType::A).is_some());
+    // the origin given applies to the included file only
+    assert!(zone.rrset(&name("c.z.example."), RecordType::A).is_some());
 }
