@@ -92,13 +92,27 @@ fn sets(node: &[u8]) -> impl Iterator<Item = RRset<'_>> {
     entries(node).map(|(rtype, count, wire)| RRset { rtype: RecordType::from(rtype), count, wire })
 }
 
-/// The records of `rtype` at a node, as precompiled; for the fast path, which reads
-/// only nodes flagged [`ANSWERABLE`].
+/// The types answered whole by the fast path: their RDATA holds no names, so an RRset
+/// reads the same wherever it lands in a message.
+const PRECOMPILED_TYPES: [u16; 3] = [1, 28, 16];
+
+/// The records of `rtype` (A, AAAA or TXT) at a node, as precompiled: only nodes
+/// flagged [`ANSWERABLE`] have them.
+#[inline]
 pub(super) fn precompiled(node: &[u8], rtype: u16) -> Option<(u16, &[u8])> {
-    if node.first()? & ANSWERABLE == 0 {
+    let [flags, rest @ ..] = node else { return None };
+    let mut rest = rest;
+    if flags & ANSWERABLE == 0 {
         return None;
     }
-    entries(node).find(|e| e.0 == rtype).map(|(_, count, wire)| (count, wire))
+    while let [t0, t1, c0, c1, l0, l1, tail @ ..] = rest {
+        let (wire, next) = tail.split_at_checked(usize::from(u16::from_be_bytes([*l0, *l1])))?;
+        if u16::from_be_bytes([*t0, *t1]) == rtype {
+            return PRECOMPILED_TYPES.contains(&rtype).then_some((u16::from_be_bytes([*c0, *c1]), wire));
+        }
+        rest = next;
+    }
+    None
 }
 
 /// One static zone.

@@ -111,16 +111,21 @@ impl<V> NameTable<V> {
 }
 
 /// A hash of a name in wire form (length-prefixed labels, the root's 0 last),
-/// lower-cased: names that differ in case hash alike. Eight bytes at a time.
+/// lower-cased: names that differ in case hash alike. Eight bytes at a time; the last
+/// word of a name of eight bytes or more is its last eight bytes (overlapping the word
+/// before), so no byte is copied.
 pub fn wire_name_hash(wire: &[u8]) -> u64 {
     let mut hasher = rustc_hash::FxHasher::default();
+    let word = |chunk: &[u8]| lower(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
     let mut chunks = wire.chunks_exact(8);
     for chunk in &mut chunks {
-        hasher.write_u64(lower(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))));
+        hasher.write_u64(word(chunk));
     }
-    let mut last = [0u8; 8];
-    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    hasher.write_u64(lower(u64::from_le_bytes(last)));
+    match chunks.remainder().len() {
+        0 => {}
+        _ if wire.len() >= 8 => hasher.write_u64(word(&wire[wire.len() - 8..])),
+        _ => hasher.write_u64(lower(wire.iter().rev().fold(0, |v, b| v << 8 | u64::from(*b)))),
+    }
     hasher.finish()
 }
 

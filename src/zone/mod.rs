@@ -30,10 +30,6 @@ pub struct Precompiled<'z> {
     pub wire: &'z [u8],
 }
 
-/// The types answered whole by the fast path: their RDATA holds no names, so an RRset
-/// reads the same wherever it lands in a message.
-const PRECOMPILED_TYPES: [u16; 3] = [1, 28, 16];
-
 impl Zones {
     /// The zones, each node flagged when a query at its name gets its records whole.
     pub fn new(mut zones: Vec<Zone>) -> Self {
@@ -56,11 +52,11 @@ impl Zones {
     /// `hash` its [`wire_name_hash`]) and type `rtype`, if there is one: an A, AAAA or
     /// TXT RRset that the name's zone answers whole.
     pub fn precompiled(&self, wire: &[u8], hash: u64, rtype: u16) -> Option<Precompiled<'_>> {
-        if !PRECOMPILED_TYPES.contains(&rtype) {
-            return None;
-        }
         // a name is answerable in its deepest zone only: the first zone holding it decides
-        let node = self.zones.iter().find_map(|z| z.nodes().get_wire(wire, hash))?;
+        let node = match &self.zones[..] {
+            [zone] => zone.nodes().get_wire(wire, hash)?,
+            zones => zones.iter().find_map(|z| z.nodes().get_wire(wire, hash))?,
+        };
         let (count, wire) = index::precompiled(node, rtype)?;
         Some(Precompiled { count, wire })
     }
