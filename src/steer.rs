@@ -116,7 +116,7 @@ pub fn answer_to<S: Sink>(
             }
             Order::Sticky => {
                 let (network, prefix) = client_network(client);
-                sticky(set, network, prefix, out);
+                sticky(set, network, prefix, service.max_answers, out);
                 scope = scope.max(prefix);
                 Ordered::Sticky { network, prefix }
             }
@@ -348,7 +348,8 @@ pub fn client_network(client: &Client) -> (IpAddr, u8) {
 /// Weighted rendezvous hashing: targets in descending −w ⁄ ln((h+1) ⁄ 2⁶⁴), h the
 /// SipHash-2-4 (zero key) of the client network and the target address; ties (equal
 /// scores) go to the lower address.
-fn sticky(set: &mut [Candidate], network: IpAddr, prefix: u8, out: &mut Vec<IpAddr>) {
+/// The `max` highest-scoring targets, best first (the cap keeps no more).
+fn sticky(set: &mut [Candidate], network: IpAddr, prefix: u8, max: usize, out: &mut Vec<IpAddr>) {
     // with one weight for all, −w ⁄ ln(u) rises with u (ties where u ties): ordering by
     // u orders by score, without a logarithm per target
     let one_weight = set.windows(2).all(|pair| pair[0].weight == pair[1].weight);
@@ -356,8 +357,14 @@ fn sticky(set: &mut [Candidate], network: IpAddr, prefix: u8, out: &mut Vec<IpAd
         let unit = sticky_unit(network, prefix, c.address);
         c.score = if one_weight { unit } else { score(unit, c.weight) };
     }
-    set.sort_unstable_by(|x, y| y.score.total_cmp(&x.score).then_with(|| x.address.cmp(&y.address)));
-    out.extend(set.iter().map(|c| c.address));
+    let better = |x: &Candidate, y: &Candidate| y.score.total_cmp(&x.score).then_with(|| x.address.cmp(&y.address));
+    if max == 1 {
+        // the default cap: one pass, no sort
+        out.extend(set.iter().min_by(|x, y| better(x, y)).map(|c| c.address));
+    } else {
+        set.sort_unstable_by(better);
+        out.extend(set.iter().take(max).map(|c| c.address));
+    }
 }
 
 /// One target's rendezvous score for one client network (SPEC §1 `sticky`).
