@@ -12,6 +12,24 @@ pub type RegionId = u16;
 pub struct Trie {
     nodes: Vec<Node>,
     bits: u8,
+    /// For a large trie: the walk through the first `START_BITS` bits done ahead of
+    /// time for every value of them (a tenth of the levels of a /24 saved per query).
+    start: Option<Box<[Start]>>,
+}
+
+/// The trie's first levels, indexed by an address's top `START_BITS` bits.
+const START_BITS: u8 = 16;
+
+/// Tries of fewer nodes are walked from the root: their walks are short.
+const START_FROM_NODES: usize = 1024;
+
+/// Where the walk through the first `START_BITS` bits of an address ends.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// Above `START_BITS`: the answer for every address under these bits.
+    Done(Found),
+    /// At this node, at depth `START_BITS`, with the deciding network so far.
+    At { node: u32, network_len: Option<u8> },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -37,7 +55,7 @@ pub struct Found {
 
 impl Trie {
     pub fn new(bits: u8) -> Trie {
-        Trie { nodes: vec![Node::default()], bits }
+        Trie { nodes: vec![Node::default()], bits, start: None }
     }
 
     /// Adds a network (address bits left-aligned in a u128) of `region`.
@@ -58,6 +76,16 @@ impl Trie {
     /// Computes every node's label and uniformity; call once after the inserts.
     pub fn finish(&mut self) {
         self.finish_node(0, None);
+        self.start = None;
+        if self.nodes.len() >= START_FROM_NODES {
+            let start = (0..1u128 << START_BITS)
+                .map(|top| match self.walk(0, 0, top << (128 - START_BITS), None, START_BITS) {
+                    Ok(found) => Start::Done(found),
+                    Err((node, network_len)) => Start::At { node: node as u32, network_len },
+                })
+                .collect();
+            self.start = Some(start);
+        }
     }
 
     fn finish_node(&mut self, node: usize, inherited: Option<RegionId>) -> bool {
@@ -77,21 +105,46 @@ impl Trie {
 
     /// The region of `address` and the largest uniform block around it.
     pub fn find(&self, address: u128) -> Found {
-        let (mut node, mut depth, mut network_len) = (0usize, 0u8, None);
-        // the address's bits from `depth` on, the next one on top: a shift by one per
-        // level is cheaper than a variable 128-bit shift
-        let mut rest = address;
+        let Some(start) = &self.start else { return self.walk_from_root(address) };
+        match start[(address >> (128 - START_BITS)) as usize] {
+            Start::Done(found) => found,
+            Start::At { node, network_len } => {
+                let walked = self.walk(node as usize, START_BITS, address << START_BITS, network_len, u8::MAX);
+                walked.unwrap_or_else(|_| unreachable!("a walk without a stop depth ends with an answer"))
+            }
+        }
+    }
+
+    fn walk_from_root(&self, address: u128) -> Found {
+        let walked = self.walk(0, 0, address, None, u8::MAX);
+        walked.unwrap_or_else(|_| unreachable!("a walk without a stop depth ends with an answer"))
+    }
+
+    /// Walks from `node` at `depth`, `rest` the address's bits from `depth` on (the next
+    /// one on top: a shift by one per level is cheaper than a variable 128-bit shift);
+    /// stops at depth `stop` without an answer with the node reached there.
+    fn walk(
+        &self,
+        mut node: usize,
+        mut depth: u8,
+        mut rest: u128,
+        mut network_len: Option<u8>,
+        stop: u8,
+    ) -> Result<Found, (usize, Option<u8>)> {
         loop {
+            if depth == stop {
+                return Err((node, network_len));
+            }
             let n = &self.nodes[node];
             if n.own.is_some() {
                 network_len = Some(depth);
             }
             if n.uniform || depth == self.bits {
-                return Found { region: n.label, network_len, scope: depth };
+                return Ok(Found { region: n.label, network_len, scope: depth });
             }
             match n.child[(rest >> 127) as usize] {
                 // the missing child's block holds no network: uniform with this label
-                0 => return Found { region: n.label, network_len, scope: depth + 1 },
+                0 => return Ok(Found { region: n.label, network_len, scope: depth + 1 }),
                 child => node = child as usize,
             }
             rest <<= 1;
@@ -155,6 +208,43 @@ mod tests {
     fn the_same_region_nested_stays_one_block() {
         let t = trie(&[("10.0.0.0/8", 0), ("10.1.0.0/16", 0)]);
         assert_eq!(find(&t, "10.1.2.3"), (Some(0), Some(8), 8));
+    }
+
+    #[test]
+    fn the_precomputed_first_levels_find_what_the_walk_from_the_root_finds() {
+        // many networks of every length, nested, in a few regions: a large trie
+        let mut random = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            random
+        };
+        let mask = |len: u8| !(u128::MAX.checked_shr(u32::from(len)).unwrap_or(0));
+        for bits in [32, 128] {
+            let mut t = Trie::new(bits);
+            let mut networks: Vec<(u128, u8)> = Vec::new();
+            for _ in 0..3000 {
+                let len = (next() % u64::from(bits.min(40) + 1)) as u8;
+                let random = u128::from(next()) << 64 | u128::from(next());
+                // half of them nested in an earlier one, so walks cross the first levels
+                // with a deciding network already found
+                let address = match networks.get((next() % 2000) as usize) {
+                    Some(&(outer, outer_len)) if outer_len < len => outer | (random & !mask(outer_len)),
+                    _ => random,
+                };
+                networks.push((address & mask(len), len));
+                t.insert(address & mask(len), len, (next() % 4) as u16);
+            }
+            t.finish();
+            assert!(t.start.is_some(), "{} nodes", t.nodes.len());
+            for i in 0..40_000 {
+                let random = u128::from(next()) << 64 | u128::from(next());
+                let (network, len) = networks[i % networks.len()];
+                let address = if i % 2 == 0 { random } else { network | (random & !mask(len)) };
+                assert_eq!(t.find(address), t.walk_from_root(address), "{address:#x}");
+            }
+        }
     }
 
     #[test]
