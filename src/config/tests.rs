@@ -460,3 +460,66 @@ fn admin_edge_keys() {
     let text = format!("{text}\nadmin_tls_cert_file = \"c.pem\"\nadmin_tls_key_file = \"k.pem\"");
     assert!(from_toml(&text, &path).unwrap().warnings().is_empty());
 }
+
+/// A config over a mebibyte: `services` [[services]] tables, with other tables before,
+/// between and after them.
+fn large_config(services: usize, service: impl Fn(usize) -> String) -> String {
+    let mut text = String::from(
+        "[server]\nlisten = [\"127.0.0.1:5353\"]\n\n[[zones]]\norigin = \"lb.example.\"\nfile = \"z.zone\"\n\n",
+    );
+    for i in 0..services {
+        if i == services / 2 {
+            text.push_str("[checks.web]\nkind = \"tcp\"\nport = 80\n\n[regions.eu]\nnetworks = [\"127.9.0.0/16\"]\n\n");
+        }
+        text.push_str(&service(i));
+    }
+    text.push_str("[geo]\ndefault_region = \"eu\"\n");
+    assert!(text.len() > (1 << 20) + 1000, "{} bytes: not over a mebibyte", text.len());
+    text
+}
+
+fn service_table(i: usize) -> String {
+    format!(
+        "[[services]]\nname = \"s{i}.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\n\
+         targets = [\"127.1.{}.{}\", \"127.2.{}.{}\", {{ address = \"127.3.0.1\", weight = 5 }}]\n\n",
+        i / 250,
+        i % 250,
+        i / 250,
+        i % 250
+    )
+}
+
+#[test]
+fn a_large_config_read_in_parts_is_the_config_read_whole() {
+    let file = Path::new("/etc/steerdns/large.toml");
+    let text = large_config(9000, service_table);
+    let whole = validate::whole(&text, file).unwrap();
+    assert_eq!(whole.services.len(), 9000);
+    assert_eq!(validate::in_parts(&text, file).expect("read in parts").unwrap(), whole);
+    // errors in a later part: the same, lines and keys numbered through the file
+    let bad = large_config(9000, |i| match i {
+        8000 => service_table(i).replace("policy = \"healthy\"", "policy = \"fastest\""),
+        8500 => service_table(1),
+        _ => service_table(i),
+    });
+    let whole = validate::whole(&bad, file).unwrap_err();
+    assert_eq!(validate::in_parts(&bad, file).expect("read in parts").unwrap_err(), whole);
+    let keys: Vec<&str> = whole.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["services[8000].policy", "services[8500].name"], "{whole}");
+    assert_eq!(whole.0[0].line, line_of(&bad, "policy = \"fastest\""));
+}
+
+#[test]
+fn a_large_config_that_does_not_split_is_read_whole() {
+    let file = Path::new("/etc/steerdns/large.toml");
+    // a sub-table of the last service, and a header line inside a multi-line string:
+    // the parts would not read as the file does, so it is read whole
+    for odd in
+        ["[services.extra]\nx = 1\n", "[checks.text]\nkind = \"tcp\"\nport = 1\nbody = \"\"\"\n[[services]]\n\"\"\"\n"]
+    {
+        let text =
+            large_config(9000, |i| if i == 4000 { format!("{}{odd}", service_table(i)) } else { service_table(i) });
+        assert!(validate::in_parts(&text, file).is_none(), "{odd}");
+        assert!(validate::whole(&text, file).is_err(), "{odd}: each is a mistake in this config");
+    }
+}

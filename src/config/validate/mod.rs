@@ -21,18 +21,63 @@ const CONTINENTS: &[&str] = &["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
 const COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
 
 pub(super) fn validate(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    in_parts(text, file).unwrap_or_else(|| whole(text, file))
+}
+
+/// A large file read in parts (see [`Validator::in_parts`]); None when it is small or
+/// does not split.
+pub(super) fn in_parts(text: &str, file: &Path) -> Option<Result<Config, ConfigErrors>> {
+    let mut v = Validator::new(text, file);
+    let config = v.in_parts(text, file)?;
+    Some(v.errors.into_result().map(|()| config))
+}
+
+/// The file parsed whole.
+pub(super) fn whole(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    let mut v = Validator::new(text, file);
     let root = DeTable::parse(text).map_err(|e| syntax_error(text, file, &e))?;
-    let mut v = Validator {
-        errors: Errors::new(file, text),
-        base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
-        text,
-        line_starts: std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect(),
-        failed: Vec::new(),
-    };
     let raw = v.split(root.get_ref());
-    let config = v.config(raw, file);
+    let config = v.config(raw, file, &[]).expect("no parts to read");
     v.errors.into_result()?;
     Ok(config)
+}
+
+/// Files larger than this are parsed in parts (see [`Validator::in_parts`]).
+const PART_BYTES: usize = 1 << 20;
+
+/// The byte ranges of a file's `[[services]]` tables (a header line that is exactly
+/// that, at the start of a line, to the next header line), in batches of about
+/// `PART_BYTES`.
+fn service_batches(text: &str) -> Vec<Range<usize>> {
+    let mut starts: Vec<(usize, bool)> = Vec::new();
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with('[') {
+            starts.push((at, line.trim_end() == "[[services]]"));
+        }
+        at += line.len();
+    }
+    let mut batches: Vec<Range<usize>> = Vec::new();
+    for (i, &(start, is_service)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(text.len(), |s| s.0);
+        match batches.last_mut() {
+            _ if !is_service => {}
+            Some(batch) if batch.end == start && batch.len() < PART_BYTES => batch.end = end,
+            _ => batches.push(start..end),
+        }
+    }
+    batches
+}
+
+/// `text` at its own offsets with the bytes of `ranges` (whole lines) blanked: one run
+/// of spaces each, which the parser takes as one token, where keeping their line
+/// breaks would cost a token per line.
+fn blanked(text: &str, ranges: &[Range<usize>]) -> Option<String> {
+    let mut bytes = text.as_bytes().to_vec();
+    for range in ranges {
+        bytes[range.clone()].fill(b' ');
+    }
+    String::from_utf8(bytes).ok()
 }
 
 fn syntax_error(text: &str, file: &Path, e: &toml::de::Error) -> ConfigErrors {
@@ -74,6 +119,16 @@ struct Validator<'a> {
 type Value<'i> = toml::Spanned<DeValue<'i>>;
 
 impl<'a> Validator<'a> {
+    fn new(text: &'a str, file: &'a Path) -> Self {
+        Validator {
+            errors: Errors::new(file, text),
+            base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+            text,
+            line_starts: std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect(),
+            failed: Vec::new(),
+        }
+    }
+
     fn split(&mut self, root: &DeTable<'_>) -> RawConfig {
         let mut raw = RawConfig::default();
         for (key, value) in root {
@@ -95,6 +150,42 @@ impl<'a> Validator<'a> {
         raw
     }
 
+    /// A large file read in parts, each parsed on its own: its `[[services]]` tables in
+    /// batches ([`service_batches`]) and everything else as one document, each batch
+    /// validated before the next is parsed. The toml crate holds about 23 bytes per
+    /// byte of text while it parses (its tokens, events and tables), and a raw service
+    /// takes 720 bytes, so a file of 100,000 services read whole would take 350 MB for
+    /// a moment, beside the running config during a reload. Each part is parsed at its
+    /// own offsets (the rest of the text blanked), so spans and lines are the file's.
+    /// None for a small file, or when the parts do not read as the file would whole (a
+    /// part that does not parse, or one holding another key): the caller then starts
+    /// again on the whole file, which reports any error as it is.
+    fn in_parts(&mut self, text: &str, file: &Path) -> Option<Config> {
+        if text.len() <= PART_BYTES {
+            return None;
+        }
+        let batches = service_batches(text);
+        let rest = blanked(text, &batches)?;
+        let root = DeTable::parse(&rest).ok()?;
+        if root.get_ref().contains_key("services") {
+            return None;
+        }
+        let raw = self.split(root.get_ref());
+        drop(root);
+        drop(rest);
+        self.config(raw, file, &batches)
+    }
+
+    /// The `[[services]]` tables of one batch of [`in_parts`], numbered from `first`
+    /// on; None when the batch does not parse or holds another key.
+    fn batch(&mut self, batch: &Range<usize>, first: usize) -> Option<(Vec<(RawService, String)>, usize)> {
+        let part = blanked(self.text, &[0..batch.start, batch.end..self.text.len()])?;
+        let root = DeTable::parse(&part).ok()?;
+        let (Some(services), 1) = (root.get_ref().get("services"), root.get_ref().len()) else { return None };
+        let count = services.get_ref().as_array().map_or(0, |a| a.len());
+        Some((self.array_from("services", services, first), count))
+    }
+
     fn section<T: DeserializeOwned>(&mut self, key: &str, value: &Value<'_>) -> Option<T> {
         T::deserialize(ValueDeserializer::from(value.clone()))
             .map_err(|e| {
@@ -106,13 +197,18 @@ impl<'a> Validator<'a> {
 
     /// `[[key]]` arrays of tables; each element with its key path.
     fn array<T: DeserializeOwned>(&mut self, key: &str, value: &Value<'_>) -> Vec<(T, String)> {
+        self.array_from(key, value, 0)
+    }
+
+    /// The same, the elements numbered from `first` on.
+    fn array_from<T: DeserializeOwned>(&mut self, key: &str, value: &Value<'_>, first: usize) -> Vec<(T, String)> {
         let Some(items) = value.get_ref().as_array() else {
             self.errors.at(value.span(), key, "must be an array of tables ([[{key}]])");
             return Vec::new();
         };
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            let path = format!("{key}[{i}]");
+            let path = format!("{key}[{}]", first + i);
             if let Some(t) = self.section(&path, item) {
                 out.push((t, path));
             }
@@ -151,16 +247,26 @@ impl<'a> Validator<'a> {
         self.base.join(value.get_ref())
     }
 
-    fn config(&mut self, raw: RawConfig, file: &Path) -> Config {
+    /// The config of `raw` and of the services in `batches` of the text (see
+    /// [`Validator::in_parts`]); None when a batch does not read.
+    fn config(&mut self, raw: RawConfig, file: &Path, batches: &[Range<usize>]) -> Option<Config> {
         let server = self.server(raw.server);
         let store = self.store(raw.store);
         let zones = self.zones(raw.zones);
         let regions = self.regions(raw.regions);
         let check_names: Vec<String> = raw.checks.iter().map(|(n, _)| n.get_ref().clone()).collect();
         let checks = self.checks(raw.checks);
-        let services = self.services(raw.services, &regions, &check_names);
+        let mut services = Default::default();
+        let mut numbered = raw.services.len();
+        self.services_into(&mut services, raw.services, &regions, &check_names);
+        for batch in batches {
+            let (more, count) = self.batch(batch, numbered)?;
+            numbered += count;
+            self.services_into(&mut services, more, &regions, &check_names);
+        }
+        let services = services.0;
         let geo = self.geo(raw.geo, &regions, &services);
-        Config { file: file.to_path_buf(), server, store, zones, geo, regions, checks, services }
+        Some(Config { file: file.to_path_buf(), server, store, zones, geo, regions, checks, services })
     }
 
     /// A domain name, made fully qualified and lower-case.

@@ -87,14 +87,14 @@ impl Validator<'_> {
         })
     }
 
-    pub(super) fn services(
+    /// Validates `raw` services onto `out` (`seen` their names so far).
+    pub(super) fn services_into(
         &mut self,
+        (out, seen): &mut (Vec<Service>, std::collections::HashSet<Name>),
         raw: Vec<(RawService, String)>,
         regions: &BTreeMap<String, Region>,
         checks: &[String],
-    ) -> Vec<Service> {
-        let mut out: Vec<Service> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+    ) {
         for (service, key) in raw {
             let Some(s) = self.service(service, &key, regions, checks) else { continue };
             if !seen.insert(s.name.clone()) {
@@ -110,7 +110,6 @@ impl Validator<'_> {
             }
             out.push(s);
         }
-        out
     }
 
     pub(super) fn service(
