@@ -154,6 +154,7 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     crate::supervise::install_panic_hook();
+    crate::sys::one_heap_arena();
     let loaded = load(path)?;
     let server = &loaded.config.server;
     let listeners = Listeners::bind(&server.listen, server.udp_workers)?
