@@ -75,6 +75,10 @@ pub struct ServiceStatus {
     pub check: Option<String>,
     /// Targets a client of the default region is answered from now (A and AAAA).
     pub answered: usize,
+    /// Every candidate of a client of the default region is down, and they are
+    /// answered anyway (fail-open).
+    #[serde(default)]
+    pub failing_open: bool,
     pub targets: Vec<TargetStatus>,
 }
 

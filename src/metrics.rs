@@ -1,9 +1,10 @@
 //! What steerdns counts, and its Prometheus exposition. The query path only bumps
 //! atomics (no lock); the state owner records health events; `/metrics` builds a fresh
 //! registry from both and from the status document at each scrape, so a target's
-//! series disappear with the target.
+//! series disappear with the target. OpenMetrics 1.0 when the scraper asks for it,
+//! else the text format 0.0.4 (SPEC §4), which older tools (Debian's promtool) read.
 
-use crate::api::Status;
+use crate::api::{AdminState, Status};
 use crate::dns::{Rcode, Transport};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -114,9 +115,19 @@ impl Metrics {
         self.probe_seconds.get_or_create(&vec![("check".into(), check.into())]).observe(seconds);
     }
 
-    /// The Prometheus text exposition; `services` are (name, policy, answers, fail-opens).
-    pub fn render(&self, status: &Status, services: &[(String, String, u64, u64)]) -> String {
-        let mut registry = Registry::with_prefix("steerdns");
+    /// The exposition in `format`; `services` are (name, policy, answers, fail-opens).
+    pub fn render(&self, status: &Status, services: &[(String, String, u64, u64)], format: Format) -> String {
+        let mut root = Registry::default();
+        process_metrics(&mut root);
+        let registry = root.sub_registry_with_prefix("steerdns");
+        let build = Family::<Labels, Gauge>::default();
+        let labels = vec![
+            ("version".into(), env!("CARGO_PKG_VERSION").into()),
+            ("commit".into(), env!("STEERDNS_COMMIT").into()),
+            ("features".into(), env!("STEERDNS_FEATURES").into()),
+        ];
+        build.get_or_create(&labels).set(1);
+        registry.register("build_info", "The version, commit and cargo features of this binary (always 1)", build);
         let queries = Family::<Labels, Counter>::default();
         for (t, transport) in ["udp", "tcp", "tls"].iter().enumerate() {
             for (i, rcode) in RCODES.iter().enumerate() {
@@ -145,17 +156,63 @@ impl Metrics {
         registry.register("answers", "Computed answers by service and policy", answers);
         registry.register("fail_open", "Answers given with every candidate down (fail-open)", fail_open);
         let up = Family::<Labels, Gauge>::default();
+        let answered = Family::<Labels, Gauge>::default();
+        let admin = Family::<Labels, Gauge>::default();
         let latency = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let failing_open = Family::<Labels, Gauge>::default();
+        let targets = Family::<Labels, Gauge>::default();
         for service in &status.services {
+            let name = || ("service".to_string(), service.name.clone());
+            failing_open.get_or_create(&vec![name()]).set(i64::from(service.failing_open));
+            let count =
+                |f: &dyn Fn(&crate::api::TargetStatus) -> bool| service.targets.iter().filter(|t| f(t)).count() as i64;
+            for (state, n) in [
+                ("answered", count(&|t| t.answered)),
+                ("drained", count(&|t| t.admin == AdminState::Drain)),
+                ("down", count(&|t| t.health == "down" || t.admin == AdminState::Down)),
+            ] {
+                targets.get_or_create(&vec![name(), ("state".into(), state.into())]).set(n);
+            }
             for t in &service.targets {
-                let labels = vec![("service".into(), service.name.clone()), ("address".into(), t.address.to_string())];
-                up.get_or_create(&labels).set(i64::from(t.health != "down"));
+                let labels = vec![name(), ("address".into(), t.address.to_string())];
+                let healthy = match t.admin {
+                    AdminState::Auto => t.health != "down",
+                    AdminState::Up => true,
+                    AdminState::Drain | AdminState::Down => false,
+                };
+                up.get_or_create(&labels).set(i64::from(healthy));
+                answered.get_or_create(&labels).set(i64::from(t.answered));
+                for state in [AdminState::Auto, AdminState::Drain, AdminState::Up, AdminState::Down] {
+                    let mut labels = labels.clone();
+                    labels.push(("state".into(), state.to_string()));
+                    admin.get_or_create(&labels).set(i64::from(t.admin == state));
+                }
                 if let Some(p) = &t.last_probe {
                     latency.get_or_create(&labels).set(p.latency_ms / 1000.0);
                 }
             }
         }
-        registry.register("target_up", "1 while a target counts as healthy (up, unknown or unchecked), else 0", up);
+        registry.register(
+            "service_failing_open",
+            "1 while a service answers with every candidate down (fail-open), for a client of the default region",
+            failing_open,
+        );
+        registry.register(
+            "service_targets",
+            "A service's targets answered to a client of the default region, drained, and down (by probe or admin state)",
+            targets,
+        );
+        registry.register(
+            "target_up",
+            "1 while a target may be answered: healthy (up, unknown or unchecked) or forced up, and neither drained nor forced down",
+            up,
+        );
+        registry.register(
+            "target_answered",
+            "1 while a client of the default region is answered this target",
+            answered,
+        );
+        registry.register("target_admin_state", "A target's admin state: 1 for the one it is in", admin);
         registry.register("target_probe_latency_seconds", "Duration of a target's last probe", latency);
         registry.register("probe_duration_seconds", "Probe durations by check", self.probe_seconds.clone());
         let transitions = Family::<Labels, Counter>::default();
@@ -181,7 +238,96 @@ impl Metrics {
         copy.set(i64::from(self.store_from_copy.load(Relaxed)));
         registry.register("store_from_copy", "1 while answering from the store's copy of its last snapshot", copy);
         let mut text = String::new();
-        encode(&mut text, &registry).expect("writing to a String cannot fail");
-        text
+        encode(&mut text, &root).expect("writing to a String cannot fail");
+        match format {
+            Format::OpenMetrics => text,
+            Format::Text => text_format(&text),
+        }
+    }
+}
+
+/// The exposition formats of `GET /metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0, for a scraper whose `Accept` names it.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4, for every other.
+    Text,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics text as the text format 0.0.4: a counter's family is named with its
+/// samples' `_total` there, and `# UNIT` and `# EOF` are not part of it.
+fn text_format(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        open_metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let comment = ["# HELP ", "# TYPE "].into_iter().find(|c| line.starts_with(c));
+        match comment.map(|c| (c, line[c.len()..].split_once(' ').unwrap_or((&line[c.len()..], "")))) {
+            Some((c, (name, rest))) if counters.contains(name) => {
+                out.push_str(&format!("{c}{name}_total {rest}"));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The process's CPU, memory and descriptors, by Prometheus's standard names (Linux).
+fn process_metrics(registry: &mut Registry) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    // the fields after the command name, which may hold spaces: field 3 on
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as f64;
+    if let (Some(user), Some(system)) = (field(14), field(15)) {
+        let cpu = Counter::<f64, AtomicU64>::default();
+        cpu.inc_by((user + system) / ticks);
+        registry.register("process_cpu_seconds", "User and system CPU time spent", cpu);
+    }
+    if let Some(pages) = field(24) {
+        let rss = Gauge::<f64, AtomicU64>::default();
+        rss.set(pages * page);
+        registry.register("process_resident_memory_bytes", "Resident memory size", rss);
+    }
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|b| b.trim().parse::<f64>().ok()));
+    if let (Some(boot), Some(start)) = (boot, field(22)) {
+        let started = Gauge::<f64, AtomicU64>::default();
+        started.set(boot + start / ticks);
+        registry.register("process_start_time_seconds", "Start time of the process since the Unix epoch", started);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let open = Gauge::<i64>::default();
+        open.set(fds.count() as i64);
+        registry.register("process_open_fds", "Open file descriptors", open);
+    }
+    if let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        let max = Gauge::<i64>::default();
+        max.set(i64::try_from(soft).unwrap_or(i64::MAX));
+        registry.register("process_max_fds", "The limit on open file descriptors", max);
     }
 }

@@ -201,9 +201,11 @@ async fn reload(State(context): Context) -> Result<Response, ApiError> {
     }
 }
 
-async fn metrics(State(context): Context) -> Response {
-    let text = context.state.metrics();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+async fn metrics(State(context): Context, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok());
+    let format = crate::metrics::Format::from_accept(accept);
+    let text = context.state.metrics(format);
+    ([(header::CONTENT_TYPE, format.content_type())], text).into_response()
 }
 
 /// Where DNS is, for /healthz.

@@ -172,7 +172,7 @@ impl StateHandle {
     }
 
     /// The Prometheus exposition.
-    pub fn metrics(&self) -> String {
+    pub fn metrics(&self, format: crate::metrics::Format) -> String {
         let view = self.view.load();
         let status = self.status.load();
         let services: Vec<(String, String, u64, u64)> = status
@@ -184,7 +184,7 @@ impl StateHandle {
                 Some((s.name.clone(), s.policy.clone(), load(&counters.answers), load(&counters.fail_opens)))
             })
             .collect();
-        self.metrics.render(&status, &services)
+        self.metrics.render(&status, &services, format)
     }
 
     /// Counts a reload that failed before reaching the owner (config errors).

@@ -97,7 +97,7 @@ impl Model {
             .check
             .as_ref()
             .filter(|c| self.loaded.config.checks.get(*c).is_some_and(|c| c.kind != CheckKind::None));
-        let targets = service
+        let targets: Vec<api::TargetStatus> = service
             .targets
             .iter()
             .map(|t| {
@@ -130,12 +130,17 @@ impl Model {
                 }
             })
             .collect();
+        // fail-open answers down targets: those the admin state forces up do not count
+        let failing_open = targets
+            .iter()
+            .any(|t: &api::TargetStatus| t.answered && t.health == "down" && t.admin == api::AdminState::Auto);
         api::ServiceStatus {
             name: service.name.to_string(),
             policy: service.policy.name().into(),
             order: service.order.name().into(),
             check: service.check.clone(),
             answered: answered.len(),
+            failing_open,
             targets,
         }
     }
