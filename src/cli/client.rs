@@ -7,15 +7,74 @@ use comfy_table::{Cell, Color, Table, presets};
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime};
 
-/// Where the admin API is, and its token.
+/// Where the admin API is, and its token: options of every command (SPEC §3).
 #[derive(Debug, clap::Args)]
 pub struct Admin {
-    /// The admin API's URL.
-    #[arg(long = "admin", env = "STEERDNS_ADMIN", default_value = "http://127.0.0.1:8053")]
-    pub url: String,
-    /// Bearer token for mutating calls.
-    #[arg(long, env = "STEERDNS_TOKEN", hide_env_values = true)]
+    /// The admin API, as a URL (http:// or https://) or HOST:PORT; `register` takes
+    /// several and renews through the first that answers.
+    #[arg(
+        long = "admin",
+        global = true,
+        env = "STEERDNS_ADMIN",
+        default_value = "http://127.0.0.1:8053",
+        value_name = "URL"
+    )]
+    pub urls: Vec<String>,
+    /// The admin API's bearer token (for changes, and for every call when the server
+    /// sets admin_token_file).
+    #[arg(long, global = true, env = "STEERDNS_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// A file whose first line is the token, instead of --token.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+/// The admin API to call: its URLs with their scheme, and the token.
+#[derive(Debug)]
+pub struct Api {
+    pub urls: Vec<String>,
+    pub token: Option<String>,
+}
+
+impl Admin {
+    /// The URLs as given (HOST:PORT made http://HOST:PORT) and the token, read from its
+    /// file when --token-file names one.
+    pub fn resolve(&self) -> anyhow::Result<Api> {
+        let urls = self
+            .urls
+            .iter()
+            .map(|u| if u.contains("://") { u.trim_end_matches('/').to_string() } else { format!("http://{u}") })
+            .collect();
+        let token = match &self.token_file {
+            Some(file) => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("--token-file {}: cannot read it", file.display()))?;
+                Some(text.lines().next().unwrap_or_default().trim().to_string())
+            }
+            None => self.token.clone(),
+        };
+        Ok(Api { urls, token })
+    }
+}
+
+impl Api {
+    fn url(&self) -> &str {
+        self.urls.first().map_or("http://127.0.0.1:8053", String::as_str)
+    }
+}
+
+/// Writes `text` to stdout; a closed pipe (`steerdns status | head`) ends the process
+/// quietly, with status 0 (SPEC §3).
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("steerdns: cannot write the output: {e}");
+        std::process::exit(1);
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -28,13 +87,13 @@ pub enum StateArg {
 
 /// Sends one request; an unreachable server is one clear line.
 fn call(
-    admin: &Admin,
+    admin: &Api,
     method: reqwest::Method,
     path: &str,
     body: Option<&impl serde::Serialize>,
 ) -> anyhow::Result<String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let url = format!("{}{path}", admin.url.trim_end_matches('/'));
+    let url = format!("{}{path}", admin.url());
     crate::health::install_crypto_provider();
     runtime.block_on(async {
         let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?;
@@ -48,7 +107,7 @@ fn call(
         let response = request
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("cannot reach the steerdns admin API at {}: {}", admin.url, short(&e)))?;
+            .map_err(|e| anyhow::anyhow!("cannot reach the steerdns admin API at {}: {}", admin.url(), short(&e)))?;
         let status = response.status();
         let text = response.text().await?;
         if !status.is_success() {
@@ -72,37 +131,67 @@ fn short(error: &reqwest::Error) -> String {
     source.to_string()
 }
 
-pub fn state(admin: &Admin, service: &str, address: &str, state: StateArg) -> anyhow::Result<()> {
+/// Sets a target's admin state. An address that is no target of the service is
+/// refused unless `force` (the API keeps a state for a target yet to come, so a typo
+/// would be kept silently); taking out the last target answered is done, with a
+/// warning.
+pub fn state(admin: &Api, service: &str, address: &str, state: StateArg, force: bool) -> anyhow::Result<()> {
     let state = match state {
         StateArg::Auto => AdminState::Auto,
         StateArg::Drain => AdminState::Drain,
         StateArg::Up => AdminState::Up,
         StateArg::Down => AdminState::Down,
     };
+    let ip: std::net::IpAddr = address.parse().with_context(|| format!("{address:?} is not an IP address"))?;
+    let status: Status = serde_json::from_str(&call(admin, reqwest::Method::GET, "/v1/status", None::<&()>)?)
+        .context("the status document")?;
+    let wanted = service.trim_end_matches('.').to_ascii_lowercase();
+    let known = status.services.iter().find(|s| s.name.trim_end_matches('.').eq_ignore_ascii_case(&wanted));
+    if let Some(known) = known {
+        let canonical = |a: std::net::IpAddr| a.to_canonical();
+        let target = known.targets.iter().find(|t| canonical(t.address) == canonical(ip));
+        if target.is_none() && !force {
+            let targets: Vec<String> = known.targets.iter().map(|t| t.address.to_string()).collect();
+            bail!(
+                "{address} is no target of {} (its targets: {}); --force keeps the state for a target yet to come",
+                known.name,
+                if targets.is_empty() { "none".into() } else { targets.join(", ") }
+            );
+        }
+        let answered: Vec<_> = known.targets.iter().filter(|t| t.answered).collect();
+        if matches!(state, AdminState::Drain | AdminState::Down)
+            && answered.len() == 1
+            && target.is_some_and(|t| t.answered)
+        {
+            eprintln!(
+                "steerdns state: warning: {address} is the last target {} answers; its clients get what fail-open or \
+                 the policy gives them next",
+                known.name
+            );
+        }
+    }
     let path = format!("/v1/services/{service}/targets/{address}/state");
     call(admin, reqwest::Method::PUT, &path, Some(&StateRequest { state }))?;
-    println!("{service} {address}: {state}");
+    emit(&format!("{service} {address}: {state}\n"));
     Ok(())
 }
 
-pub fn reload(admin: &Admin) -> anyhow::Result<()> {
+pub fn reload(admin: &Api) -> anyhow::Result<()> {
     call(admin, reqwest::Method::POST, "/v1/reload", None::<&()>)?;
-    println!("reloaded");
+    emit("reloaded\n");
     Ok(())
 }
 
-pub fn status(admin: &Admin, watch: bool, json: bool) -> anyhow::Result<()> {
+pub fn status(admin: &Api, watch: bool, json: bool) -> anyhow::Result<()> {
     loop {
         let text = call(admin, reqwest::Method::GET, "/v1/status", None::<&()>)?;
         if json {
-            println!("{text}");
+            emit(&format!("{text}\n"));
         } else {
             let status: Status = serde_json::from_str(&text).context("the status document")?;
-            if watch {
-                // clear the screen and go home, then redraw in place
-                print!("\x1b[2J\x1b[H");
-            }
-            print!("{}", render(&status, std::io::stdout().is_terminal()));
+            // with --watch: clear the screen and go home, then redraw in place
+            let home = if watch { "\x1b[2J\x1b[H" } else { "" };
+            emit(&format!("{home}{}", render(&status, std::io::stdout().is_terminal())));
         }
         if !watch {
             return Ok(());
@@ -216,7 +305,7 @@ fn ago(at: f64) -> String {
 }
 
 pub fn explain(
-    admin: &Admin,
+    admin: &Api,
     name: &str,
     qtype: &str,
     client: Option<&str>,
@@ -232,10 +321,10 @@ pub fn explain(
     }
     let text = call(admin, reqwest::Method::GET, &query, None::<&()>)?;
     if json {
-        println!("{text}");
+        emit(&format!("{text}\n"));
     } else {
         let explanation: Explanation = serde_json::from_str(&text).context("the explanation")?;
-        print!("{}", render_explanation(&explanation));
+        emit(&render_explanation(&explanation));
     }
     Ok(())
 }
@@ -313,28 +402,29 @@ pub fn render_explanation(e: &Explanation) -> String {
 /// `steerdns register`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct RegisterArgs {
+    /// The service to join.
     pub service: String,
+    /// This backend's address.
     pub address: std::net::IpAddr,
     /// The lease; renewed at a third of it.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
+    /// The region this backend serves (gslb).
     #[arg(long)]
     pub region: Option<String>,
+    /// Its weight, 0–1000 (weighted and sticky orders).
     #[arg(long)]
     pub weight: Option<u32>,
+    /// Its priority group (failover; lower first).
     #[arg(long)]
     pub priority: Option<u8>,
+    /// Probe this address instead of the registered one.
     #[arg(long)]
     pub check_address: Option<std::net::IpAddr>,
     /// How long to wait after deregistering (default: the service's TTL, so resolver
     /// caches drain first).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub linger: Option<Duration>,
-    /// Admin API URLs; renewals go through the first that answers.
-    #[arg(long = "admin", env = "STEERDNS_ADMIN", default_value = "http://127.0.0.1:8053")]
-    pub admin: Vec<String>,
-    #[arg(long, env = "STEERDNS_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
 }
 
 /// An answer from one admin API: the reply, a refusal that will not change (exit), or
@@ -345,13 +435,13 @@ enum Outcome<T> {
     Unreachable(String),
 }
 
-pub fn register(args: &RegisterArgs) -> anyhow::Result<()> {
+pub fn register(args: &RegisterArgs, api: &Api) -> anyhow::Result<()> {
     crate::health::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(run_registration(args))
+    runtime.block_on(run_registration(args, api))
 }
 
-async fn run_registration(args: &RegisterArgs) -> anyhow::Result<()> {
+async fn run_registration(args: &RegisterArgs, api: &Api) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;
     let body = RegistrationRequest {
@@ -366,8 +456,18 @@ async fn run_registration(args: &RegisterArgs) -> anyhow::Result<()> {
     let mut service_ttl = None;
     let mut unreachable = false;
     loop {
-        let wait = match post_first(&client, args, &body).await {
+        let wait = match post_first(&client, args, api, &body).await {
             Outcome::Done(reply) => {
+                if service_ttl.is_none() {
+                    emit(&format!(
+                        "registered {} in {}: a lease of {}, renewed every {}; the service's TTL is {} s\n",
+                        args.address,
+                        args.service,
+                        humantime::format_duration(args.ttl),
+                        humantime::format_duration(args.ttl / 3),
+                        reply.service_ttl
+                    ));
+                }
                 if unreachable {
                     eprintln!("steerdns register: the admin API answers again; registered");
                     unreachable = false;
@@ -390,7 +490,7 @@ async fn run_registration(args: &RegisterArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    deregister(&client, args).await;
+    deregister(&client, args, api).await;
     let linger = args.linger.unwrap_or(Duration::from_secs(u64::from(service_ttl.unwrap_or(30))));
     tokio::time::sleep(linger).await;
     Ok(())
@@ -399,13 +499,14 @@ async fn run_registration(args: &RegisterArgs) -> anyhow::Result<()> {
 async fn post_first(
     client: &reqwest::Client,
     args: &RegisterArgs,
+    api: &Api,
     body: &RegistrationRequest,
 ) -> Outcome<crate::api::RegistrationReply> {
     let mut last = String::new();
-    for admin in &args.admin {
-        let url = format!("{}/v1/services/{}/registrations", admin.trim_end_matches('/'), args.service);
+    for admin in &api.urls {
+        let url = format!("{admin}/v1/services/{}/registrations", args.service);
         let mut request = client.post(&url).json(body);
-        if let Some(token) = &args.token {
+        if let Some(token) = &api.token {
             request = request.bearer_auth(token);
         }
         match request.send().await {
@@ -426,12 +527,11 @@ async fn post_first(
     Outcome::Unreachable(last)
 }
 
-async fn deregister(client: &reqwest::Client, args: &RegisterArgs) {
-    for admin in &args.admin {
-        let url =
-            format!("{}/v1/services/{}/registrations/{}", admin.trim_end_matches('/'), args.service, args.address);
+async fn deregister(client: &reqwest::Client, args: &RegisterArgs, api: &Api) {
+    for admin in &api.urls {
+        let url = format!("{admin}/v1/services/{}/registrations/{}", args.service, args.address);
         let mut request = client.delete(&url);
-        if let Some(token) = &args.token {
+        if let Some(token) = &api.token {
             request = request.bearer_auth(token);
         }
         if request.send().await.is_ok_and(|r| r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND) {

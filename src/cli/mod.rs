@@ -11,29 +11,47 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
+/// `--version`: the version, the commit and the cargo features built in.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STEERDNS_COMMIT"),
+    ", features: ",
+    env!("STEERDNS_FEATURES"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "steerdns", version, about = "Authoritative DNS load balancer")]
+#[command(name = "steerdns", version = VERSION, about = "Authoritative DNS load balancer")]
 pub struct Cli {
+    #[command(flatten)]
+    pub admin: client::Admin,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The config file: `-c`/`--config`, else `STEERDNS_CONFIG`, else the packaged path.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The config file.
+    #[arg(
+        short = 'c',
+        long,
+        env = "STEERDNS_CONFIG",
+        default_value = "/etc/steerdns/steerdns.toml",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server in the foreground; SIGTERM stops it.
-    Serve {
-        #[arg(long)]
-        config: PathBuf,
-    },
+    Serve(ConfigArg),
     /// Validate the config and every file it names; exit 0, or print every error and exit 1.
-    Check {
-        #[arg(long)]
-        config: PathBuf,
-    },
+    Check(ConfigArg),
     /// Show every service and target with its health and admin state.
     Status {
-        #[command(flatten)]
-        admin: client::Admin,
         /// Redraw every second until Ctrl-C.
         #[arg(long)]
         watch: bool,
@@ -43,15 +61,21 @@ pub enum Command {
     },
     /// Set a target's admin state (kept across restarts).
     State {
+        /// The service's name.
         service: String,
+        /// The target's address.
         address: String,
+        /// auto: health decides; drain: out of the answers; up, down: whatever the probes say.
         state: client::StateArg,
-        #[command(flatten)]
-        admin: client::Admin,
+        /// Set it even when the address is no target of the service (yet).
+        #[arg(long)]
+        force: bool,
     },
     /// Why a client gets the answer it gets: every stage, from zone to TTL.
     Explain {
+        /// The name asked.
         name: String,
+        /// The query type.
         #[arg(long = "type", default_value = "A")]
         qtype: String,
         /// The client subnet, sent as ECS (IP or IP/LEN).
@@ -60,34 +84,33 @@ pub enum Command {
         /// The query's source address (default 127.0.0.1).
         #[arg(long)]
         source: Option<String>,
+        /// Print the API's JSON document.
         #[arg(long)]
         json: bool,
-        #[command(flatten)]
-        admin: client::Admin,
     },
     /// Announce a target: register, renew at a third of the TTL, and on SIGTERM or
     /// Ctrl-C deregister, wait --linger (default: the service's TTL) and exit.
     Register(client::RegisterArgs),
     /// Re-read the config and every file it names; on errors the running config stays.
-    Reload {
-        #[command(flatten)]
-        admin: client::Admin,
-    },
+    Reload,
 }
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let _logging = init_tracing();
+    let api = cli.admin.resolve();
     let result = match cli.command {
-        Command::Check { config } => check(&config),
-        Command::Serve { config } => serve(&config),
-        Command::Status { admin, watch, json } => client::status(&admin, watch, json),
-        Command::State { service, address, state, admin } => client::state(&admin, &service, &address, state),
-        Command::Reload { admin } => client::reload(&admin),
-        Command::Register(args) => client::register(&args),
-        Command::Explain { name, qtype, client: subnet, source, json, admin } => {
-            client::explain(&admin, &name, &qtype, subnet.as_deref(), source.as_deref(), json)
+        Command::Check(ConfigArg { config }) => check(&config),
+        Command::Serve(ConfigArg { config }) => serve(&config),
+        Command::Status { watch, json } => api.and_then(|a| client::status(&a, watch, json)),
+        Command::State { service, address, state, force } => {
+            api.and_then(|a| client::state(&a, &service, &address, state, force))
+        }
+        Command::Reload => api.and_then(|a| client::reload(&a)),
+        Command::Register(args) => api.and_then(|a| client::register(&args, &a)),
+        Command::Explain { name, qtype, client: subnet, source, json } => {
+            api.and_then(|a| client::explain(&a, &name, &qtype, subnet.as_deref(), source.as_deref(), json))
         }
     };
     match result {
@@ -143,12 +166,12 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     for warning in loaded.config.warnings() {
         eprintln!("{}: warning: {warning}", path.display());
     }
-    println!(
-        "{}: ok ({} zone(s), {} service(s))",
+    client::emit(&format!(
+        "{}: ok ({} zone(s), {} service(s))\n",
         path.display(),
         loaded.config.zones.len(),
         loaded.config.services.len()
-    );
+    ));
     Ok(())
 }
 

@@ -84,3 +84,87 @@ fn check_passes_the_reference_quietly_and_an_etcd_store_needs_its_feature() {
         assert!(stderr.contains("etcd.toml:2:11: store.backend:") && stderr.contains("--features etcd"), "{stderr}");
     }
 }
+
+/// Runs the binary with `args` and its stdout a pipe whose reader is already gone.
+fn with_closed_stdout(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(BIN).args(args).stdout(writer).stderr(Stdio::piped()).output().unwrap()
+}
+
+#[test]
+fn commands_whose_output_pipe_closes_exit_quietly_with_0() {
+    let s = TestServer::start(&quickstart_config());
+    for args in [
+        vec!["status", "--json", "--admin", &s.admin],
+        vec!["status", "--admin", &s.admin],
+        vec!["explain", "www.lb.example.", "--json", "--admin", &s.admin],
+    ] {
+        let out = with_closed_stdout(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    let out = with_closed_stdout(&["check", "--config", examples().join("quickstart.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn admin_takes_host_port_and_is_a_global_option_and_the_config_has_a_default() {
+    let s = TestServer::start(&quickstart_config());
+    let host_port = s.admin.trim_start_matches("http://");
+    // before the subcommand, as HOST:PORT, and from the environment
+    for (args, env) in
+        [(vec!["--admin", host_port, "status", "--json"], None), (vec!["status", "--json"], Some(host_port))]
+    {
+        let mut command = Command::new(BIN);
+        command.args(&args).env_remove("STEERDNS_ADMIN");
+        if let Some(admin) = env {
+            command.env("STEERDNS_ADMIN", admin);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\"services\""), "{args:?}");
+    }
+    // -c, STEERDNS_CONFIG, and the packaged path when neither is given
+    let quickstart = examples().join("quickstart.toml");
+    let out = Command::new(BIN).args(["check", "-c"]).arg(&quickstart).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN).arg("check").env("STEERDNS_CONFIG", &quickstart).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN).arg("check").env_remove("STEERDNS_CONFIG").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("/etc/steerdns/steerdns.toml"), "{stderr}");
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        version.starts_with("steerdns 0.") && version.contains("commit ") && version.contains("features: "),
+        "{version}"
+    );
+}
+
+#[test]
+fn state_refuses_an_address_that_is_no_target_unless_forced_and_warns_on_the_last_one() {
+    let config =
+        format!("{}\n[[services]]\nname = \"one.lb.example.\"\ntargets = [\"127.0.42.1\"]\n", quickstart_config());
+    let s = TestServer::start(&config);
+    let state = |args: &[&str]| {
+        let out = Command::new(BIN).arg("state").args(args).args(["--admin", &s.admin]).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, _, stderr) = state(&["one.lb.example.", "127.0.42.9", "drain"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no target of one.lb.example.") && stderr.contains("127.0.42.1"), "{stderr}");
+    let (_, reply) = http(&s.admin, "GET", "/v1/status", None, None);
+    assert!(!reply.contains("127.0.42.9"), "nothing was stored: {reply}");
+    let (code, stdout, stderr) = state(&["one.lb.example.", "127.0.42.9", "drain", "--force"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("127.0.42.9: drain"), "{stdout}");
+    let (code, _, stderr) = state(&["one.lb.example", "127.0.42.1", "drain"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("warning") && stderr.contains("last target"), "{stderr}");
+}

@@ -157,9 +157,10 @@ fn steerdns_register_renews_through_the_first_admin_that_answers_and_leaves_on_s
     let dir = quickstart_dir();
     let (_server, dns, admin) = spawn(dir.path());
     let ask = || every_answer(dns);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_steerdns"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_steerdns"))
         .args(["register", "api.lb.example", "127.0.70.1", "--ttl", "3s", "--linger", "300ms"])
         .args(["--admin", "http://127.0.0.1:1", "--admin", &admin])
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let answered = |got: Vec<String>| got.contains(&"127.0.70.1".to_string());
@@ -168,9 +169,13 @@ fn steerdns_register_renews_through_the_first_admin_that_answers_and_leaves_on_s
     std::thread::sleep(Duration::from_secs(5));
     assert!(answered(ask()), "renewed");
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", out.status);
     assert!(!answered(ask()), "deregistered before it exited");
+    // one line, at the first registration
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.starts_with("registered 127.0.70.1 in api.lb.example: a lease of 3s, renewed every 1s"), "{said}");
 }
 
 #[test]
