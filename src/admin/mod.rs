@@ -9,7 +9,7 @@ pub use edge::{Refusals, serve};
 
 use crate::api::{ErrorBody, StateRequest};
 use crate::config::service_name;
-use crate::state::{RegisterError, ReloadError, SetStateError, StateHandle};
+use crate::state::{RegisterError, ReloadError, ReloadFailure, SetStateError, StateHandle};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -181,23 +181,25 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))
 }
 
-async fn reload(State(context): Context) -> Result<Response, ApiError> {
-    let file = context.config_file.clone();
-    let loaded = tokio::task::spawn_blocking(move || crate::loaded::load(&file))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let loaded = loaded.map_err(|errors| {
-        context.state.count_failed_reload();
-        let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            ErrorBody { error: format!("{} error(s); the running config is kept", list.len()), errors: list },
-        )
-    })?;
-    match context.state.reload(loaded).await {
+async fn reload(State(context): Context, peer: Option<axum::Extension<edge::Peer>>) -> Result<Response, ApiError> {
+    let via = match peer {
+        Some(axum::Extension(edge::Peer(peer))) => format!("POST /v1/reload from {}", peer.ip()),
+        None => "POST /v1/reload".to_string(),
+    };
+    match context.state.reload_file(&context.config_file, &via).await {
         Ok(()) => Ok(Json(serde_json::json!({ "reloaded": context.config_file })).into_response()),
-        Err(e @ ReloadError::NeedsRestart(_)) => Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string())),
-        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(ReloadFailure::Config(errors)) => {
+            let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+            Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                ErrorBody { error: format!("{} error(s); the running config is kept", list.len()), errors: list },
+            ))
+        }
+        Err(ReloadFailure::Owner(e @ ReloadError::NeedsRestart(_))) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+        }
+        Err(ReloadFailure::Owner(e)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(e @ ReloadFailure::Panicked) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }
 

@@ -4,6 +4,7 @@
 mod client;
 
 use crate::app::App;
+use crate::config::{LogConfig, LogFormat};
 use crate::loaded::{self, Loaded};
 use crate::server::Listeners;
 use clap::{Parser, Subcommand};
@@ -98,7 +99,8 @@ pub enum Command {
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _logging = init_tracing();
+    // `serve` sets logging up from its config's [log]; the other commands log as text
+    let _logging = (!matches!(cli.command, Command::Serve(_))).then(|| init_tracing(&LogConfig::default()));
     let api = cli.admin.resolve();
     let result = match cli.command {
         Command::Check(ConfigArg { config }) => check(&config),
@@ -122,28 +124,46 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr through a lossy, non-blocking writer: logging never blocks a task or
-/// panics (a closed or full stderr loses lines, counted in
-/// `steerdns_log_lines_dropped_total`). Keep the guard: dropping it flushes.
-fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs to stderr as `log` says (SPEC §2 `[log]`; `STEERDNS_LOG` overrides the level)
+/// through a lossy, non-blocking writer: logging never blocks a task or panics (a
+/// closed or full stderr loses lines, counted in `steerdns_log_lines_dropped_total`).
+/// Colour on a terminal only; one line an event. Keep the guard: dropping it flushes.
+fn init_tracing(log: &LogConfig) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hickory_proto=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEERDNS_LOG")
+        .unwrap_or_else(|_| format!("{},hickory_proto=warn", log.level).into());
     let (writer, guard) =
         tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(true).finish(Quiet(std::io::stderr()));
     crate::metrics::count_log_drops(writer.error_counter());
-    let ansi = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    match log.format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
     guard
 }
 
 /// A writer whose errors are dropped: a log line that cannot be written is lost, and
-/// nothing downstream of it fails.
+/// nothing downstream of it fails. A message that spans lines (a reload's list of
+/// errors) is kept on one: its inner line breaks are written as `\n`.
 struct Quiet<W>(W);
 
 impl<W: std::io::Write> std::io::Write for Quiet<W> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if self.0.write_all(bytes).is_err() {
+        let line = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        let flattened;
+        let out = if line.contains(&b'\n') {
+            let mut one = Vec::with_capacity(bytes.len() + 16);
+            for &b in line {
+                if b == b'\n' { one.extend_from_slice(b"\\n") } else { one.push(b) }
+            }
+            one.push(b'\n');
+            flattened = one;
+            &flattened[..]
+        } else {
+            bytes
+        };
+        if self.0.write_all(out).is_err() {
             crate::metrics::LOG_LINES_UNWRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(bytes.len())
@@ -179,6 +199,7 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     crate::supervise::install_panic_hook();
     crate::sys::one_heap_arena();
     let loaded = load(path)?;
+    let _logging = init_tracing(&loaded.config.log);
     let server = &loaded.config.server;
     let listeners = Listeners::bind(&server.listen, server.udp_workers)?
         .with_tls(&server.tls_listen)?
@@ -188,6 +209,19 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     }
     let admin = listeners.admin_addr();
     let scheme = if server.admin_tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        version = VERSION,
+        config = %path.display(),
+        zones = %loaded.zones.summary(),
+        services = loaded.config.services.len(),
+        targets = loaded.config.services.iter().map(|s| s.targets.len()).sum::<usize>(),
+        store = match &loaded.config.store {
+            crate::config::StoreConfig::Memory => "memory".to_string(),
+            crate::config::StoreConfig::File { path } => format!("file {}", path.display()),
+            crate::config::StoreConfig::Etcd(etcd) => format!("etcd {}", etcd.endpoints.join(",")),
+        },
+        "steerdns starting"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let path = path.to_path_buf();
     let served = runtime.block_on(async move {
@@ -221,29 +255,8 @@ async fn signals(shutdown: CancellationToken, state: crate::state::StateHandle, 
         tokio::select! {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
-            _ = hangup.recv() => reload(&state, &path).await,
+            _ = hangup.recv() => drop(state.reload_file(&path, "SIGHUP").await),
         }
     }
     shutdown.cancel();
-}
-
-/// Re-reads the config and every file it names; on any error the running config stays.
-async fn reload(state: &crate::state::StateHandle, path: &std::path::Path) {
-    // a large config takes a while to read: off the runtime's threads
-    let file = path.to_path_buf();
-    let read = tokio::task::spawn_blocking(move || loaded::load(&file)).await;
-    let Ok(read) = read else {
-        tracing::error!("reload failed: reading the config panicked; the running config is kept");
-        return;
-    };
-    let result = match read {
-        Ok(loaded) => state.reload(loaded).await.map_err(|e| e.to_string()),
-        Err(errors) => {
-            state.count_failed_reload();
-            Err(errors.to_string())
-        }
-    };
-    if let Err(e) = result {
-        tracing::error!("reload failed, the running config is kept:\n{e}");
-    }
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 pub struct Config {
     pub file: PathBuf,
     pub server: ServerConfig,
+    pub log: LogConfig,
     pub store: StoreConfig,
     pub zones: Vec<ZoneConfig>,
     pub geo: GeoConfig,
@@ -185,6 +186,32 @@ pub trait Word: Copy + PartialEq + 'static {
 impl Word for CheckKind {
     const WORDS: &'static [(&'static str, Self)] =
         &[("http", CheckKind::Http), ("https", CheckKind::Https), ("tcp", CheckKind::Tcp), ("none", CheckKind::None)];
+}
+
+/// `[log]` (SPEC §2): read when the server starts; `STEERDNS_LOG` overrides the level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter: a level, or per-module directives.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line a event, colour on a terminal only.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+impl Word for LogFormat {
+    const WORDS: &'static [(&'static str, Self)] = &[("text", LogFormat::Text), ("json", LogFormat::Json)];
 }
 
 impl Word for Policy {

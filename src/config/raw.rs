@@ -33,6 +33,13 @@ pub struct RawServer {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<S<String>>,
+    pub level: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawRrl {
     pub responses_per_second: Option<S<i64>>,
     pub slip: Option<S<i64>>,

@@ -100,6 +100,35 @@ impl StateHandle {
         }
     }
 
+    /// Reads the config at `path` and every file it names (off the runtime's threads: a
+    /// large one takes a while) and hands it to the owner; on any error the running
+    /// config stays. The result is logged once, with `via`, whoever asked.
+    pub async fn reload_file(&self, path: &std::path::Path, via: &str) -> Result<(), ReloadFailure> {
+        let file = path.to_path_buf();
+        let read = tokio::task::spawn_blocking(move || crate::loaded::load(&file)).await;
+        let result = match read {
+            Err(_) => Err(ReloadFailure::Panicked),
+            Ok(Err(errors)) => Err(ReloadFailure::Config(errors)),
+            Ok(Ok(loaded)) => {
+                let (zones, services) = (loaded.config.zones.len(), loaded.config.services.len());
+                self.reload(loaded).await.map(|()| (zones, services)).map_err(ReloadFailure::Owner)
+            }
+        };
+        match result {
+            Ok((zones, services)) => {
+                tracing::info!(via, zones, services, "reloaded {}", path.display());
+                Ok(())
+            }
+            Err(failure) => {
+                if !matches!(failure, ReloadFailure::Owner(_)) {
+                    self.count_failed_reload();
+                }
+                tracing::error!(via, "reload of {} failed, the running config is kept: {failure}", path.display());
+                Err(failure)
+            }
+        }
+    }
+
     fn reloaded(&self, result: Result<(), ReloadError>, tokens: AdminSettings) -> Result<(), ReloadError> {
         if result.is_ok() {
             self.tokens.store(Arc::new(tokens));
@@ -191,6 +220,17 @@ impl StateHandle {
     pub fn count_failed_reload(&self) {
         self.metrics.reloads_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Why a reload of the config file changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadFailure {
+    #[error("{}\n{} error(s)", .0, .0.0.len())]
+    Config(crate::config::ConfigErrors),
+    #[error("{0}")]
+    Owner(ReloadError),
+    #[error("reading the config panicked")]
+    Panicked,
 }
 
 /// The shell around the [`Model`].

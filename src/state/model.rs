@@ -463,11 +463,14 @@ impl Model {
 
     fn reload(&mut self, loaded: Loaded) -> Result<(), ReloadError> {
         needs_restart(&self.loaded.config, &loaded.config)?;
+        if self.loaded.config.log != loaded.config.log {
+            tracing::warn!("[log] changed: the new settings take effect at the next start");
+        }
         self.loaded = loaded;
         self.targets_changed = true;
         // keys the old config refused (an unknown service, say) may be taken now
         self.effects.reread = true;
-        tracing::info!("reloaded {}", self.loaded.config.file.display());
+        // logged by the caller, with who asked (StateHandle::reload_file)
         Ok(())
     }
 

@@ -9,7 +9,7 @@
 //! general path reads the records and compresses the names.
 
 use super::ZoneError;
-use super::key::{NameKey, NameTable};
+use super::key::{NameKey, NameTable, wire_name_len};
 use super::text::Entry;
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::BinDecodable;
@@ -172,6 +172,14 @@ impl Zone {
     pub fn negative_soa(&self) -> WireRecord<'_> {
         let (ttl, rdata) = &self.negative_soa;
         WireRecord { rtype: RecordType::SOA.into(), class: 1, ttl: *ttl, rdata }
+    }
+
+    /// The SOA's serial.
+    pub fn serial(&self) -> u32 {
+        let rdata = &self.negative_soa.1;
+        // MNAME and RNAME, uncompressed, then the serial
+        let names = wire_name_len(rdata).and_then(|m| Some(m + wire_name_len(&rdata[m..])?));
+        names.and_then(|at| rdata.get(at..at + 4)).map_or(0, |b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
     }
 
     /// All records at `name` of `rtype`, regardless of cuts (for glue and checks).

@@ -61,6 +61,12 @@ impl Zones {
         Some(Precompiled { count, wire })
     }
 
+    /// Each zone with its SOA serial, for the start-up log: "lb.example. (serial 1), …".
+    pub fn summary(&self) -> String {
+        let zones: Vec<String> = self.zones.iter().map(|z| format!("{} (serial {})", z.origin(), z.serial())).collect();
+        if zones.is_empty() { "none".into() } else { zones.join(", ") }
+    }
+
     /// The zone that holds `name`, if any.
     pub fn find(&self, name: &Name) -> Option<&Zone> {
         self.zones.iter().find(|z| z.origin().zone_of(name))

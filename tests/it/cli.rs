@@ -168,3 +168,55 @@ fn state_refuses_an_address_that_is_no_target_unless_forced_and_warns_on_the_las
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("warning") && stderr.contains("last target"), "{stderr}");
 }
+
+#[test]
+fn json_logs_are_one_object_a_line_and_every_reload_is_logged_with_who_asked() {
+    let dir = quickstart_dir();
+    let config = std::fs::read_to_string(dir.path().join("c.toml")).unwrap();
+    std::fs::write(dir.path().join("c.toml"), format!("[log]\nformat = \"json\"\n\n{config}")).unwrap();
+    let p = Process::start(dir.path(), &[]);
+    // a good reload through the API, then a broken config through SIGHUP
+    assert_eq!(http(&p.admin, "POST", "/v1/reload", None, None).0, 200);
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!("[log]\nformat = \"json\"\n\n{config}\n[[services]]\nttl = -1\n"),
+    )
+    .unwrap();
+    Command::new("kill").args(["-HUP", &p.server.0.id().to_string()]).status().unwrap();
+    eventually("the failed reload to be logged", || p.logged("failed, the running config is kept"));
+    let lines = p.lines.lock().unwrap().clone();
+    let events: Vec<serde_json::Value> =
+        lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let message = |e: &serde_json::Value| e["message"].as_str().unwrap_or_default().to_string();
+    let start = events.iter().find(|e| message(e) == "steerdns starting").expect("a start-up summary");
+    assert!(start["version"].as_str().unwrap().contains("commit"), "{start}");
+    assert!(start["zones"].as_str().unwrap().contains("lb.example. (serial "), "{start}");
+    assert!(start["services"].as_u64().unwrap() >= 1 && start["targets"].as_u64().unwrap() >= 1, "{start}");
+    let reloaded = events.iter().find(|e| message(e).starts_with("reloaded ")).expect("the good reload");
+    assert!(reloaded["via"].as_str().unwrap().starts_with("POST /v1/reload from 127.0.0.1"), "{reloaded}");
+    let failed = events.iter().find(|e| message(e).contains("failed, the running config is kept")).unwrap();
+    assert_eq!((failed["via"].as_str(), failed["level"].as_str()), (Some("SIGHUP"), Some("ERROR")), "{failed}");
+    // the errors, one line: every error of the config in the one event
+    assert!(message(failed).contains("services[3]: missing field `name`"), "{failed}");
+}
+
+#[test]
+fn text_logs_have_no_colour_off_a_terminal_and_steerdns_log_sets_the_level() {
+    let dir = quickstart_dir();
+    let p = Process::start(dir.path(), &[]);
+    let lines = p.lines.lock().unwrap().clone();
+    assert!(lines.iter().any(|l| l.contains("steerdns starting")), "{lines:?}");
+    assert!(lines.iter().all(|l| !l.contains('\x1b')), "colour codes in a pipe: {lines:?}");
+    drop(p);
+    // warn and above only: the addresses go unlogged, so the admin port is fixed here
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = std::fs::read_to_string(dir.path().join("c.toml")).unwrap();
+    let config = config.replace("admin_listen = \"127.0.0.1:0\"", &format!("admin_listen = \"127.0.0.1:{port}\""));
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let (mut server, stderr) = Process::child(dir.path(), &[("STEERDNS_LOG", "warn")]);
+    let admin = format!("http://127.0.0.1:{port}");
+    eventually("the server to be ready", || try_http(&admin, "GET", "/healthz", None, None).is_ok_and(|r| r.0 == 200));
+    let _ = server.0.kill();
+    let said: Vec<String> = BufReader::new(stderr).lines().map_while(Result::ok).collect();
+    assert!(said.iter().all(|l| !l.contains(" INFO ")), "{said:?}");
+}

@@ -375,7 +375,7 @@ impl Process {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_steerdns"))
             .args(["serve", "--config"])
             .arg(dir.join("c.toml"))
-            .env("RUST_LOG", "info")
+            .env("STEERDNS_LOG", "info")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -402,6 +402,13 @@ pub fn addresses_from(
     let (mut dns, mut admin) = (None, None);
     while dns.is_none() || admin.is_none() {
         let line = lines.next().expect("the server logs its addresses").unwrap();
+        // a JSON log line ([log] format = "json"): its message
+        let message = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| line.clone());
+        let line_text = line;
+        let line = message;
         if let Some(rest) = line.split("admin API on ").nth(1) {
             admin = Some(rest.trim().to_string());
         }
@@ -409,7 +416,7 @@ pub fn addresses_from(
             dns = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
         }
         if let Some(keep) = &keep {
-            keep.lock().unwrap().push(line);
+            keep.lock().unwrap().push(line_text);
         }
     }
     std::thread::spawn(move || {

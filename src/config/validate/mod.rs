@@ -96,6 +96,7 @@ fn syntax_error(text: &str, file: &Path, e: &toml::de::Error) -> ConfigErrors {
 #[derive(Default)]
 struct RawConfig {
     server: RawServer,
+    log: RawLog,
     store: RawStore,
     zones: Vec<(RawZone, String)>,
     geo: RawGeo,
@@ -134,6 +135,7 @@ impl<'a> Validator<'a> {
         for (key, value) in root {
             match key.get_ref().as_ref() {
                 "server" => raw.server = self.section("server", value).unwrap_or_default(),
+                "log" => raw.log = self.section("log", value).unwrap_or_default(),
                 "store" => raw.store = self.section("store", value).unwrap_or_default(),
                 "geo" => raw.geo = self.section("geo", value).unwrap_or_default(),
                 "zones" => raw.zones = self.array("zones", value),
@@ -143,7 +145,7 @@ impl<'a> Validator<'a> {
                 other => self.errors.at(
                     key.span(),
                     other,
-                    "unknown key; allowed: server, store, zones, geo, regions, checks, services",
+                    "unknown key; allowed: server, log, store, zones, geo, regions, checks, services",
                 ),
             }
         }
@@ -251,6 +253,7 @@ impl<'a> Validator<'a> {
     /// [`Validator::in_parts`]); None when a batch does not read.
     fn config(&mut self, raw: RawConfig, file: &Path, batches: &[Range<usize>]) -> Option<Config> {
         let server = self.server(raw.server);
+        let log = self.log(raw.log);
         let store = self.store(raw.store);
         let zones = self.zones(raw.zones);
         let regions = self.regions(raw.regions);
@@ -266,7 +269,7 @@ impl<'a> Validator<'a> {
         }
         let services = services.0;
         let geo = self.geo(raw.geo, &regions, &services);
-        Some(Config { file: file.to_path_buf(), server, store, zones, geo, regions, checks, services })
+        Some(Config { file: file.to_path_buf(), server, log, store, zones, geo, regions, checks, services })
     }
 
     /// A domain name, made fully qualified and lower-case.

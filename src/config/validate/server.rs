@@ -185,6 +185,28 @@ impl Validator<'_> {
         }
     }
 
+    pub(super) fn log(&mut self, raw: RawLog) -> LogConfig {
+        let format = self.word(raw.format.as_ref(), "log.format").unwrap_or(LogFormat::Text);
+        let level = match &raw.level {
+            // a bare word is a level (the filter syntax would take it for a module name)
+            Some(level)
+                if tracing_subscriber::EnvFilter::try_new(level.get_ref()).is_err()
+                    || (!level.get_ref().contains(['=', ','])
+                        && !["off", "error", "warn", "info", "debug", "trace"].contains(&level.get_ref().as_str())) =>
+            {
+                self.err(
+                    level,
+                    "log.level",
+                    "must be a level (error, warn, info, debug, trace) or tracing filter directives",
+                );
+                LogConfig::default().level
+            }
+            Some(level) => level.get_ref().clone(),
+            None => LogConfig::default().level,
+        };
+        LogConfig { format, level }
+    }
+
     pub(super) fn store(&mut self, raw: RawStore) -> StoreConfig {
         let backend = raw.backend.as_ref().map_or(defaults::STORE_BACKEND, |b| b.get_ref().as_str()).to_string();
         if let Some(b) = raw.backend.as_ref().filter(|b| b.get_ref() == "etcd" && !cfg!(feature = "etcd")) {
