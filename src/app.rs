@@ -69,7 +69,9 @@ impl App {
         let background = TaskTracker::new();
         background.spawn(supervise::task("owner", self.owner.run(after_dns.clone())));
         let phase = Arc::new(Phase::default());
-        watch_heartbeat(self.heartbeat.clone(), phase.clone(), self.exit_on_hang, after_dns.clone());
+        let handle = self.handle.clone();
+        let ready = move || handle.ready();
+        watch_heartbeat(self.heartbeat.clone(), phase.clone(), ready, self.exit_on_hang, after_dns.clone());
         if let Some(listener) = listeners.admin {
             let context = Arc::new(AdminContext {
                 state: self.handle.clone(),
@@ -100,6 +102,7 @@ impl App {
         // /healthz says 503 while DNS still answers for a short grace, so whatever
         // watches it can steer away before the listeners close
         phase.stopping();
+        notify_systemd(&[sd_notify::NotifyState::Stopping]);
         let deadline = tokio::time::Instant::now() + self.config.server.shutdown_timeout;
         tokio::time::sleep(self.config.server.shutdown_timeout.min(std::time::Duration::from_secs(10)) / 10).await;
         tracing::info!("stopping: finishing in-flight queries");
@@ -114,15 +117,37 @@ impl App {
     }
 }
 
+/// Tells systemd (under `Type=notify`; nothing without `NOTIFY_SOCKET`).
+fn notify_systemd(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!("cannot notify systemd: {e}");
+    }
+}
+
 /// A thread of its own (a hung owner may hold a runtime thread) that watches the
 /// owner's heartbeat: past [`HEARTBEAT_LIMIT`] /healthz says 503 and, for the binary,
-/// the process ends. It stops with `stop`.
-fn watch_heartbeat(heartbeat: Arc<Heartbeat>, phase: Arc<Phase>, exit: bool, stop: CancellationToken) {
+/// the process ends. It tells systemd READY=1 once DNS serves a ready picture (SPEC §1
+/// "Ready", when /healthz turns 200), and WATCHDOG=1 at each look while the
+/// heartbeat is fresh. It stops with `stop`.
+fn watch_heartbeat(
+    heartbeat: Arc<Heartbeat>,
+    phase: Arc<Phase>,
+    ready: impl Fn() -> bool + Send + 'static,
+    exit: bool,
+    stop: CancellationToken,
+) {
     let watch = move || {
-        let mut warned = false;
+        let (mut warned, mut told_ready) = (false, false);
         while !stop.is_cancelled() {
             std::thread::sleep(std::time::Duration::from_millis(250));
             let age = heartbeat.age();
+            if age <= HEARTBEAT_LIMIT {
+                if !told_ready && phase.is_serving() && ready() {
+                    told_ready = true;
+                    notify_systemd(&[sd_notify::NotifyState::Ready]);
+                }
+                notify_systemd(&[sd_notify::NotifyState::Watchdog]);
+            }
             if age > HEARTBEAT_LIMIT && !stop.is_cancelled() && !warned {
                 warned = true;
                 phase.stopping();

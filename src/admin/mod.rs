@@ -224,6 +224,11 @@ impl Phase {
         let _ = self.0.compare_exchange(Self::STARTING, Self::SERVING, Ordering::SeqCst, Ordering::SeqCst);
     }
 
+    /// DNS answers and shutdown has not started.
+    pub fn is_serving(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == Self::SERVING
+    }
+
     /// Shutdown has started, or the owner hangs: /healthz says 503 for good.
     pub fn stopping(&self) {
         self.0.store(Self::STOPPING, Ordering::SeqCst);

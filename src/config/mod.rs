@@ -31,6 +31,9 @@ pub struct Config {
     pub regions: BTreeMap<String, Region>,
     pub checks: BTreeMap<String, Check>,
     pub services: Vec<Service>,
+    /// Warnings found while reading the file (an old state file, say); with
+    /// [`Config::warnings`].
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -292,7 +295,7 @@ impl Config {
     /// What validates but is likely not what was meant: `check` prints these and
     /// `serve` logs them.
     pub fn warnings(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
+        let mut warnings = self.notes.clone();
         let server = &self.server;
         if !server.admin_listen.ip().is_loopback() && server.admin_token.is_some() && server.admin_tls.is_none() {
             warnings.push(format!(

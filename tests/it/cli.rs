@@ -220,3 +220,61 @@ fn text_logs_have_no_colour_off_a_terminal_and_steerdns_log_sets_the_level() {
     let said: Vec<String> = BufReader::new(stderr).lines().map_while(Result::ok).collect();
     assert!(said.iter().all(|l| !l.contains(" INFO ")), "{said:?}");
 }
+
+#[test]
+fn systemd_hears_ready_when_healthz_turns_200_a_watchdog_beat_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = quickstart_dir();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(1))).unwrap();
+    let p = Process::starting(dir.path(), &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let mut heard: Vec<String> = Vec::new();
+    let listen_for = |what: &str, heard: &mut Vec<String>| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut buf = [0u8; 512];
+        while std::time::Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                heard.push(String::from_utf8_lossy(&buf[..n]).to_string());
+                if heard.last().is_some_and(|m| m.lines().any(|l| l == what)) {
+                    return;
+                }
+            }
+        }
+        panic!("no {what} in {heard:?}");
+    };
+    listen_for("READY=1", &mut heard);
+    // READY comes with the server's readiness: /healthz already says 200
+    assert_eq!(http(&p.admin, "GET", "/healthz", None, None).0, 200);
+    listen_for("WATCHDOG=1", &mut heard);
+    Command::new("kill").args(["-TERM", &p.server.0.id().to_string()]).status().unwrap();
+    listen_for("STOPPING=1", &mut heard);
+    assert_eq!(heard.iter().filter(|m| m.contains("READY=1")).count(), 1, "{heard:?}");
+}
+
+#[test]
+fn the_file_store_goes_to_state_directory_and_an_old_file_beside_the_config_is_used_with_a_warning() {
+    let dir = quickstart_dir();
+    let state_dir = dir.path().join("var-lib-steerdns");
+    std::fs::create_dir(&state_dir).unwrap();
+    let env = [("STATE_DIRECTORY", state_dir.to_str().unwrap())];
+    let p = Process::start(dir.path(), &env);
+    let body = r#"{"state": "drain"}"#;
+    let (code, reply) =
+        http(&p.admin, "PUT", "/v1/services/www.lb.example./targets/127.0.0.10/state", Some(body), None);
+    assert_eq!(code, 200, "{reply}");
+    // the snapshot, or the journal it starts with (PATH.journal)
+    let files = ["steerdns-state.json", "steerdns-state.json.journal"];
+    eventually("the state file in $STATE_DIRECTORY", || files.iter().any(|f| state_dir.join(f).exists()));
+    assert!(!dir.path().join("state").exists(), "nothing beside the config");
+    drop(p);
+    // a state file beside the config, none in $STATE_DIRECTORY: it is used, with a warning
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    for file in files.iter().filter(|f| state_dir.join(f).exists()) {
+        std::fs::rename(state_dir.join(file), dir.path().join("state").join(file)).unwrap();
+    }
+    let p = Process::start(dir.path(), &env);
+    assert!(p.logged("move it to"), "{:?}", p.lines.lock().unwrap());
+    let (_, status) = http(&p.admin, "GET", "/v1/status", None, None);
+    assert!(status.contains("\"drain\""), "the old file's state is kept: {status}");
+}

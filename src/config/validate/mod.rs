@@ -115,6 +115,8 @@ struct Validator<'a> {
     /// Sections that failed to deserialize: rules that depend on them are skipped, so
     /// one mistake is reported once.
     failed: Vec<String>,
+    /// Warnings found while reading ([`Config::notes`]).
+    notes: Vec<String>,
 }
 
 type Value<'i> = toml::Spanned<DeValue<'i>>;
@@ -127,6 +129,7 @@ impl<'a> Validator<'a> {
             text,
             line_starts: std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect(),
             failed: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -269,7 +272,8 @@ impl<'a> Validator<'a> {
         }
         let services = services.0;
         let geo = self.geo(raw.geo, &regions, &services);
-        Some(Config { file: file.to_path_buf(), server, log, store, zones, geo, regions, checks, services })
+        let notes = std::mem::take(&mut self.notes);
+        Some(Config { file: file.to_path_buf(), server, log, store, zones, geo, regions, checks, services, notes })
     }
 
     /// A domain name, made fully qualified and lower-case.

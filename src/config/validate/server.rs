@@ -207,6 +207,28 @@ impl Validator<'_> {
         LogConfig { format, level }
     }
 
+    /// Where a state file goes when `store.path` is not given (SPEC §2): in
+    /// `$STATE_DIRECTORY` when systemd sets it (the first, if it lists several), else
+    /// `relative` to the config's directory. An old file beside the config, with
+    /// none in `$STATE_DIRECTORY` yet, is used where it is, with a warning.
+    fn default_state_file(&mut self, relative: &str) -> PathBuf {
+        let beside = self.base.join(relative);
+        let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) else { return beside };
+        let dir = PathBuf::from(dir.to_string_lossy().split(':').next().unwrap_or_default());
+        let there = dir.join(Path::new(relative).file_name().unwrap_or_default());
+        // the file store starts with its journal (PATH.journal) and no snapshot
+        let exists = |p: &Path| p.exists() || PathBuf::from(format!("{}.journal", p.display())).exists();
+        if exists(&beside) && !exists(&there) {
+            self.notes.push(format!(
+                "store: using the old state file {} beside the config; move it to {} ($STATE_DIRECTORY)",
+                beside.display(),
+                there.display()
+            ));
+            return beside;
+        }
+        there
+    }
+
     pub(super) fn store(&mut self, raw: RawStore) -> StoreConfig {
         let backend = raw.backend.as_ref().map_or(defaults::STORE_BACKEND, |b| b.get_ref().as_str()).to_string();
         if let Some(b) = raw.backend.as_ref().filter(|b| b.get_ref() == "etcd" && !cfg!(feature = "etcd")) {
@@ -240,7 +262,10 @@ impl Validator<'_> {
         match backend.as_str() {
             "memory" => StoreConfig::Memory,
             "file" => StoreConfig::File {
-                path: raw.path.as_ref().map_or_else(|| self.base.join(defaults::STORE_PATH), |p| self.path(p)),
+                path: match raw.path.as_ref() {
+                    Some(p) => self.path(p),
+                    None => self.default_state_file(defaults::STORE_PATH),
+                },
             },
             "etcd" => StoreConfig::Etcd(self.etcd(raw)),
             _ => {
@@ -294,7 +319,10 @@ impl Validator<'_> {
             key_file: raw.key_file.as_ref().map(|p| self.path(p)),
             username: raw.username.map(S::into_inner),
             password_file: raw.password_file.as_ref().map(|p| self.path(p)),
-            copy: raw.path.as_ref().map_or_else(|| self.base.join(defaults::ETCD_COPY_PATH), |p| self.path(p)),
+            copy: match raw.path.as_ref() {
+                Some(p) => self.path(p),
+                None => self.default_state_file(defaults::ETCD_COPY_PATH),
+            },
         }
     }
 }
