@@ -46,6 +46,11 @@ pub struct StoredState {
 /// `GET /v1/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
+    /// The server's identity (`server.identity`) and version.
+    #[serde(default)]
+    pub identity: String,
+    #[serde(default)]
+    pub version: String,
     pub store: StoreStatus,
     pub services: Vec<ServiceStatus>,
     /// Stored states of addresses that are no target of their service (now).

@@ -182,22 +182,65 @@ pub fn reload(admin: &Api) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The status once, or with `watch` redrawn every second until Ctrl-C: a server that
+/// cannot be reached (restarting, say) leaves its last picture on the screen under
+/// the error, and the dashboard keeps asking.
 pub fn status(admin: &Api, watch: bool, json: bool) -> anyhow::Result<()> {
+    let colour = std::io::stdout().is_terminal();
+    let mut last: Option<(Status, SystemTime)> = None;
     loop {
-        let text = call(admin, reqwest::Method::GET, "/v1/status", None::<&()>)?;
+        let fetched = call(admin, reqwest::Method::GET, "/v1/status", None::<&()>);
+        let text = match fetched {
+            Ok(text) => text,
+            Err(e) if watch => {
+                let since = last.as_ref().map_or("-".to_string(), |(_, at)| format!("{} ago", ago(unix(*at))));
+                let banner = format!("{} unreachable: {e:#}; retrying (last picture: {since})", admin.url());
+                let banner = if colour { format!("\x1b[1;31m{banner}\x1b[0m") } else { banner };
+                let picture = last.as_ref().map(|(s, _)| render(s, false)).unwrap_or_default();
+                // the old picture greyed out
+                let picture = if colour { format!("\x1b[2m{picture}\x1b[0m") } else { picture };
+                emit(&format!("\x1b[2J\x1b[H{banner}\n\n{picture}"));
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if json {
             emit(&format!("{text}\n"));
         } else {
             let status: Status = serde_json::from_str(&text).context("the status document")?;
             // with --watch: clear the screen and go home, then redraw in place
             let home = if watch { "\x1b[2J\x1b[H" } else { "" };
-            emit(&format!("{home}{}", render(&status, std::io::stdout().is_terminal())));
+            let header = header(&status, admin.url(), colour);
+            emit(&format!("{home}{header}{}", render(&status, colour)));
+            last = Some((status, SystemTime::now()));
         }
         if !watch {
             return Ok(());
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// The dashboard's first lines: which server, when, and whether anything is failing.
+fn header(status: &Status, url: &str, colour: bool) -> String {
+    let now = humantime::format_rfc3339_seconds(SystemTime::now());
+    let store = if status.store.up { "up" } else { "DOWN" };
+    let failing: Vec<&str> = status.services.iter().filter(|s| s.failing_open).map(|s| s.name.as_str()).collect();
+    let mut out = format!(
+        "steerdns {} {} at {url}  {now}  store {} {store}\n",
+        status.identity, status.version, status.store.backend
+    );
+    if !failing.is_empty() {
+        let line = format!("FAILING OPEN (every candidate down, all answered): {}", failing.join(", "));
+        out.push_str(&if colour { format!("\x1b[1;31m{line}\x1b[0m\n") } else { format!("{line}\n") });
+    }
+    out.push('\n');
+    out
+}
+
+fn unix(at: SystemTime) -> f64 {
+    at.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// "config", or "registration" with what is known of its lease.
@@ -225,34 +268,47 @@ pub fn render(status: &Status, colour: bool) -> String {
         ));
     }
     for service in &status.services {
-        out.push_str(&format!(
-            "{}  policy {}  order {}  check {}  answering {} of {}\n",
+        let drained = service.targets.iter().filter(|t| t.admin == AdminState::Drain).count();
+        let mut line = format!(
+            "{}  {} {}  check {}  answering {} of {}",
             service.name,
             service.policy,
             service.order,
             service.check.as_deref().unwrap_or("-"),
             service.answered,
             service.targets.len()
-        ));
+        );
+        if drained > 0 {
+            line.push_str(&format!(", {drained} drained"));
+        }
+        if service.failing_open {
+            let failing = "  FAILING OPEN";
+            line.push_str(&if colour { format!("\x1b[1;31m{failing}\x1b[0m") } else { failing.into() });
+        }
+        out.push_str(&format!("{line}\n"));
         let mut table = Table::new();
         table.load_preset(presets::UTF8_BORDERS_ONLY);
+        // the terminal's width, or 80 columns in a pipe: long cells wrap
+        table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
         if !colour {
             table.force_no_tty();
+            table.set_width(80);
         }
-        table.set_header([
-            "target",
-            "origin",
-            "region",
-            "health",
-            "admin",
-            "answered",
-            "latency",
-            "passes/fails",
-            "changed",
-            "last failure",
-        ]);
+        // columns that would say nothing for this service are left out, so that a
+        // table fits 80 columns
+        let region = service.targets.iter().any(|t| t.region.is_some());
+        let failure = service.targets.iter().any(|t| t.last_failure.is_some());
+        let keep = |column: &str| match column {
+            "region" => region,
+            "last failure" => failure,
+            _ => true,
+        };
+        let columns =
+            ["target", "origin", "region", "health", "admin", "ans", "latency", "p/f", "changed", "last failure"];
+        table.set_header(columns.iter().filter(|c| keep(c)).copied().collect::<Vec<_>>());
         for t in &service.targets {
-            table.add_row(row(t, colour));
+            let cells = row(t, colour).into_iter().zip(columns).filter(|(_, c)| keep(c)).map(|(cell, _)| cell);
+            table.add_row(cells.collect::<Vec<_>>());
         }
         out.push_str(&format!("{table}\n\n"));
     }
@@ -276,12 +332,19 @@ fn row(t: &TargetStatus, colour: bool) -> Vec<Cell> {
     let latency = t.last_probe.as_ref().map_or("-".into(), |p| format!("{:.1} ms", p.latency_ms));
     let changed = t.last_change.as_ref().map_or("-".into(), |c| format!("{} ago ({} → {})", ago(c.at), c.from, c.to));
     let origin = origin(&t.origin, t.expires_at);
+    let admin = Cell::new(t.admin);
+    let admin = match (colour, t.admin) {
+        (true, AdminState::Drain) => admin.fg(Color::Yellow),
+        (true, AdminState::Down) => admin.fg(Color::Red),
+        (true, AdminState::Up) => admin.fg(Color::Cyan),
+        _ => admin,
+    };
     vec![
         Cell::new(t.address),
         Cell::new(origin),
         Cell::new(t.region.as_deref().unwrap_or("-")),
         health,
-        Cell::new(t.admin),
+        admin,
         Cell::new(if t.answered { "yes" } else { "no" }),
         Cell::new(latency),
         Cell::new(format!("{}/{}", t.passes, t.fails)),

@@ -83,7 +83,13 @@ impl Model {
             error: self.store.down.clone(),
             copy_saved_at: self.store.from_copy,
         };
-        api::Status { store, services, unmatched_states }
+        api::Status {
+            identity: config.server.identity.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            store,
+            services,
+            unmatched_states,
+        }
     }
 
     fn service_status(&self, service: &Service, view: &View, now: SystemTime) -> api::ServiceStatus {

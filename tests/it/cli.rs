@@ -278,3 +278,62 @@ fn the_file_store_goes_to_state_directory_and_an_old_file_beside_the_config_is_u
     let (_, status) = http(&p.admin, "GET", "/v1/status", None, None);
     assert!(status.contains("\"drain\""), "the old file's state is kept: {status}");
 }
+
+/// A tmux session running a command, killed when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn start(name: &str, command: &str) -> Tmux {
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", name, "-x", "120", "-y", "60", command])
+            .status()
+            .expect("tmux (CI installs it: .ci/run)");
+        assert!(status.success());
+        Tmux(name.to_string())
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.0]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.0]).status();
+    }
+}
+
+#[test]
+fn the_dashboard_outlives_a_server_restart_and_shows_drains() {
+    let dir = quickstart_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = std::fs::read_to_string(dir.path().join("c.toml")).unwrap();
+    let config = config.replace("admin_listen = \"127.0.0.1:0\"", &format!("admin_listen = \"127.0.0.1:{port}\""));
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let p = Process::start(dir.path(), &[]);
+    let tmux = Tmux::start(&format!("steerdns-dash-{port}"), &format!("{BIN} status --watch --admin 127.0.0.1:{port}"));
+    let mut screen = String::new();
+    let shows = |what: &str, screen: &mut String| {
+        eventually(what, || {
+            *screen = tmux.screen();
+            screen.contains(what)
+        });
+    };
+    shows("www.lb.example.", &mut screen);
+    assert!(screen.contains("steerdns ") && screen.contains("store file up"), "{screen}");
+    let body = r#"{"state": "drain"}"#;
+    let path = "/v1/services/www.lb.example./targets/127.0.0.10/state";
+    assert_eq!(http(&p.admin, "PUT", path, Some(body), None).0, 200);
+    shows("1 drained", &mut screen);
+    // the server goes away: the last picture stays under the error
+    drop(p);
+    shows("unreachable", &mut screen);
+    assert!(screen.contains("www.lb.example."), "the last picture: {screen}");
+    // it comes back: the dashboard shows it again, the drain kept in the store
+    let _p = Process::start(dir.path(), &[]);
+    eventually("the dashboard to recover", || {
+        screen = tmux.screen();
+        !screen.contains("unreachable") && screen.contains("1 drained")
+    });
+}
