@@ -171,6 +171,9 @@ pub struct Model {
     view_changed: bool,
     status_changed: bool,
     ticked: bool,
+    /// Services the last status document saw failing open (logged as they enter and
+    /// leave).
+    failing_open: std::collections::BTreeSet<String>,
     effects: Effects,
 }
 
@@ -212,6 +215,7 @@ impl Model {
             view_changed: true,
             status_changed: true,
             ticked: true,
+            failing_open: Default::default(),
             effects: Effects::default(),
         }
     }
@@ -246,9 +250,34 @@ impl Model {
         }
         if self.status_changed && std::mem::take(&mut self.ticked) {
             self.status_changed = false;
-            self.effects.status = Some(Arc::new(self.status(now)));
+            let status = self.status(now);
+            self.log_fail_open(&status);
+            self.effects.status = Some(Arc::new(status));
         }
         std::mem::take(&mut self.effects)
+    }
+
+    /// Logs each service that starts or stops failing open, once, with why.
+    fn log_fail_open(&mut self, status: &crate::api::Status) {
+        let now: std::collections::BTreeSet<String> =
+            status.services.iter().filter(|s| s.failing_open).map(|s| s.name.clone()).collect();
+        for service in status.services.iter().filter(|s| s.failing_open && !self.failing_open.contains(&s.name)) {
+            let why: Vec<String> = service
+                .targets
+                .iter()
+                .filter(|t| t.answered)
+                .map(|t| format!("{} {}", t.address, t.last_failure.as_deref().unwrap_or("down")))
+                .collect();
+            tracing::warn!(
+                service = %service.name,
+                "failing open: every candidate is down, and all are answered ({})",
+                why.join("; ")
+            );
+        }
+        for gone in self.failing_open.difference(&now) {
+            tracing::info!(service = %gone, "no longer failing open");
+        }
+        self.failing_open = now;
     }
 
     /// After the targets changed: the config with the registrations, and the probes.

@@ -337,3 +337,27 @@ fn the_dashboard_outlives_a_server_restart_and_shows_drains() {
         !screen.contains("unreachable") && screen.contains("1 drained")
     });
 }
+
+#[test]
+fn failing_open_is_logged_once_as_it_starts_and_once_as_it_ends() {
+    use crate::backend::{Backend, Mode};
+    let backend = Backend::http("127.0.43.1", 0, Mode::Status(200, "OK"));
+    let dir = quickstart_dir();
+    let config = std::fs::read_to_string(dir.path().join("c.toml")).unwrap();
+    let config = format!(
+        "{config}\n[checks.fo]\nport = {}\ninterval = \"100ms\"\ntimeout = \"80ms\"\nfall = 1\nrise = 1\n\n\
+         [[services]]\nname = \"fo.lb.example.\"\npolicy = \"healthy\"\ncheck = \"fo\"\ntargets = [\"127.0.43.1\"]\n",
+        backend.addr.port()
+    );
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let p = Process::start(dir.path(), &[]);
+    let count = |what: &str| p.lines.lock().unwrap().iter().filter(|l| l.contains(what)).count();
+    backend.set(Mode::Down);
+    eventually("fail-open to be logged", || count("failing open: every candidate is down") == 1);
+    let line = p.lines.lock().unwrap().iter().find(|l| l.contains("failing open:")).cloned().unwrap();
+    assert!(line.contains("fo.lb.example.") && line.contains("127.0.43.1") && line.contains("WARN"), "{line}");
+    backend.set(Mode::Status(200, "OK"));
+    eventually("its end to be logged", || count("no longer failing open") == 1);
+    // the status was rebuilt on every probe meanwhile: still one line each
+    assert_eq!((count("failing open: every"), count("no longer failing open")), (1, 1));
+}
