@@ -94,6 +94,13 @@ pub enum Command {
     Register(client::RegisterArgs),
     /// Re-read the config and every file it names; on errors the running config stays.
     Reload,
+    /// Write the man page (steerdns.1) and the bash, zsh and fish completions into DIR
+    /// (for packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Where to write them.
+        dir: PathBuf,
+    },
 }
 
 /// Parses the command line and runs it.
@@ -110,6 +117,7 @@ pub fn main() -> ExitCode {
             api.and_then(|a| client::state(&a, &service, &address, state, force))
         }
         Command::Reload => api.and_then(|a| client::reload(&a)),
+        Command::GenerateDocs { dir } => generate_docs(&dir),
         Command::Register(args) => api.and_then(|a| client::register(&args, &a)),
         Command::Explain { name, qtype, client: subnet, source, json } => {
             api.and_then(|a| client::explain(&a, &name, &qtype, subnet.as_deref(), source.as_deref(), json))
@@ -173,6 +181,20 @@ impl<W: std::io::Write> std::io::Write for Quiet<W> {
         let _ = self.0.flush();
         Ok(())
     }
+}
+
+/// The man page and the shell completions, from the command line's own definition.
+fn generate_docs(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(dir)?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    std::fs::write(dir.join("steerdns.1"), page)?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "steerdns", dir)?;
+    }
+    Ok(())
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Loaded> {
