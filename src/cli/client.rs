@@ -27,13 +27,19 @@ pub struct Admin {
     /// A file whose first line is the token, instead of --token.
     #[arg(long, global = true, value_name = "FILE", conflicts_with = "token")]
     pub token_file: Option<std::path::PathBuf>,
+    /// For an https:// admin URL: the PEM certificate (or CA) to trust beside the
+    /// system's, e.g. the admin API's own self-signed admin_tls_cert_file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
-/// The admin API to call: its URLs with their scheme, and the token.
+/// The admin API to call: its URLs with their scheme, the token, and a certificate
+/// to trust.
 #[derive(Debug)]
 pub struct Api {
     pub urls: Vec<String>,
     pub token: Option<String>,
+    pub ca: Option<reqwest::Certificate>,
 }
 
 impl Admin {
@@ -53,13 +59,32 @@ impl Admin {
             }
             None => self.token.clone(),
         };
-        Ok(Api { urls, token })
+        let ca = match &self.ca_file {
+            Some(file) => {
+                let pem =
+                    std::fs::read(file).with_context(|| format!("--ca-file {}: cannot read it", file.display()))?;
+                let certificate = reqwest::Certificate::from_pem(&pem)
+                    .with_context(|| format!("--ca-file {}: not a PEM certificate", file.display()))?;
+                Some(certificate)
+            }
+            None => None,
+        };
+        Ok(Api { urls, token, ca })
     }
 }
 
 impl Api {
     fn url(&self) -> &str {
         self.urls.first().map_or("http://127.0.0.1:8053", String::as_str)
+    }
+
+    /// An HTTP client for the admin API: no proxy, `timeout`, the --ca-file trusted.
+    fn client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder().no_proxy().timeout(timeout);
+        if let Some(ca) = &self.ca {
+            builder = builder.add_root_certificate(ca.clone());
+        }
+        Ok(builder.build()?)
     }
 }
 
@@ -96,7 +121,7 @@ fn call(
     let url = format!("{}{path}", admin.url());
     crate::health::install_crypto_provider();
     runtime.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?;
+        let client = admin.client(Duration::from_secs(10))?;
         let mut request = client.request(method, &url);
         if let Some(token) = &admin.token {
             request = request.bearer_auth(token);
@@ -506,7 +531,7 @@ pub fn register(args: &RegisterArgs, api: &Api) -> anyhow::Result<()> {
 
 async fn run_registration(args: &RegisterArgs, api: &Api) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;
+    let client = api.client(Duration::from_secs(5))?;
     let body = RegistrationRequest {
         address: args.address,
         ttl_seconds: args.ttl.as_secs().max(1),

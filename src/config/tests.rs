@@ -523,3 +523,45 @@ fn a_large_config_that_does_not_split_is_read_whole() {
         assert!(validate::whole(&text, file).is_err(), "{odd}: each is a mistake in this config");
     }
 }
+
+/// The fields a raw section takes, as serde lists them when it refuses an unknown one.
+fn fields_of<T: serde::de::DeserializeOwned>() -> Vec<String> {
+    let error = toml::from_str::<T>("no_such_key_here = 1").err().expect("an unknown field is refused").to_string();
+    let expected =
+        error.split("expected one of ").nth(1).or_else(|| error.split("expected ").nth(1)).unwrap_or_default();
+    expected.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+#[test]
+fn the_reference_config_shows_every_key() {
+    use super::raw::*;
+    let reference = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/reference.toml")).unwrap();
+    // a key is shown set, or commented out where it needs a file the example lacks
+    let shown = |key: &str| {
+        reference.lines().any(|l| {
+            let l = l.trim_start().trim_start_matches('#').trim_start();
+            l.starts_with(&format!("{key} ="))
+                || l.starts_with('[') && l.contains(&format!(".{key}]"))
+                || l.contains(&format!("{{ {key} ="))
+                || l.contains(&format!(", {key} ="))
+        })
+    };
+    let sections = [
+        ("server", fields_of::<RawServer>()),
+        ("server.rrl", fields_of::<RawRrl>()),
+        ("log", fields_of::<RawLog>()),
+        ("store", fields_of::<RawStore>()),
+        ("zones", fields_of::<RawZone>()),
+        ("geo", fields_of::<RawGeo>()),
+        ("regions", fields_of::<RawRegion>()),
+        ("checks", fields_of::<RawCheck>()),
+        ("services", fields_of::<RawService>()),
+        ("services.targets", fields_of::<RawTargetTable>()),
+    ];
+    let mut missing = Vec::new();
+    for (section, fields) in &sections {
+        assert!(fields.len() >= 2, "{section}: no field list read from serde: {fields:?}");
+        missing.extend(fields.iter().filter(|f| !shown(f)).map(|f| format!("{section}.{f}")));
+    }
+    assert!(missing.is_empty(), "examples/reference.toml does not show {missing:?}");
+}

@@ -361,3 +361,30 @@ fn failing_open_is_logged_once_as_it_starts_and_once_as_it_ends() {
     // the status was rebuilt on every probe meanwhile: still one line each
     assert_eq!((count("failing open: every"), count("no longer failing open")), (1, 1));
 }
+
+#[test]
+fn an_https_admin_api_is_reached_with_ca_file_and_refused_without() {
+    // a CA of the operator's, and the admin API's certificate from it
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let config = quickstart_config()
+        .edit("[server]", "[server]\nadmin_tls_cert_file = \"admin.pem\"\nadmin_tls_key_file = \"admin.key\"");
+    let files = [("lb.example.zone", ZONE), ("admin.pem", &cert.pem()), ("admin.key", &key.serialize_pem())];
+    let s = TestServer::with_files(&config, &files);
+    let ca_file = s.dir().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let port = s.admin.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}");
+    let out =
+        Command::new(BIN).args(["status", "--json", "--admin", &url, "--ca-file"]).arg(&ca_file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("www.lb.example."));
+    let out = Command::new(BIN).args(["status", "--json", "--admin", &url]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("cannot reach"), "an unknown issuer is refused: {stderr}");
+}
