@@ -237,7 +237,9 @@ pub fn status(admin: &Api, watch: bool, json: bool) -> anyhow::Result<()> {
             // with --watch: clear the screen and go home, then redraw in place
             let home = if watch { "\x1b[2J\x1b[H" } else { "" };
             let header = header(&status, admin.url(), colour);
-            emit(&format!("{home}{header}{}", render(&status, colour)));
+            let picture = format!("{header}{}", render(&status, colour));
+            let picture = if watch && colour { fit_height(&picture) } else { picture };
+            emit(&format!("{home}{picture}"));
             last = Some((status, SystemTime::now()));
         }
         if !watch {
@@ -245,6 +247,22 @@ pub fn status(admin: &Api, watch: bool, json: bool) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// A redrawn picture cut to the terminal's height, so that it never scrolls: the
+/// header (and any FAILING OPEN line) stays on top, and the last line says what is
+/// left out.
+fn fit_height(picture: &str) -> String {
+    let Ok((_, rows)) = crossterm::terminal::size() else { return picture.to_string() };
+    let lines: Vec<&str> = picture.lines().collect();
+    let rows = usize::from(rows).max(3);
+    if lines.len() < rows {
+        return picture.to_string();
+    }
+    let kept = rows - 2;
+    let mut out = lines[..kept].join("\n");
+    out.push_str(&format!("\n… {} more lines: a taller terminal, or `steerdns status | less`\n", lines.len() - kept));
+    out
 }
 
 /// The dashboard's first lines: which server, when, and whether anything is failing.

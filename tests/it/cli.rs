@@ -284,8 +284,12 @@ struct Tmux(String);
 
 impl Tmux {
     fn start(name: &str, command: &str) -> Tmux {
+        Tmux::sized(name, command, 60)
+    }
+
+    fn sized(name: &str, command: &str, rows: u16) -> Tmux {
         let status = Command::new("tmux")
-            .args(["new-session", "-d", "-s", name, "-x", "120", "-y", "60", command])
+            .args(["new-session", "-d", "-s", name, "-x", "120", "-y", &rows.to_string(), command])
             .status()
             .expect("tmux (CI installs it: .ci/run)");
         assert!(status.success());
@@ -387,4 +391,19 @@ fn an_https_admin_api_is_reached_with_ca_file_and_refused_without() {
     let out = Command::new(BIN).args(["status", "--json", "--admin", &url]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("cannot reach"), "an unknown issuer is refused: {stderr}");
+}
+
+#[test]
+fn the_dashboard_fits_a_short_terminal_without_scrolling() {
+    let s = TestServer::start(&quickstart_config());
+    let port = s.admin.rsplit(':').next().unwrap().to_string();
+    let tmux = Tmux::sized(&format!("steerdns-short-{port}"), &format!("{BIN} status --watch --admin {}", s.admin), 15);
+    let mut screen = String::new();
+    eventually("the cut picture", || {
+        screen = tmux.screen();
+        screen.contains("more lines")
+    });
+    // the header stays on top, and nothing scrolled past the window
+    assert!(screen.lines().next().is_some_and(|l| l.starts_with("steerdns ")), "{screen}");
+    assert!(screen.lines().count() <= 15, "{screen}");
 }
