@@ -84,6 +84,9 @@ pub struct ServiceStatus {
     /// answered anyway (fail-open).
     #[serde(default)]
     pub failing_open: bool,
+    /// A gslb service: per region, the targets a client placed there is answered from.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub answered_by_region: std::collections::BTreeMap<String, usize>,
     pub targets: Vec<TargetStatus>,
 }
 

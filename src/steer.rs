@@ -175,6 +175,14 @@ pub fn eligible(service: &ServiceView, family: Family, client: &Client, geo: &Ge
     set.iter().map(|c| c.address).collect()
 }
 
+/// [`eligible`] for a client placed in `region` (a gslb service's answer there).
+pub fn eligible_in(service: &ServiceView, family: Family, region: crate::geo::RegionId, geo: &Geo) -> Vec<IpAddr> {
+    let placement = crate::geo::Placement { region, decided: crate::geo::Decided::Default, scope: 0 };
+    let mut set = Vec::new();
+    select(service, family, Some(&placement), geo, &mut set, &mut Quiet);
+    set.iter().map(|c| c.address).collect()
+}
+
 /// The TTL while a target that could change the answer is down: half, at least 1 s,
 /// and 0 stays 0.
 fn halved(ttl: u32) -> u32 {

@@ -321,6 +321,10 @@ pub fn render(status: &Status, colour: bool) -> String {
             service.answered,
             service.targets.len()
         );
+        if !service.answered_by_region.is_empty() {
+            let regions: Vec<String> = service.answered_by_region.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            line.push_str(&format!(" (by region: {})", regions.join(", ")));
+        }
         if drained > 0 {
             line.push_str(&format!(", {drained} drained"));
         }

@@ -93,6 +93,11 @@ impl Geo {
         self.names.len()
     }
 
+    /// Every region, by id.
+    pub fn regions(&self) -> impl Iterator<Item = (RegionId, &str)> {
+        self.names.iter().enumerate().map(|(i, n)| (i as RegionId, n.as_str()))
+    }
+
     pub fn name(&self, region: RegionId) -> &str {
         &self.names[region as usize]
     }

@@ -140,7 +140,20 @@ impl Model {
         let failing_open = targets
             .iter()
             .any(|t: &api::TargetStatus| t.answered && t.health == "down" && t.admin == api::AdminState::Auto);
+        let mut answered_by_region = std::collections::BTreeMap::new();
+        if service.policy == crate::config::Policy::Gslb
+            && let Some(sv) = view.service(&service.name)
+        {
+            for (region, name) in view.geo.regions() {
+                let there: std::collections::HashSet<IpAddr> = [Family::V4, Family::V6]
+                    .iter()
+                    .flat_map(|f| steer::eligible_in(sv, *f, region, &view.geo))
+                    .collect();
+                answered_by_region.insert(name.to_string(), there.len());
+            }
+        }
         api::ServiceStatus {
+            answered_by_region,
             name: service.name.to_string(),
             policy: service.policy.name().into(),
             order: service.order.name().into(),

@@ -407,3 +407,26 @@ fn the_dashboard_fits_a_short_terminal_without_scrolling() {
     assert!(screen.lines().next().is_some_and(|l| l.starts_with("steerdns ")), "{screen}");
     assert!(screen.lines().count() <= 15, "{screen}");
 }
+
+#[test]
+fn status_shows_a_gslb_service_answered_per_region() {
+    let config = format!(
+        "{}\n[geo]\ndefault_region = \"eu\"\n\n[regions.eu]\nnetworks = [\"127.10.0.0/16\"]\n\n\
+         [regions.us]\nnetworks = [\"127.20.0.0/16\"]\n\n[checks.none]\nkind = \"none\"\n\n\
+         [[services]]\nname = \"g.lb.example.\"\npolicy = \"gslb\"\ncheck = \"none\"\ntargets = [\n\
+         {{ address = \"127.0.44.1\", region = \"eu\" }},\n{{ address = \"127.0.44.2\", region = \"us\" }},\n\
+         {{ address = \"127.0.44.3\", region = \"us\" }},\n]\n",
+        quickstart_config()
+    );
+    let s = TestServer::start(&config);
+    let out = Command::new(BIN).args(["status", "--json", "--admin", &s.admin]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let g = status["services"].as_array().unwrap().iter().find(|s| s["name"] == "g.lb.example.").unwrap();
+    assert_eq!(g["answered_by_region"], serde_json::json!({"eu": 1, "us": 2}), "{g}");
+    let out = Command::new(BIN).args(["status", "--admin", &s.admin]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("g.lb.example.  gslb round-robin") && text.contains("(by region: eu 1, us 2)"), "{text}");
+    // other policies carry no per-region counts
+    let www = status["services"].as_array().unwrap().iter().find(|s| s["name"] == "www.lb.example.").unwrap();
+    assert!(www.get("answered_by_region").is_none(), "{www}");
+}
