@@ -249,7 +249,11 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let served = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let app = App::new(loaded)?.exit_on_hang();
-        tokio::spawn(signals(shutdown.clone(), app.handle(), path));
+        // the handlers are in place before the addresses are logged: a SIGTERM sent on
+        // seeing them stops the server cleanly (a spawned task may not have run yet)
+        use tokio::signal::unix::{SignalKind, signal};
+        let handlers = (signal(SignalKind::terminate())?, signal(SignalKind::hangup())?);
+        tokio::spawn(signals(shutdown.clone(), app.handle(), path, handlers));
         if let Some(admin) = admin {
             tracing::info!("admin API on {scheme}://{admin}");
         }
@@ -269,10 +273,12 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// SIGHUP reloads; SIGTERM or Ctrl-C cancels `shutdown`.
-async fn signals(shutdown: CancellationToken, state: crate::state::StateHandle, path: PathBuf) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut hangup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
+async fn signals(
+    shutdown: CancellationToken,
+    state: crate::state::StateHandle,
+    path: PathBuf,
+    (mut term, mut hangup): (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+) {
     loop {
         tokio::select! {
             _ = term.recv() => break,
