@@ -286,12 +286,13 @@ fn unix(at: SystemTime) -> f64 {
     at.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// "config", or "registration" with what is known of its lease.
+/// "config", or a registration's lease as far as it is known (short: the table fits
+/// 80 columns).
 fn origin(origin: &str, expires_at: Option<f64>) -> String {
     match expires_at {
-        Some(at) => format!("{origin} (lease {} left)", ago(2.0 * now() - at)),
+        Some(at) => format!("lease {}", ago(2.0 * now() - at)),
         // a lease renewed through another steerdns node: etcd knows its expiry
-        None if origin == "registration" => "registration (etcd lease)".into(),
+        None if origin == "registration" => "lease (etcd)".into(),
         None => origin.to_string(),
     }
 }
