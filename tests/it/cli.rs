@@ -430,3 +430,30 @@ fn status_shows_a_gslb_service_answered_per_region() {
     let www = status["services"].as_array().unwrap().iter().find(|s| s["name"] == "www.lb.example.").unwrap();
     assert!(www.get("answered_by_region").is_none(), "{www}");
 }
+
+#[test]
+fn the_dashboard_shows_a_backend_death_and_the_fail_open_it_brings() {
+    use crate::backend::{Backend, Mode};
+    let backend = Backend::http("127.0.45.1", 0, Mode::Status(200, "OK"));
+    let config = format!(
+        "{}\n[checks.dash]\nport = {}\ninterval = \"100ms\"\ntimeout = \"80ms\"\nfall = 1\nrise = 1\n\n\
+         [[services]]\nname = \"dead.lb.example.\"\npolicy = \"healthy\"\ncheck = \"dash\"\ntargets = [\"127.0.45.1\"]\n",
+        quickstart_config(),
+        backend.addr.port()
+    );
+    let s = TestServer::start(&config);
+    let port = s.admin.rsplit(':').next().unwrap().to_string();
+    let tmux = Tmux::start(&format!("steerdns-dead-{port}"), &format!("{BIN} status --watch --admin {}", s.admin));
+    let mut screen = String::new();
+    eventually("the service up on the dashboard", || {
+        screen = tmux.screen();
+        screen.lines().any(|l| l.contains("127.0.45.1") && l.contains(" up "))
+    });
+    assert!(!screen.contains("FAILING OPEN"), "{screen}");
+    backend.set(Mode::Down);
+    eventually("the death and the fail-open on the dashboard", || {
+        screen = tmux.screen();
+        screen.lines().any(|l| l.contains("127.0.45.1") && l.contains(" down "))
+            && screen.lines().any(|l| l.starts_with("FAILING OPEN") && l.contains("dead.lb.example."))
+    });
+}
