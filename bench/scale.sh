@@ -30,27 +30,36 @@ check() {
   /usr/bin/time -f "%e s, peak %M KB" "$bin" check --config "$2" 2>&1 >/dev/null | sed "s/^/$1: check /"
 }
 
+# starts a server and times it to its first answer (steerdns's and NSD's runs share it)
+cat > "$work/first.py" <<'PY'
+import socket, subprocess, sys, time
+
+def first_answer(command, name, label):
+    """Starts `command`; (the process, seconds until it answers `name` A with records)."""
+    start = time.time()
+    p = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    query = b"\x00\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"".join(
+        bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\x00\x00\x01\x00\x01"
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.05)
+    while True:
+        try:
+            s.sendto(query, ("127.0.0.1", 5395))
+            r = s.recv(4096)
+            if r[3] & 0xF == 0 and int.from_bytes(r[6:8], "big") > 0:
+                return p, time.time() - start
+        except OSError:
+            pass
+        if p.poll() is not None:
+            sys.exit(f"{label}: the server stopped")
+PY
+
 # the serving half, in Python: start to the first answer, reloads, /healthz, RSS
 cat > "$work/serve.py" <<'PY'
-import http.client, os, socket, subprocess, sys, threading, time
+import http.client, os, sys, threading, time
+from first import first_answer
 label, binary, config, name, reloads = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-start = time.time()
-p = subprocess.Popen([binary, "serve", "--config", config], stderr=subprocess.DEVNULL)
-query = b"\x00\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"".join(
-    bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\x00\x00\x01\x00\x01"
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(0.05)
-while True:
-    try:
-        s.sendto(query, ("127.0.0.1", 5395))
-        r = s.recv(4096)
-        if r[3] & 0xF == 0 and int.from_bytes(r[6:8], "big") > 0:
-            break
-    except OSError:
-        pass
-    if p.poll() is not None:
-        sys.exit(f"{label}: the server stopped")
-first = time.time() - start
+p, first = first_answer([binary, "serve", "--config", config], name, label)
 def mem(field):
     return int([l for l in open(f"/proc/{p.pid}/status") if l.startswith(field)][0].split()[1]) // 1024
 def get(path, method="GET"):
@@ -111,7 +120,7 @@ for zone in ["m", "c"]:
 PY
   if [ "${PEER:-}" = nsd ]; then nsd_zone; fi
   check "1,000,000 A records" "$work/m.toml"
-  python3 "$work/serve.py" "1,000,000 A records" "$bin" "$work/m.toml" h5.m.example 1
+  PYTHONPATH="$work" python3 "$work/serve.py" "1,000,000 A records" "$bin" "$work/m.toml" h5.m.example 1
   check "40,000 records, half CNAMEs" "$work/c.toml"
 }
 
@@ -125,23 +134,11 @@ nsd_zone() {
     "  pidfile: $work/nsd/pid" "  xfrdfile: $work/nsd/xfrd.state" "  zonelistfile: $work/nsd/zone.list" \
     "  username: \"\"" "  server-count: 1" "remote-control:" "  control-enable: no" \
     "zone:" "  name: m.example." "  zonefile: m.zone" > "$work/nsd/nsd.conf"
-  python3 - "$work" <<'PY'
-import socket, subprocess, sys, time
+  PYTHONPATH="$work" python3 - "$work" <<'PY'
+import subprocess, sys, time
+from first import first_answer
 work = sys.argv[1]
-start = time.time()
-p = subprocess.Popen(["nsd", "-d", "-c", f"{work}/nsd/nsd.conf"], stderr=subprocess.DEVNULL)
-query = b"\x00\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02h5\x01m\x07example\x00\x00\x01\x00\x01"
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(0.05)
-while True:
-    try:
-        s.sendto(query, ("127.0.0.1", 5395))
-        r = s.recv(4096)
-        if r[3] & 0xF == 0 and int.from_bytes(r[6:8], "big") > 0:
-            break
-    except OSError:
-        pass
-first = time.time() - start
+p, first = first_answer(["nsd", "-d", "-c", f"{work}/nsd/nsd.conf"], "h5.m.example", "NSD")
 time.sleep(2)
 # NSD forks its server from the process that loaded the zone: their proportional
 # set sizes add up to the memory they take, where their RSS would count shared pages twice
@@ -168,7 +165,7 @@ with open(f"{work}/s.toml", "w") as f:
                 f'targets = ["127.1.{last}", "127.2.{last}", "127.3.{last}", "127.4.{last}"]\n\n')
 PY
   check "100,000 services" "$work/s.toml"
-  python3 "$work/serve.py" "100,000 services" "$bin" "$work/s.toml" s5.lb.example 5
+  PYTHONPATH="$work" python3 "$work/serve.py" "100,000 services" "$bin" "$work/s.toml" s5.lb.example 5
   # queries lost across three reloads at 20,000 queries/s
   "$bin" serve --config "$work/s.toml" 2>/dev/null &
   local pid=$!
