@@ -61,6 +61,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod dnssec;
 pub mod fuzzing;
 pub mod geo;
 pub mod health;

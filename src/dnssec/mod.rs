@@ -1,0 +1,353 @@
+//! DNSSEC online signing (SPEC §8): a zone's keys, and the signatures of the RRsets
+//! that answers carry, made on first use and cached.
+//!
+//! A signature is a pure function of the key, the RRset (owner, type, class, TTL and
+//! its records in canonical order) and the validity window, so the cache is keyed by a
+//! 128-bit hash of the first two, whatever order the records were written in: a
+//! rotation of a service's answer reuses one signature, and every region's answer
+//! gets its own. The RRSIG's fields are hickory's (`SigInput`), the to-be-signed
+//! data ours (checked against hickory's `TBS` in the tests), the signature ring's. A budget bounds how many are made per second, so that a flood
+//! of distinct RRsets costs SERVFAILs, not the CPU.
+
+mod keys;
+
+pub use keys::{ECDSAP256, ED25519, Key, generate, key_tag, read as read_key};
+
+use hickory_proto::dnssec::Algorithm;
+use hickory_proto::dnssec::rdata::SigInput;
+use hickory_proto::rr::{Name, RecordType, SerialNumber};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use siphasher::sip128::{Hasher128, SipHasher13};
+use std::hash::Hasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A signature's inception lies this far back (clocks of validators run behind)…
+const INCEPTION_BACK: u32 = 3600;
+/// …and its expiry this far ahead; past half its life it is made again.
+const VALIDITY: u32 = 7 * 86_400;
+/// Signatures made per second and core, at most (SPEC §8).
+pub const BUDGET_PER_CORE: u32 = 2000;
+/// RRsets whose signatures are kept.
+pub const CACHE_ENTRIES: usize = 100_000;
+
+/// The keys of one signed zone.
+#[derive(Debug)]
+pub struct ZoneKeys {
+    pub origin: Name,
+    pub keys: Vec<Key>,
+    /// The keys published as CDS and CDNSKEY.
+    pub cds: Vec<usize>,
+    /// Names this key set in the signature cache.
+    id: u128,
+}
+
+impl ZoneKeys {
+    pub fn new(origin: Name, keys: Vec<Key>, cds: Vec<usize>) -> Self {
+        let mut hasher = SipHasher13::new();
+        for key in &keys {
+            hasher.write(&key.dnskey);
+        }
+        hash_name(&mut hasher, &origin);
+        ZoneKeys { origin, keys, cds, id: hasher.finish128().as_u128() }
+    }
+
+    /// The records the apex gains: DNSKEY for every key, CDS and CDNSKEY for the
+    /// keys in `dnssec_cds_keys` (type, RDATA).
+    pub fn apex_records(&self) -> Vec<(RecordType, Vec<u8>)> {
+        let mut records: Vec<(RecordType, Vec<u8>)> =
+            self.keys.iter().map(|k| (RecordType::DNSKEY, k.dnskey.to_vec())).collect();
+        for &i in &self.cds {
+            records.push((RecordType::CDS, self.keys[i].ds(&self.origin)));
+            records.push((RecordType::CDNSKEY, self.keys[i].dnskey.to_vec()));
+        }
+        records
+    }
+
+    /// The bytes an RRSIG record of this zone takes in a reply whose owner costs
+    /// `owner` bytes, for every key.
+    pub fn rrsigs_len(&self, owner: usize) -> usize {
+        let signer = self.origin.len() + 1;
+        self.keys.iter().map(|k| owner + 10 + 18 + signer + k.signature_len()).sum()
+    }
+}
+
+/// One RRset's signatures: one RRSIG RDATA per key of its zone.
+#[derive(Debug)]
+pub struct Signed {
+    /// Past this second (UNIX time) the signatures are made again.
+    refresh_at: u32,
+    pub rrsigs: Box<[Box<[u8]>]>,
+}
+
+/// Why an RRset has no signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsigned {
+    /// The budget of this second is spent.
+    Budget,
+    /// The records do not parse as their type (not from our zones or services).
+    Malformed,
+}
+
+/// What signing has done, for metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub made: AtomicU64,
+    pub cached: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+/// The signature cache and budget, one per server, kept across reloads.
+pub struct Signatures {
+    cache: quick_cache::sync::Cache<u128, Arc<Signed>>,
+    /// (this second, signatures made in it).
+    window: AtomicU64,
+    per_second: u32,
+    pub counters: Counters,
+}
+
+impl std::fmt::Debug for Signatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signatures {{ cached: {}, per_second: {} }}", self.cache.len(), self.per_second)
+    }
+}
+
+/// An RRset to sign: its owner as signed (the query name for a wildcard expansion),
+/// type, class, TTL and records' RDATA (names uncompressed).
+#[derive(Debug, Clone, Copy)]
+pub struct RRset<'a, I> {
+    pub owner: &'a Name,
+    pub rtype: u16,
+    pub class: u16,
+    pub ttl: u32,
+    pub rdatas: I,
+}
+
+impl Signatures {
+    /// A cache of `entries` RRsets and a budget of `per_second` signatures.
+    pub fn new(entries: usize, per_second: u32) -> Self {
+        Signatures {
+            cache: quick_cache::sync::Cache::new(entries),
+            window: AtomicU64::new(0),
+            per_second,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The server's: [`CACHE_ENTRIES`], [`BUDGET_PER_CORE`] times the cores.
+    pub fn for_server() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        Self::new(CACHE_ENTRIES, BUDGET_PER_CORE * cores)
+    }
+
+    /// Signatures in the cache.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// The signatures of `rrset` by every key of `keys` at `now` (UNIX seconds): cached,
+    /// or made when the budget allows (a cached one past half its life is made again,
+    /// and still served if the budget refuses).
+    pub fn sign<'a, I>(&self, keys: &ZoneKeys, rrset: RRset<'a, I>, now: u32) -> Result<Arc<Signed>, Unsigned>
+    where
+        I: Iterator<Item = &'a [u8]> + Clone,
+    {
+        let key = cache_key(keys, &rrset);
+        let cached = self.cache.get(&key);
+        if let Some(signed) = &cached
+            && now < signed.refresh_at
+        {
+            self.counters.cached.fetch_add(1, Relaxed);
+            return Ok(signed.clone());
+        }
+        if !self.take(now) {
+            self.counters.refused.fetch_add(1, Relaxed);
+            return cached.ok_or(Unsigned::Budget);
+        }
+        let signed = Arc::new(make(keys, &rrset, now).ok_or(Unsigned::Malformed)?);
+        self.counters.made.fetch_add(keys.keys.len() as u64, Relaxed);
+        self.cache.insert(key, signed.clone());
+        Ok(signed)
+    }
+
+    /// Takes one signature from this second's budget.
+    fn take(&self, now: u32) -> bool {
+        let mut current = self.window.load(Relaxed);
+        loop {
+            let (second, used) = ((current >> 32) as u32, current as u32);
+            let next = if second != now {
+                u64::from(now) << 32 | 1
+            } else if used < self.per_second {
+                current + 1
+            } else {
+                return false;
+            };
+            match self.window.compare_exchange_weak(current, next, Relaxed, Relaxed) {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}
+
+/// The cache key: the key set, the owner (letter case ignored), type, class, TTL, and
+/// the records in any order (a sum of their hashes).
+fn cache_key<'a, I: Iterator<Item = &'a [u8]> + Clone>(keys: &ZoneKeys, rrset: &RRset<'a, I>) -> u128 {
+    let mut hasher = SipHasher13::new();
+    hasher.write_u128(keys.id);
+    hash_name(&mut hasher, rrset.owner);
+    hasher.write_u16(rrset.rtype);
+    hasher.write_u16(rrset.class);
+    hasher.write_u32(rrset.ttl);
+    let records = rrset.rdatas.clone().fold(0u128, |sum, rdata| {
+        let mut h = SipHasher13::new();
+        h.write(rdata);
+        sum.wrapping_add(h.finish128().as_u128())
+    });
+    hasher.write_u128(records);
+    hasher.finish128().as_u128()
+}
+
+fn hash_name(hasher: &mut SipHasher13, name: &Name) {
+    for label in name.iter() {
+        hasher.write_u8(label.len() as u8);
+        for b in label {
+            hasher.write_u8(b.to_ascii_lowercase());
+        }
+    }
+    hasher.write_u8(0);
+}
+
+/// Signs `rrset` with every key: RRSIG RDATA whose signer is the zone's origin, labels
+/// those of the owner (a wildcard's expansion is signed as the name it answers).
+fn make<'a, I: Iterator<Item = &'a [u8]> + Clone>(keys: &ZoneKeys, rrset: &RRset<'a, I>, now: u32) -> Option<Signed> {
+    let inception = now.wrapping_sub(INCEPTION_BACK);
+    let expiration = now.wrapping_add(VALIDITY);
+    let mut rrsigs = Vec::with_capacity(keys.keys.len());
+    for key in &keys.keys {
+        let input = SigInput {
+            type_covered: RecordType::from(rrset.rtype),
+            algorithm: Algorithm::from_u8(key.algorithm),
+            num_labels: rrset.owner.num_labels(),
+            original_ttl: rrset.ttl,
+            sig_expiration: SerialNumber::new(expiration),
+            sig_inception: SerialNumber::new(inception),
+            key_tag: key.tag,
+            signer_name: keys.origin.clone(),
+        };
+        let mut rdata = Vec::with_capacity(128);
+        input.emit(&mut BinEncoder::new(&mut rdata)).ok()?;
+        let tbs = tbs(&rdata, rrset)?;
+        rdata.extend_from_slice(&key.sign(&tbs));
+        rrsigs.push(rdata.into_boxed_slice());
+    }
+    Some(Signed { refresh_at: inception + (VALIDITY + INCEPTION_BACK) / 2, rrsigs: rrsigs.into() })
+}
+
+/// The data to be signed (RFC 4034 §3.1.8.1): the RRSIG RDATA before its signature,
+/// then each record in canonical form and order (RFC 4034 §6), duplicates dropped.
+/// Ours, not hickory's `TBS`: hickory cannot hold the `\000` label of a compact NSEC.
+fn tbs<'a, I: Iterator<Item = &'a [u8]> + Clone>(rrsig: &[u8], rrset: &RRset<'a, I>) -> Option<Vec<u8>> {
+    let mut owner = Vec::with_capacity(rrset.owner.len() + 1);
+    for label in rrset.owner.iter() {
+        owner.push(label.len() as u8);
+        owner.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    owner.push(0);
+    let mut records: Vec<Vec<u8>> = rrset.rdatas.clone().map(|r| canonical(rrset.rtype, r)).collect::<Option<_>>()?;
+    records.sort_unstable();
+    records.dedup();
+    let mut tbs = rrsig.to_vec();
+    for rdata in &records {
+        tbs.extend_from_slice(&owner);
+        tbs.extend_from_slice(&rrset.rtype.to_be_bytes());
+        tbs.extend_from_slice(&rrset.class.to_be_bytes());
+        tbs.extend_from_slice(&rrset.ttl.to_be_bytes());
+        tbs.extend_from_slice(&u16::try_from(rdata.len()).ok()?.to_be_bytes());
+        tbs.extend_from_slice(rdata);
+    }
+    Some(tbs)
+}
+
+/// RDATA in canonical form: the names of the types RFC 4034 §6.2 lists (as RFC 6840
+/// §5.1 amends it) lower-cased; None when a name runs past the RDATA.
+fn canonical(rtype: u16, rdata: &[u8]) -> Option<Vec<u8>> {
+    let mut out = rdata.to_vec();
+    // (offset of the first name, names in a row)
+    let (start, names) = match rtype {
+        2..=5 | 7..=9 | 12 | 39 => (0, 1),
+        6 | 14 | 17 => (0, 2),
+        15 | 18 | 21 | 36 => (2, 1),
+        26 => (2, 2),
+        33 => (6, 1),
+        35 => {
+            // order, preference, then flags, services and regexp as character-strings
+            let mut at = 4;
+            for _ in 0..3 {
+                at += 1 + usize::from(*rdata.get(at)?);
+            }
+            (at, 1)
+        }
+        _ => return Some(out),
+    };
+    let mut at = start;
+    for _ in 0..names {
+        loop {
+            let len = usize::from(*out.get(at)?);
+            out.get_mut(at + 1..at + 1 + len)?.make_ascii_lowercase();
+            at += 1 + len;
+            if len == 0 {
+                break;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The type bitmap of an NSEC (RFC 4034 §4.1.2) listing `types`.
+pub fn type_bitmap(types: &mut [u16]) -> Vec<u8> {
+    types.sort_unstable();
+    let mut out = Vec::new();
+    for window in types.chunk_by(|a, b| a >> 8 == b >> 8) {
+        let mut bits = [0u8; 32];
+        for t in window {
+            let low = (t & 0xFF) as usize;
+            bits[low / 8] |= 0x80 >> (low % 8);
+        }
+        let len = window.iter().map(|t| (t & 0xFF) as usize / 8 + 1).max().unwrap_or(0);
+        out.push((window[0] >> 8) as u8);
+        out.push(len as u8);
+        out.extend_from_slice(&bits[..len]);
+    }
+    out
+}
+
+/// The RDATA of a compact denial's NSEC at `name` (RFC 9824): next name `\000.name`,
+/// lower-cased, then the bitmap of `types` (RRSIG and NSEC added).
+pub fn compact_nsec(name: &Name, types: &mut Vec<u16>) -> Vec<u8> {
+    let mut rdata = vec![1, 0];
+    for label in name.iter() {
+        rdata.push(label.len() as u8);
+        rdata.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    rdata.push(0);
+    types.extend_from_slice(&[u16::from(RecordType::RRSIG), u16::from(RecordType::NSEC)]);
+    types.dedup();
+    rdata.extend_from_slice(&type_bitmap(types));
+    rdata
+}
+
+/// NXNAME (RFC 9824): the type an NSEC lists for a name that does not exist.
+pub const NXNAME: u16 = 128;
+
+/// Now, in UNIX seconds.
+pub fn now() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+}
+
+#[cfg(test)]
+mod tests;
