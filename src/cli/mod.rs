@@ -94,6 +94,9 @@ pub enum Command {
     Register(client::RegisterArgs),
     /// Re-read the config and every file it names; on errors the running config stays.
     Reload,
+    /// DNSSEC keys: make one, print the DS records to give the parent zone.
+    #[command(subcommand)]
+    Dnssec(DnssecCommand),
     /// Write the man page (steerdns.1) and the bash, zsh and fish completions into DIR
     /// (for packaging).
     #[command(hide = true)]
@@ -101,6 +104,66 @@ pub enum Command {
         /// Where to write them.
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DnssecCommand {
+    /// Make a signing key for ZONE in BIND's key-file format (K<zone>+<alg>+<tag>.key
+    /// and .private) and print its DS record.
+    Keygen {
+        /// The zone, e.g. lb.example.
+        zone: String,
+        /// The key's algorithm.
+        #[arg(long, value_enum, default_value = "ecdsap256")]
+        algorithm: KeyAlgorithm,
+        /// Where to write the two files.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the DS record (SHA-256) of every key of every signed zone in the config.
+    Ds(ConfigArg),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KeyAlgorithm {
+    /// ECDSA P-256 with SHA-256 (algorithm 13).
+    Ecdsap256,
+    /// Ed25519 (algorithm 15).
+    Ed25519,
+}
+
+/// `dnssec keygen` and `dnssec ds`.
+fn dnssec(command: DnssecCommand) -> anyhow::Result<()> {
+    match command {
+        DnssecCommand::Keygen { zone, algorithm, dir } => {
+            let absolute = if zone.ends_with('.') { zone.clone() } else { format!("{zone}.") };
+            let origin = hickory_proto::rr::Name::from_ascii(&absolute)
+                .map_err(|e| anyhow::anyhow!("{zone}: not a domain name: {e}"))?
+                .to_lowercase();
+            let algorithm = match algorithm {
+                KeyAlgorithm::Ecdsap256 => crate::dnssec::ECDSAP256,
+                KeyAlgorithm::Ed25519 => crate::dnssec::ED25519,
+            };
+            let key = crate::dnssec::generate(&origin, algorithm, &dir).map_err(anyhow::Error::msg)?;
+            eprintln!("wrote {} and its .key", key.file.display());
+            client::emit(&format!("{}\n", key.ds_text(&origin)));
+        }
+        DnssecCommand::Ds(ConfigArg { config }) => {
+            let loaded = load(&config)?;
+            let mut out = String::new();
+            for zone in loaded.zones.iter() {
+                for key in zone.keys().map(|k| &k.keys[..]).unwrap_or_default() {
+                    out.push_str(&key.ds_text(zone.origin()));
+                    out.push('\n');
+                }
+            }
+            if out.is_empty() {
+                anyhow::bail!("{}: no zone has dnssec_keys", config.display());
+            }
+            client::emit(&out);
+        }
+    }
+    Ok(())
 }
 
 /// Parses the command line and runs it.
@@ -118,6 +181,7 @@ pub fn main() -> ExitCode {
         }
         Command::Reload => api.and_then(|a| client::reload(&a)),
         Command::GenerateDocs { dir } => generate_docs(&dir),
+        Command::Dnssec(command) => dnssec(command),
         Command::Register(args) => api.and_then(|a| client::register(&args, &a)),
         Command::Explain { name, qtype, client: subnet, source, json } => {
             api.and_then(|a| client::explain(&a, &name, &qtype, subnet.as_deref(), source.as_deref(), json))

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub registration_token: Option<String>,
     pub identity: String,
     pub udp_workers: usize,
+    /// The signing budget (SPEC §8): signatures made per second, at most.
+    pub dnssec_signatures_per_second: u32,
     pub tcp_idle_timeout: Duration,
     /// TCP connections open at once, over all clients; past it the longest-idle goes.
     pub tcp_max_connections: usize,
@@ -116,6 +118,20 @@ pub struct ZoneConfig {
     pub at: (usize, usize),
     /// The zone file with its $INCLUDEs may not be larger.
     pub max_bytes: u64,
+    /// Signing keys (BIND key files, SPEC §8), each with where it stands in the config
+    /// file; empty: the zone is not signed.
+    pub dnssec_keys: Vec<KeyFile>,
+    /// Indexes into `dnssec_keys` of the keys published as CDS/CDNSKEY.
+    pub dnssec_cds_keys: Vec<usize>,
+}
+
+/// A key file named in the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyFile {
+    pub path: PathBuf,
+    /// Its config key, `zones[0].dnssec_keys[1]`, and where it stands (line, column).
+    pub key: String,
+    pub at: (usize, usize),
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

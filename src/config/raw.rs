@@ -17,6 +17,7 @@ pub struct RawServer {
     pub registration_token_file: Option<S<String>>,
     pub identity: Option<S<String>>,
     pub udp_workers: Option<S<i64>>,
+    pub dnssec_signatures_per_second: Option<S<i64>>,
     pub tcp_idle_timeout: Option<S<String>>,
     pub tcp_max_connections: Option<S<i64>>,
     pub tcp_max_connections_per_client: Option<S<i64>>,
@@ -69,6 +70,8 @@ pub struct RawStore {
 pub struct RawZone {
     pub origin: S<String>,
     pub file: S<String>,
+    pub dnssec_keys: Option<Vec<S<String>>>,
+    pub dnssec_cds_keys: Option<Vec<S<String>>>,
     pub max_zone_bytes: Option<S<String>>,
 }
 

@@ -11,9 +11,11 @@
 use super::ZoneError;
 use super::key::{NameKey, NameTable, wire_name_len};
 use super::text::Entry;
+use crate::dnssec::ZoneKeys;
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::BinDecodable;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The node's name gets its records whole from this zone: above every cut, without a
 /// CNAME, in no deeper zone.
@@ -50,7 +52,7 @@ impl<'z> RRset<'z> {
         (self.count, self.wire)
     }
 
-    pub fn records(&self) -> impl Iterator<Item = WireRecord<'z>> + use<'z> {
+    pub fn records(&self) -> impl Iterator<Item = WireRecord<'z>> + Clone + use<'z> {
         let mut rest = self.wire;
         std::iter::from_fn(move || {
             let [_, _, t0, t1, c0, c1, l0, l1, l2, l3, r0, r1, tail @ ..] = rest else { return None };
@@ -128,6 +130,8 @@ pub struct Zone {
     existing: NameTable<()>,
     /// Delegation points: names below the origin that own NS records.
     cuts: NameTable<()>,
+    /// The keys that sign it, when it is signed.
+    keys: Option<Arc<ZoneKeys>>,
 }
 
 /// What the zone says about one name and type.
@@ -166,6 +170,11 @@ pub enum Lookup<'z> {
 impl Zone {
     pub fn origin(&self) -> &Name {
         &self.origin
+    }
+
+    /// The keys that sign it (SPEC §8), when it is signed.
+    pub fn keys(&self) -> Option<&Arc<ZoneKeys>> {
+        self.keys.as_ref()
     }
 
     /// The SOA for negative answers, its TTL already min(SOA TTL, MINIMUM).
@@ -268,18 +277,35 @@ impl Zone {
 
     /// RFC 4592: only the closest encloser's `*` child synthesises.
     fn wildcard(&self, name: &Name, rtype: RecordType) -> Lookup<'_> {
-        let mut encloser = name.base_name();
-        while !self.exists(&encloser) {
-            if encloser.num_labels() <= self.origin.num_labels() {
-                return Lookup::NxDomain;
-            }
-            encloser = encloser.base_name();
-        }
-        let Ok(star) = encloser.prepend_label("*") else { return Lookup::NxDomain };
-        match self.node(&star) {
+        match self.wildcard_node(name) {
             Some((owner, node)) => Self::select(owner, node, rtype, true),
             None => Lookup::NxDomain,
         }
+    }
+
+    /// The node of the closest encloser's `*` child of `name` (a name that does not
+    /// exist), if there is one.
+    fn wildcard_node(&self, name: &Name) -> Option<(&[u8], &[u8])> {
+        let mut encloser = name.base_name();
+        while !self.exists(&encloser) {
+            if encloser.num_labels() <= self.origin.num_labels() {
+                return None;
+            }
+            encloser = encloser.base_name();
+        }
+        self.node(&encloser.prepend_label("*").ok()?)
+    }
+
+    /// The types of the records that answer for `name`: its own, or the wildcard's that
+    /// synthesises for it; none for a name that exists without records. What a
+    /// compact denial's NSEC lists (SPEC §8).
+    pub fn types_at(&self, name: &Name) -> Vec<u16> {
+        let node = match self.node(name) {
+            Some((_, node)) => Some(node),
+            None if self.existing.get(name).is_some() => None,
+            None => self.wildcard_node(name).map(|(_, node)| node),
+        };
+        node.map(|n| entries(n).map(|e| e.0).collect()).unwrap_or_default()
     }
 
     fn select<'z>(owner: &'z [u8], node: &'z [u8], rtype: RecordType, wildcard: bool) -> Lookup<'z> {
@@ -373,6 +399,7 @@ pub(super) struct Builder {
     /// Per owner: the offsets of its first and last record.
     owners: NameTable<Option<(u32, u32)>>,
     cuts: NameTable<()>,
+    keys: Option<Arc<ZoneKeys>>,
 }
 
 /// The end of an owner's chain of records.
@@ -383,7 +410,7 @@ const DNSSEC_TYPES: [RecordType; 5] =
 
 impl Builder {
     pub fn new(origin: Name) -> Self {
-        Builder { origin, records: Vec::new(), owners: NameTable::default(), cuts: NameTable::default() }
+        Builder { origin, records: Vec::new(), owners: NameTable::default(), cuts: NameTable::default(), keys: None }
     }
 
     /// Takes one record; an error says why it cannot be served.
@@ -392,12 +419,19 @@ impl Builder {
             return Err(format!("lies outside the zone {}", self.origin));
         }
         if DNSSEC_TYPES.contains(&entry.rtype) {
-            return Err(format!("{} records are not served: steerdns serves unsigned zones", entry.rtype));
+            return Err(format!(
+                "{} records cannot be in a zone file: steerdns signs a zone itself with its dnssec_keys",
+                entry.rtype
+            ));
         }
-        let rdlen = u16::try_from(entry.rdata.len()).map_err(|_| "the RDATA is over 65,535 bytes".to_string())?;
         if entry.rtype == RecordType::NS && *entry.owner != self.origin {
             self.cuts.insert(entry.owner, ());
         }
+        self.push(entry)
+    }
+
+    fn push(&mut self, entry: &Entry) -> Result<(), String> {
+        let rdlen = u16::try_from(entry.rdata.len()).map_err(|_| "the RDATA is over 65,535 bytes".to_string())?;
         let at = u32::try_from(self.records.len()).ok().filter(|&a| a != NONE).ok_or("the zone is over 4 GB")?;
         let chain = self.owners.get_or_default(entry.owner);
         match chain {
@@ -419,9 +453,36 @@ impl Builder {
         Ok(())
     }
 
+    /// The TTL of the first SOA record at the origin, if any.
+    fn soa_ttl(&self) -> Option<u32> {
+        let mut at = self.owners.get(&self.origin).copied().flatten()?.0;
+        while at != NONE {
+            let r = &self.records[at as usize..];
+            if u16::from_be_bytes([r[4], r[5]]) == u16::from(RecordType::SOA) {
+                return Some(u32::from_be_bytes([r[8], r[9], r[10], r[11]]));
+            }
+            at = u32::from_be_bytes([r[0], r[1], r[2], r[3]]);
+        }
+        None
+    }
+
+    /// Signs the zone with `keys`: the apex gains their DNSKEY, CDS and CDNSKEY
+    /// records, with the SOA's TTL (SPEC §8). Call after the file's last record.
+    pub fn sign_with(&mut self, keys: Arc<ZoneKeys>) {
+        if let Some(ttl) = self.soa_ttl() {
+            let origin = self.origin.clone();
+            for (rtype, rdata) in keys.apex_records() {
+                let entry = Entry { line: 0, owner: &origin, class: 1, ttl, rtype, rdata: &rdata };
+                // a key's RDATA is far below 65,535 bytes
+                let _ = self.push(&entry);
+            }
+        }
+        self.keys = Some(keys);
+    }
+
     /// The zone, or why it cannot be served: CNAME rules, the apex's SOA and NS.
     pub fn finish(self, path: &Path) -> Result<Zone, Vec<ZoneError>> {
-        let Builder { origin, records, owners, cuts } = self;
+        let Builder { origin, records, owners, cuts, keys } = self;
         let mut errors = Vec::new();
         let mut scratch = Vec::new();
         let nodes = owners.filter_map(|key, chain| match node(&records, chain?.0, &mut scratch) {
@@ -458,7 +519,7 @@ impl Builder {
             errors.sort_by_key(|e| (e.file.clone(), e.line));
             return Err(errors);
         };
-        let mut zone = Zone { origin, negative_soa, nodes, existing: NameTable::default(), cuts };
+        let mut zone = Zone { origin, negative_soa, nodes, existing: NameTable::default(), cuts, keys };
         let origin_len = NameKey::of(&zone.origin).as_bytes().len();
         for (key, _) in zone.nodes.iter() {
             // an owner's parent first: the owner itself is in `nodes`

@@ -2,9 +2,11 @@
 
 use super::index::Builder;
 use super::{Zone, Zones, text};
-use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::config::{Config, ConfigError, ConfigErrors, ZoneConfig};
+use crate::dnssec::{self, ZoneKeys};
 use hickory_proto::rr::{Name, RecordType};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A problem in a zone file, or between a zone and a service.
 pub type ZoneError = ConfigError;
@@ -21,8 +23,16 @@ pub fn load_zones(config: &Config) -> Result<Zones, ConfigErrors> {
     // a bare file name's directory is the working directory ("" would resolve nowhere)
     let config_dir = config.file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     for zone in &config.zones {
-        let read =
-            check_files(&zone.file, config_dir, zone.max_bytes).and_then(|()| read_zone(&zone.origin, &zone.file));
+        let keys = match read_keys(config, zone) {
+            Ok(keys) => keys,
+            Err(mut e) => {
+                errors.append(&mut e);
+                failed.push(&zone.origin);
+                continue;
+            }
+        };
+        let read = check_files(&zone.file, config_dir, zone.max_bytes)
+            .and_then(|()| read_zone(&zone.origin, &zone.file, keys));
         match read {
             Ok(index) => parsed.push(index),
             Err(mut e) => {
@@ -116,7 +126,33 @@ fn check_files(file: &Path, config_dir: &Path, limit: u64) -> Result<(), Vec<Zon
     Ok(())
 }
 
-fn read_zone(origin: &Name, path: &Path) -> Result<Zone, Vec<ZoneError>> {
+/// The keys of a zone with `dnssec_keys`, or an error naming each key that cannot be
+/// used.
+fn read_keys(config: &Config, zone: &ZoneConfig) -> Result<Option<Arc<ZoneKeys>>, Vec<ZoneError>> {
+    if zone.dnssec_keys.is_empty() {
+        return Ok(None);
+    }
+    let mut keys = Vec::new();
+    let mut errors = Vec::new();
+    for file in &zone.dnssec_keys {
+        match dnssec::read_key(&file.path, &zone.origin) {
+            Ok(key) => keys.push(key),
+            Err(message) => errors.push(ConfigError {
+                file: config.file.clone(),
+                line: file.at.0,
+                column: file.at.1,
+                key: file.key.clone(),
+                message,
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Some(Arc::new(ZoneKeys::new(zone.origin.clone(), keys, zone.dnssec_cds_keys.clone()))))
+}
+
+fn read_zone(origin: &Name, path: &Path, keys: Option<Arc<ZoneKeys>>) -> Result<Zone, Vec<ZoneError>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![ZoneError {
             file: path.to_path_buf(),
@@ -126,16 +162,29 @@ fn read_zone(origin: &Name, path: &Path) -> Result<Zone, Vec<ZoneError>> {
             message: format!("cannot read the zone file: {e}"),
         }]
     })?;
-    parse_zone(origin, path, &text)
+    parse_signed_zone(origin, path, &text, keys)
 }
 
 /// Reads and checks zone text (what `path` holds, for errors and $INCLUDEs, which
 /// the caller has checked) into its index.
 pub fn parse_zone(origin: &Name, path: &Path, text: &str) -> Result<Zone, Vec<ZoneError>> {
+    parse_signed_zone(origin, path, text, None)
+}
+
+/// [`parse_zone`], the zone signed with `keys` when there are any (SPEC §8).
+pub fn parse_signed_zone(
+    origin: &Name,
+    path: &Path,
+    text: &str,
+    keys: Option<Arc<ZoneKeys>>,
+) -> Result<Zone, Vec<ZoneError>> {
     let mut builder = Builder::new(origin.clone());
     let errors = text::read(origin, path, text, &mut |entry| builder.add(entry));
     if !errors.is_empty() {
         return Err(errors);
+    }
+    if let Some(keys) = keys {
+        builder.sign_with(keys);
     }
     builder.finish(path)
 }

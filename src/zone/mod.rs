@@ -12,7 +12,7 @@ mod text;
 
 pub use index::{Lookup, RRset, WireRecord, Zone};
 pub use key::{NameKey, NameTable, wire_name_hash, wire_name_len};
-pub use load::{ZoneError, load_zones, parse_zone};
+pub use load::{ZoneError, load_zones, parse_signed_zone, parse_zone};
 
 use hickory_proto::rr::Name;
 
@@ -65,6 +65,16 @@ impl Zones {
     pub fn summary(&self) -> String {
         let zones: Vec<String> = self.zones.iter().map(|z| format!("{} (serial {})", z.origin(), z.serial())).collect();
         if zones.is_empty() { "none".into() } else { zones.join(", ") }
+    }
+
+    /// Whether any zone is signed.
+    pub fn signed(&self) -> bool {
+        self.zones.iter().any(|z| z.keys().is_some())
+    }
+
+    /// The zones, deepest origin first.
+    pub fn iter(&self) -> impl Iterator<Item = &Zone> {
+        self.zones.iter()
     }
 
     /// The zone that holds `name`, if any.

@@ -19,7 +19,25 @@ impl Validator<'_> {
                 }),
                 None => defaults::MAX_ZONE_BYTES,
             };
-            zones.push(ZoneConfig { origin, file: self.path(&zone.file), at, max_bytes });
+            let dnssec_keys: Vec<KeyFile> = zone
+                .dnssec_keys
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, k)| KeyFile {
+                    path: self.path(k),
+                    key: format!("{key}.dnssec_keys[{i}]"),
+                    at: self.location(k.span()),
+                })
+                .collect();
+            let mut dnssec_cds_keys = Vec::new();
+            for (i, cds) in zone.dnssec_cds_keys.iter().flatten().enumerate() {
+                match dnssec_keys.iter().position(|k| k.path == self.path(cds)) {
+                    Some(at) => dnssec_cds_keys.push(at),
+                    None => self.err(cds, &format!("{key}.dnssec_cds_keys[{i}]"), "names no key of dnssec_keys"),
+                }
+            }
+            zones.push(ZoneConfig { origin, file: self.path(&zone.file), at, max_bytes, dnssec_keys, dnssec_cds_keys });
         }
         zones
     }

@@ -52,6 +52,10 @@ impl Validator<'_> {
             Some(n) => self.int(&n, "server.udp_workers", 1, 1024) as usize,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let dnssec_signatures_per_second = match raw.dnssec_signatures_per_second {
+            Some(n) => self.int(&n, "server.dnssec_signatures_per_second", 1, 10_000_000) as u32,
+            None => crate::dnssec::BUDGET_PER_CORE * udp_workers.max(1) as u32,
+        };
         let tcp_idle_timeout =
             self.duration(raw.tcp_idle_timeout.as_ref(), "server.tcp_idle_timeout", defaults::TCP_IDLE_TIMEOUT);
         let tcp_max_connections = raw.tcp_max_connections.as_ref().map_or(defaults::TCP_MAX_CONNECTIONS, |n| {
@@ -109,6 +113,7 @@ impl Validator<'_> {
             registration_token,
             identity,
             udp_workers,
+            dnssec_signatures_per_second,
             tcp_idle_timeout,
             tcp_max_connections,
             tcp_max_connections_per_client,
