@@ -116,7 +116,14 @@ impl Metrics {
     }
 
     /// The exposition in `format`; `services` are (name, policy, answers, fail-opens).
-    pub fn render(&self, status: &Status, services: &[(String, String, u64, u64)], format: Format) -> String {
+    /// `signatures`: the DNSSEC signature cache, while a zone is signed.
+    pub fn render(
+        &self,
+        status: &Status,
+        services: &[(String, String, u64, u64)],
+        signatures: Option<&crate::dnssec::Signatures>,
+        format: Format,
+    ) -> String {
         let mut root = Registry::default();
         process_metrics(&mut root);
         let registry = root.sub_registry_with_prefix("steerdns");
@@ -145,6 +152,25 @@ impl Metrics {
         let slipped = Counter::<u64>::default();
         slipped.inc_by(self.rrl_slipped.load(Relaxed));
         registry.register("rrl_slipped", "Rate-limited UDP replies sent truncated (TC=1) instead of dropped", slipped);
+        if let Some(signatures) = signatures {
+            let counters = &signatures.counters;
+            for (name, help, value) in [
+                ("dnssec_signatures_made", "RRSIGs made (one per key and RRset)", &counters.made),
+                ("dnssec_signatures_cached", "Signed RRsets answered from the signature cache", &counters.cached),
+                (
+                    "dnssec_budget_refused",
+                    "Signatures the signing budget refused (each answered SERVFAIL unless an older one was cached)",
+                    &counters.refused,
+                ),
+            ] {
+                let counter = Counter::<u64>::default();
+                counter.inc_by(value.load(Relaxed));
+                registry.register(name, help, counter);
+            }
+            let cached = Gauge::<i64>::default();
+            cached.set(signatures.len() as i64);
+            registry.register("dnssec_cache_rrsets", "RRsets whose signatures are cached", cached);
+        }
         let answers = Family::<Labels, Counter>::default();
         let fail_open = Family::<Labels, Counter>::default();
         for (name, policy, answered, opened) in services {

@@ -30,6 +30,8 @@ pub struct View {
     pub rrl: Option<Arc<crate::rrl::Limiter>>,
     /// DNS over TLS's certificate and key, for new connections.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The signature cache and budget, while a zone is signed; kept across rebuilds.
+    pub signatures: Option<Arc<crate::dnssec::Signatures>>,
 }
 
 /// `tcp_idle_timeout`, `tcp_max_connections`, `tcp_max_connections_per_client`.
@@ -157,6 +159,14 @@ impl View {
             tcp: TcpLimits::of(&config.server),
             rrl: crate::rrl::for_config(config.server.rrl.as_ref(), previous.and_then(|p| p.rrl.as_ref())),
             tls: loaded.tls.clone(),
+            signatures: loaded.zones.signed().then(|| {
+                let budget = config.server.dnssec_signatures_per_second;
+                let signatures = previous
+                    .and_then(|p| p.signatures.clone())
+                    .unwrap_or_else(|| Arc::new(crate::dnssec::Signatures::new(crate::dnssec::CACHE_ENTRIES, budget)));
+                signatures.set_budget(budget);
+                signatures
+            }),
         }
     }
 
@@ -176,6 +186,7 @@ impl View {
             tcp,
             rrl: None,
             tls: None,
+            signatures: None,
         }
     }
 }

@@ -31,6 +31,10 @@ pub(super) fn respond(
         cookie.judge(client.ip());
     }
     let edns = query.edns.as_ref();
+    // a signed answer is the general path's
+    if view.signatures.is_some() && edns.is_some_and(|e| e.dnssec_ok) {
+        return None;
+    }
     let edge = Edge { view, padded: transport == Transport::Tls && edns.is_some_and(|e| e.padding) };
     let ecs = edns.and_then(|e| e.ecs);
     let mut opt = edns.and_then(|e| super::opt_of(&edge, e, Rcode::NoError, ecs.map(|e| (e, 0))));

@@ -159,6 +159,9 @@ fn respond_traced(
     let edge = Edge { view, padded: transport == Transport::Tls && request.edns.as_ref().is_some_and(|e| e.padding) };
     let written = match precheck(&request) {
         _ if formerr => error(&edge, &request, Reply::error(Rcode::FormErr), limit, out),
+        Some(_) if nxname_in_signed_zone(view, &request) => {
+            error(&edge, &request, Reply::error(Rcode::FormErr), limit, out)
+        }
         Some(reply) => error(&edge, &request, reply, limit, out),
         None => answer(&edge, &request, client, limit, out, trace),
     };
@@ -268,6 +271,16 @@ fn precheck(request: &Request) -> Option<Reply> {
     Some(Reply::error(rcode))
 }
 
+/// A query for the NXNAME type in a signed zone: FORMERR (RFC 9824, SPEC §5 and §8).
+fn nxname_in_signed_zone(view: &View, request: &Request) -> bool {
+    let Some(q) =
+        request.question.as_ref().filter(|q| q.qtype == crate::dnssec::NXNAME && q.qclass == writer::CLASS_IN)
+    else {
+        return false;
+    };
+    view.zones.find(&q.name).is_some_and(|z| z.keys().is_some())
+}
+
 fn answer<'v>(
     edge: &Edge<'v>,
     request: &Request,
@@ -289,7 +302,8 @@ fn answer<'v>(
     };
     let opt = opt_for(edge, request, Rcode::NoError, ecs.map(|e| (e, 0)));
     let mut writer = Writer::new(out, limit, Some(q.wire()), opt.as_ref());
-    let (reply, kind, imputed) = resolve::resolve(edge.view, q, &client, &mut writer, trace);
+    let dnssec = request.edns.as_ref().map_or((false, false), |e| (e.dnssec_ok, e.compact_ok));
+    let (reply, kind, imputed) = resolve::resolve(edge.view, q, &client, dnssec, &mut writer, trace);
     let opt = opt.map(|mut o| {
         o.ecs = ecs.zip(reply.ecs_scope);
         o.ede = reply.ede;
@@ -350,6 +364,7 @@ fn opt_of<'v>(
     let plain = rcode == Rcode::BadVers;
     Some(Opt {
         dnssec_ok: edns.dnssec_ok,
+        compact_ok: edns.dnssec_ok && edns.compact_ok,
         extended_rcode: (rcode as u16 >> 4) as u8,
         ecs: if plain { None } else { ecs },
         nsid: (edns.nsid && !plain).then_some(edge.view.identity.as_bytes()),

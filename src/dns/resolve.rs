@@ -5,11 +5,13 @@ use super::explain::{Step, Trace};
 use super::wire::Question;
 use super::writer::{Owner, Section, Writer};
 use super::{Imputed, Rcode, Reply};
+use crate::dnssec::{self, Signatures, Unsigned, ZoneKeys};
 use crate::rrl::Kind;
 use crate::steer::{self, Client, Family};
 use crate::view::{ServiceView, View};
 use crate::zone::{Lookup, RRset, WireRecord, Zone};
 use hickory_proto::rr::{Name, RecordType};
+use std::net::IpAddr;
 
 /// At most this many CNAME steps are followed.
 const MAX_CHAIN: usize = 8;
@@ -25,19 +27,56 @@ enum End {
     /// A service whose answer hangs on a probe with no verdict yet, while the server
     /// starts: SERVFAIL with EDE 14, so resolvers ask another server of the zone.
     NotReady,
+    /// A signature the signing budget refused (SPEC §8): SERVFAIL.
+    Unsigned,
+}
+
+/// What a query with DO=1 asks of a signed zone's reply (SPEC §8).
+#[derive(Clone, Copy)]
+pub(super) struct Signer<'v> {
+    keys: &'v ZoneKeys,
+    signatures: &'v Signatures,
+    now: u32,
+}
+
+impl Signer<'_> {
+    /// Writes the RRSIGs of the RRset of `rtype` at `owner` (signed as `name`) with
+    /// these `ttl` and records.
+    fn write<'a>(
+        &self,
+        writer: &mut Writer,
+        section: Section,
+        (owner, name): (Owner, &Name),
+        (rtype, ttl): (u16, u32),
+        rdatas: impl Iterator<Item = &'a [u8]> + Clone,
+    ) -> Result<(), End> {
+        let rrset = dnssec::RRset { owner: name, rtype, class: 1, ttl, rdatas };
+        let signed = self.signatures.sign(self.keys, rrset, self.now).map_err(|_: Unsigned| End::Unsigned)?;
+        for rdata in signed.rrsigs.iter() {
+            let rrsig = WireRecord { rtype: RecordType::RRSIG.into(), class: 1, ttl, rdata };
+            writer.record(section, owner, ttl, &rrsig).map_err(|_| End::Truncated)?;
+        }
+        Ok(())
+    }
 }
 
 /// The reply's flags and codes, and what RRL counts it as (SPEC §7).
+/// `dnssec_ok`: the query set DO, `compact_ok` CO (RFC 9824).
 pub(super) fn resolve<'v>(
     view: &'v View,
     q: &Question,
     client: &Client,
+    (dnssec_ok, compact_ok): (bool, bool),
     writer: &mut Writer,
     trace: &mut impl Trace,
 ) -> (Reply, Kind, Imputed<'v>) {
     let Some(zone) = view.zones.find(&q.name) else {
         trace.step(Step::NoZone(&q.name));
         return (Reply::error(Rcode::Refused), Kind::Error, Imputed::Root);
+    };
+    let signer = match (zone.keys(), &view.signatures) {
+        (Some(keys), Some(signatures)) if dnssec_ok => Some(Signer { keys, signatures, now: dnssec::now() }),
+        _ => None,
     };
     let mut rrl = (Kind::Answer, Imputed::Qname);
     trace.step(Step::Zone(zone.origin()));
@@ -52,7 +91,8 @@ pub(super) fn resolve<'v>(
             && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
         {
             trace.step(Step::Service(&name));
-            break computed(service, owner, qtype, client, &view.geo, writer, &mut reply, trace);
+            let at = Place { owner, name: &name, signer };
+            break computed(service, at, qtype, client, &view.geo, writer, &mut reply, trace);
         }
         match zone.lookup(&name, qtype) {
             Lookup::Records { rrset, owner: key, wildcard } => {
@@ -60,14 +100,22 @@ pub(super) fn resolve<'v>(
                 if wildcard && seen.is_empty() {
                     rrl.1 = Imputed::Key(key);
                 }
-                break write_rrset(writer, Section::Answer, owner, rrset);
+                break write_rrset(writer, Section::Answer, Place { owner, name: &name, signer }, rrset);
             }
             Lookup::Cname { record, target, .. } => {
                 trace.step(Step::Cname { name: &name, target: &target });
                 if writer.record(Section::Answer, owner, record.ttl, &record).is_err() {
                     break End::Truncated;
                 }
-                seen.push(name);
+                if let Some(signer) = &signer {
+                    let rtype = (record.rtype, record.ttl);
+                    if let Err(end) =
+                        signer.write(writer, Section::Answer, (owner, &name), rtype, [record.rdata].into_iter())
+                    {
+                        break end;
+                    }
+                }
+                seen.push(name.clone());
                 let stop = seen.len() >= MAX_CHAIN || seen.contains(&target) || !zone.origin().zone_of(&target);
                 if stop || zone.cut_above(&target).is_some() {
                     break End::Answered;
@@ -86,31 +134,51 @@ pub(super) fn resolve<'v>(
                 trace.step(Step::Referral { name: &name, cut: &cut });
                 reply.aa = false;
                 rrl = (Kind::Referral, Imputed::Key(cut_key));
-                break referral(writer, &cut, ns, &glue, required);
+                break referral(writer, zone, &cut, ns, (&glue, required), signer);
             }
         }
     };
     match end {
         End::Answered => {}
         End::Negative { rcode, ttl_cap } => {
-            reply.rcode = rcode;
             rrl = match rcode {
                 Rcode::NxDomain => (Kind::NxDomain, Imputed::Name(zone.origin())),
                 _ => (Kind::NoData, Imputed::Qname),
             };
-            write_soa(writer, zone, ttl_cap, &mut reply);
+            // a compact denial says NXDOMAIN only to a client that set CO (RFC 9824)
+            reply.rcode = if signer.is_some() && !compact_ok { Rcode::NoError } else { rcode };
+            let owner = if seen.is_empty() { Owner::Question } else { Owner::Name(&name) };
+            let denial = signer.map(|s| (s, Place { owner, name: &name, signer: Some(s) }, rcode == Rcode::NxDomain));
+            if let Err(end) = write_negative(writer, view, zone, client, ttl_cap, denial) {
+                finish_early(end, writer, &mut reply, &mut rrl, zone);
+            }
         }
-        End::Truncated => {
-            writer.clear_records();
-            reply.tc = true;
-        }
-        End::NotReady => {
-            writer.clear_records();
-            reply = Reply { ede: Some(super::EDE_NOT_READY), ..Reply::error(Rcode::ServFail) };
-            rrl = (Kind::Error, Imputed::Name(zone.origin()));
-        }
+        end => finish_early(end, writer, &mut reply, &mut rrl, zone),
     }
     (reply, rrl.0, rrl.1)
+}
+
+/// A reply that ends without its records: TC=1, or SERVFAIL.
+fn finish_early<'v>(end: End, writer: &mut Writer, reply: &mut Reply, rrl: &mut (Kind, Imputed<'v>), zone: &'v Zone) {
+    writer.clear_records();
+    match end {
+        End::Truncated => reply.tc = true,
+        End::NotReady | End::Unsigned => {
+            let ede = matches!(end, End::NotReady).then_some(super::EDE_NOT_READY);
+            *reply = Reply { ede, ..Reply::error(Rcode::ServFail) };
+            *rrl = (Kind::Error, Imputed::Name(zone.origin()));
+        }
+        End::Answered | End::Negative { .. } => {}
+    }
+}
+
+/// Where an RRset goes: its owner as written, its name, and the signer when the reply
+/// is signed.
+#[derive(Clone, Copy)]
+struct Place<'a, 'v> {
+    owner: Owner<'a>,
+    name: &'a Name,
+    signer: Option<Signer<'v>>,
 }
 
 /// A service's computed A/AAAA answer (ANY: A, else AAAA when it has no IPv4
@@ -118,7 +186,7 @@ pub(super) fn resolve<'v>(
 #[allow(clippy::too_many_arguments)] // the query's parts, the writer, and the trace
 fn computed(
     service: &ServiceView,
-    owner: Owner,
+    at: Place,
     qtype: RecordType,
     client: &Client,
     geo: &crate::geo::Geo,
@@ -146,13 +214,51 @@ fn computed(
             return End::Negative { rcode: Rcode::NoError, ttl_cap: answer.ttl };
         }
         reply.ecs_scope = reply.ecs_scope.max(Some(answer.scope));
-        for address in addresses.iter() {
-            if writer.address(owner, answer.ttl, *address).is_err() {
-                break;
+        let Some(signer) = at.signer else {
+            for address in addresses.iter() {
+                if writer.address(at.owner, answer.ttl, *address).is_err() {
+                    break;
+                }
+            }
+            return End::Answered;
+        };
+        // signed: as many records as fit with their signature, the signature covering
+        // exactly those (SPEC §8)
+        let owner_len = match at.owner {
+            Owner::Question => 2,
+            Owner::Name(name) => name.len() + 1,
+        };
+        let record_len = owner_len + 10 + if family == Family::V4 { 4 } else { 16 };
+        let room = writer.room().saturating_sub(signer.keys.rrsigs_len(owner_len));
+        let fit = (room / record_len).min(addresses.len());
+        if fit == 0 {
+            return End::Truncated;
+        }
+        for address in &addresses[..fit] {
+            if writer.address(at.owner, answer.ttl, *address).is_err() {
+                return End::Truncated;
             }
         }
-        End::Answered
+        let rtype = if family == Family::V4 { RecordType::A } else { RecordType::AAAA };
+        let octets: Vec<([u8; 16], usize)> = addresses[..fit].iter().map(|a| octets(*a)).collect();
+        let rdatas = octets.iter().map(|(o, len)| &o[..*len]);
+        match signer.write(writer, Section::Answer, (at.owner, at.name), (rtype.into(), answer.ttl), rdatas) {
+            Ok(()) => End::Answered,
+            Err(end) => end,
+        }
     })
+}
+
+/// An address's RDATA.
+fn octets(address: IpAddr) -> ([u8; 16], usize) {
+    let mut out = [0u8; 16];
+    match address {
+        IpAddr::V4(a) => {
+            out[..4].copy_from_slice(&a.octets());
+            (out, 4)
+        }
+        IpAddr::V6(a) => (a.octets(), 16),
+    }
 }
 
 /// NODATA or NXDOMAIN at `name`; at a service name the SOA TTL is capped at the
@@ -162,29 +268,110 @@ fn negative(view: &View, name: &Name, rcode: Rcode) -> End {
     End::Negative { rcode, ttl_cap }
 }
 
-fn write_soa(writer: &mut Writer, zone: &Zone, ttl_cap: u32, reply: &mut Reply) {
+/// The SOA of a negative answer, its TTL capped; signed, with the compact denial's
+/// NSEC for `at` (RFC 9824: NXNAME when the name does not exist), when `denial` is
+/// there.
+fn write_negative(
+    writer: &mut Writer,
+    view: &View,
+    zone: &Zone,
+    client: &Client,
+    ttl_cap: u32,
+    denial: Option<(Signer, Place, bool)>,
+) -> Result<(), End> {
     let soa = zone.negative_soa();
-    if writer.record(Section::Authority, Owner::Name(zone.origin()), soa.ttl.min(ttl_cap), &soa).is_err() {
-        writer.clear_records();
-        reply.tc = true;
+    let ttl = soa.ttl.min(ttl_cap);
+    let apex = Place { owner: Owner::Name(zone.origin()), name: zone.origin(), signer: denial.map(|d| d.0) };
+    write_records(writer, Section::Authority, apex, ttl, [soa].into_iter())?;
+    let Some((signer, at, nxdomain)) = denial else { return Ok(()) };
+    let mut types = if nxdomain { vec![dnssec::NXNAME] } else { denial_types(view, zone, at.name, client) };
+    let rdata = dnssec::compact_nsec(at.name, &mut types);
+    let nsec = WireRecord { rtype: RecordType::NSEC.into(), class: 1, ttl, rdata: &rdata };
+    write_records(writer, Section::Authority, Place { signer: Some(signer), ..at }, ttl, [nsec].into_iter())
+}
+
+/// The types a NODATA's NSEC lists at `name`: the zone's, and a service's A or AAAA
+/// when this client would get addresses of that family (SPEC §8).
+fn denial_types(view: &View, zone: &Zone, name: &Name, client: &Client) -> Vec<u16> {
+    let mut types = zone.types_at(name);
+    if let Some(service) = view.service(name) {
+        let mut addresses = Vec::new();
+        for (family, rtype) in [(Family::V4, RecordType::A), (Family::V6, RecordType::AAAA)] {
+            if !service.not_ready[usize::from(family == Family::V6)] {
+                steer::answer(service, family, client, &view.geo, &mut addresses);
+                if !addresses.is_empty() {
+                    types.push(rtype.into());
+                }
+            }
+        }
+    }
+    types
+}
+
+/// Writes `records` (one RRset) at `at`, each with `ttl`, and their signature when
+/// `at` has a signer.
+fn write_records<'z>(
+    writer: &mut Writer,
+    section: Section,
+    at: Place,
+    ttl: u32,
+    records: impl Iterator<Item = WireRecord<'z>> + Clone,
+) -> Result<(), End> {
+    let mut rtype = 0;
+    for record in records.clone() {
+        rtype = record.rtype;
+        writer.record(section, at.owner, ttl, &record).map_err(|_| End::Truncated)?;
+    }
+    match at.signer {
+        Some(signer) if rtype != 0 => {
+            signer.write(writer, section, (at.owner, at.name), (rtype, ttl), records.map(|r| r.rdata))
+        }
+        _ => Ok(()),
     }
 }
 
-fn write_rrset(writer: &mut Writer, section: Section, owner: Owner, rrset: RRset) -> End {
-    for record in rrset.records() {
-        if writer.record(section, owner, record.ttl, &record).is_err() {
-            return End::Truncated;
-        }
+/// An RRset of the zone at `at`, with the TTL of its first record.
+fn write_rrset(writer: &mut Writer, section: Section, at: Place, rrset: RRset) -> End {
+    let Some(ttl) = rrset.first().map(|r| r.ttl) else { return End::Answered };
+    match write_records(writer, section, at, ttl, rrset.records()) {
+        Ok(()) => End::Answered,
+        Err(end) => end,
     }
-    End::Answered
 }
 
 /// NS in the authority section, glue in the additional section (RFC 9471): TC=1 when
 /// the NS or the in-domain glue (the first `required`) does not fit; sibling glue goes
-/// in as far as it fits.
-fn referral(writer: &mut Writer, cut: &Name, ns: RRset, glue: &[(Name, WireRecord)], required: usize) -> End {
-    if let End::Truncated = write_rrset(writer, Section::Authority, Owner::Name(cut), ns) {
+/// in as far as it fits. Signed, the cut's DS goes with the NS, or an NSEC proving
+/// there is none (SPEC §8).
+fn referral(
+    writer: &mut Writer,
+    zone: &Zone,
+    cut: &Name,
+    ns: RRset,
+    (glue, required): (&[(Name, WireRecord)], usize),
+    signer: Option<Signer>,
+) -> End {
+    let at = Place { owner: Owner::Name(cut), name: cut, signer: None };
+    if let End::Truncated = write_rrset(writer, Section::Authority, at, ns) {
         return End::Truncated;
+    }
+    if let Some(signer) = signer {
+        let at = Place { signer: Some(signer), ..at };
+        let written = match zone.rrset(cut, RecordType::DS) {
+            Some(ds) => write_rrset(writer, Section::Authority, at, ds),
+            None => {
+                let ttl = zone.negative_soa().ttl;
+                let rdata = dnssec::compact_nsec(cut, &mut zone.types_at(cut));
+                let nsec = WireRecord { rtype: RecordType::NSEC.into(), class: 1, ttl, rdata: &rdata };
+                match write_records(writer, Section::Authority, at, ttl, [nsec].into_iter()) {
+                    Ok(()) => End::Answered,
+                    Err(end) => end,
+                }
+            }
+        };
+        if !matches!(written, End::Answered) {
+            return written;
+        }
     }
     for (i, (owner, record)) in glue.iter().enumerate() {
         if writer.record(Section::Additional, Owner::Name(owner), record.ttl, record).is_err() {

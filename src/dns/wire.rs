@@ -73,6 +73,8 @@ pub struct Edns {
     pub payload: u16,
     pub version: u8,
     pub dnssec_ok: bool,
+    /// The CO flag (RFC 9824): the client takes NXDOMAIN with a compact denial.
+    pub compact_ok: bool,
     pub ecs: Option<ClientSubnet>,
     pub nsid: bool,
     /// The COOKIE option (RFC 7873), judged by `respond` once the client is known.
@@ -264,6 +266,7 @@ fn read_edns(class: u16, ttl: u32, mut rdata: &[u8]) -> Edns {
         payload: class,
         version: (ttl >> 16) as u8,
         dnssec_ok: ttl & 0x8000 != 0,
+        compact_ok: ttl & 0x4000 != 0,
         ecs: None,
         nsid: false,
         cookie: None,

@@ -21,6 +21,8 @@ const MAX_TARGETS: usize = 64;
 #[derive(Debug, Default)]
 pub struct Opt<'a> {
     pub dnssec_ok: bool,
+    /// Echo the CO flag (RFC 9824).
+    pub compact_ok: bool,
     /// Upper 8 bits of the 12-bit RCODE.
     pub extended_rcode: u8,
     /// The query's ECS, echoed with this scope.
@@ -394,7 +396,9 @@ fn suffix_at(message: &[u8], mut at: usize, labels: &[&[u8]]) -> bool {
 /// Our OPT: payload 1232, version 0, DO copied, the ECS echo, NSID, EDE, the cookie
 /// and padding.
 fn emit_opt(buf: &mut Vec<u8>, opt: &Opt, padding: Option<usize>) {
-    let ttl = (u32::from(opt.extended_rcode) << 24) | if opt.dnssec_ok { 0x8000 } else { 0 };
+    let ttl = (u32::from(opt.extended_rcode) << 24)
+        | if opt.dnssec_ok { 0x8000 } else { 0 }
+        | if opt.compact_ok { 0x4000 } else { 0 };
     let rdlength = (opt.len() - 11 + padding.map_or(0, |p| 4 + p)) as u16;
     let mut fixed = [0u8; 11];
     fixed[1..3].copy_from_slice(&41u16.to_be_bytes());

@@ -20,13 +20,13 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use siphasher::sip128::{Hasher128, SipHasher13};
 use std::hash::Hasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// A signature's inception lies this far back (clocks of validators run behind)…
 const INCEPTION_BACK: u32 = 3600;
 /// …and its expiry this far ahead; past half its life it is made again.
 const VALIDITY: u32 = 7 * 86_400;
-/// Signatures made per second and core, at most (SPEC §8).
+/// Signatures made per second and UDP worker, at most, by default (SPEC §8).
 pub const BUDGET_PER_CORE: u32 = 2000;
 /// RRsets whose signatures are kept.
 pub const CACHE_ENTRIES: usize = 100_000;
@@ -102,21 +102,21 @@ pub struct Signatures {
     cache: quick_cache::sync::Cache<u128, Arc<Signed>>,
     /// (this second, signatures made in it).
     window: AtomicU64,
-    per_second: u32,
+    per_second: AtomicU32,
     pub counters: Counters,
 }
 
 impl std::fmt::Debug for Signatures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Signatures {{ cached: {}, per_second: {} }}", self.cache.len(), self.per_second)
+        write!(f, "Signatures {{ cached: {}, per_second: {:?} }}", self.cache.len(), self.per_second)
     }
 }
 
 /// An RRset to sign: its owner as signed (the query name for a wildcard expansion),
 /// type, class, TTL and records' RDATA (names uncompressed).
 #[derive(Debug, Clone, Copy)]
-pub struct RRset<'a, I> {
-    pub owner: &'a Name,
+pub struct RRset<'n, I> {
+    pub owner: &'n Name,
     pub rtype: u16,
     pub class: u16,
     pub ttl: u32,
@@ -129,15 +129,14 @@ impl Signatures {
         Signatures {
             cache: quick_cache::sync::Cache::new(entries),
             window: AtomicU64::new(0),
-            per_second,
+            per_second: AtomicU32::new(per_second),
             counters: Counters::default(),
         }
     }
 
-    /// The server's: [`CACHE_ENTRIES`], [`BUDGET_PER_CORE`] times the cores.
-    pub fn for_server() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-        Self::new(CACHE_ENTRIES, BUDGET_PER_CORE * cores)
+    /// Changes the budget (a reload).
+    pub fn set_budget(&self, per_second: u32) {
+        self.per_second.store(per_second, Relaxed);
     }
 
     /// Signatures in the cache.
@@ -152,7 +151,7 @@ impl Signatures {
     /// The signatures of `rrset` by every key of `keys` at `now` (UNIX seconds): cached,
     /// or made when the budget allows (a cached one past half its life is made again,
     /// and still served if the budget refuses).
-    pub fn sign<'a, I>(&self, keys: &ZoneKeys, rrset: RRset<'a, I>, now: u32) -> Result<Arc<Signed>, Unsigned>
+    pub fn sign<'a, I>(&self, keys: &ZoneKeys, rrset: RRset<'_, I>, now: u32) -> Result<Arc<Signed>, Unsigned>
     where
         I: Iterator<Item = &'a [u8]> + Clone,
     {
@@ -181,7 +180,7 @@ impl Signatures {
             let (second, used) = ((current >> 32) as u32, current as u32);
             let next = if second != now {
                 u64::from(now) << 32 | 1
-            } else if used < self.per_second {
+            } else if used < self.per_second.load(Relaxed) {
                 current + 1
             } else {
                 return false;
@@ -196,7 +195,7 @@ impl Signatures {
 
 /// The cache key: the key set, the owner (letter case ignored), type, class, TTL, and
 /// the records in any order (a sum of their hashes).
-fn cache_key<'a, I: Iterator<Item = &'a [u8]> + Clone>(keys: &ZoneKeys, rrset: &RRset<'a, I>) -> u128 {
+fn cache_key<'a, I: Iterator<Item = &'a [u8]> + Clone>(keys: &ZoneKeys, rrset: &RRset<'_, I>) -> u128 {
     let mut hasher = SipHasher13::new();
     hasher.write_u128(keys.id);
     hash_name(&mut hasher, rrset.owner);
@@ -224,7 +223,7 @@ fn hash_name(hasher: &mut SipHasher13, name: &Name) {
 
 /// Signs `rrset` with every key: RRSIG RDATA whose signer is the zone's origin, labels
 /// those of the owner (a wildcard's expansion is signed as the name it answers).
-fn make<'a, I: Iterator<Item = &'a [u8]> + Clone>(keys: &ZoneKeys, rrset: &RRset<'a, I>, now: u32) -> Option<Signed> {
+fn make<'a, I: Iterator<Item = &'a [u8]> + Clone>(keys: &ZoneKeys, rrset: &RRset<'_, I>, now: u32) -> Option<Signed> {
     let inception = now.wrapping_sub(INCEPTION_BACK);
     let expiration = now.wrapping_add(VALIDITY);
     let mut rrsigs = Vec::with_capacity(keys.keys.len());
@@ -251,7 +250,7 @@ fn make<'a, I: Iterator<Item = &'a [u8]> + Clone>(keys: &ZoneKeys, rrset: &RRset
 /// The data to be signed (RFC 4034 §3.1.8.1): the RRSIG RDATA before its signature,
 /// then each record in canonical form and order (RFC 4034 §6), duplicates dropped.
 /// Ours, not hickory's `TBS`: hickory cannot hold the `\000` label of a compact NSEC.
-fn tbs<'a, I: Iterator<Item = &'a [u8]> + Clone>(rrsig: &[u8], rrset: &RRset<'a, I>) -> Option<Vec<u8>> {
+fn tbs<'a, I: Iterator<Item = &'a [u8]> + Clone>(rrsig: &[u8], rrset: &RRset<'_, I>) -> Option<Vec<u8>> {
     let mut owner = Vec::with_capacity(rrset.owner.len() + 1);
     for label in rrset.owner.iter() {
         owner.push(label.len() as u8);

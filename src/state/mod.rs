@@ -213,7 +213,7 @@ impl StateHandle {
                 Some((s.name.clone(), s.policy.clone(), load(&counters.answers), load(&counters.fail_opens)))
             })
             .collect();
-        self.metrics.render(&status, &services, format)
+        self.metrics.render(&status, &services, view.signatures.as_deref(), format)
     }
 
     /// Counts a reload that failed before reaching the owner (config errors).

@@ -7,6 +7,7 @@ mod backend;
 mod cli;
 mod crash;
 mod dns;
+mod dnssec;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod examples;
