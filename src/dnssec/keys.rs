@@ -95,6 +95,13 @@ fn paths(file: &Path) -> (PathBuf, PathBuf) {
 pub fn read(file: &Path, origin: &Name) -> Result<Key, String> {
     let (private, public) = paths(file);
     let text = std::fs::read_to_string(&private).map_err(|e| format!("cannot read {}: {e}", private.display()))?;
+    let key_text = std::fs::read_to_string(&public).map_err(|e| format!("cannot read {}: {e}", public.display()))?;
+    parse(&text, &private, &key_text, &public, origin)
+}
+
+/// A key from the text of its `.private` file and of its `.key` file (named `private`
+/// and `public` in errors).
+pub fn parse(text: &str, private: &Path, key_text: &str, public: &Path, origin: &Name) -> Result<Key, String> {
     let field = |name: &str| {
         text.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
@@ -116,7 +123,7 @@ pub fn read(file: &Path, origin: &Name) -> Result<Key, String> {
     let secret = field("PrivateKey")
         .and_then(|v| BASE64.decode(v.as_bytes()).ok())
         .ok_or_else(|| in_private("has no PrivateKey line in base64".into()))?;
-    let dnskey = read_dnskey(&public, origin)?;
+    let dnskey = parse_dnskey(key_text, public, origin)?;
     if dnskey[3] != algorithm {
         return Err(format!(
             "{}: its DNSKEY is of algorithm {}, its private key of algorithm {algorithm}",
@@ -127,7 +134,7 @@ pub fn read(file: &Path, origin: &Name) -> Result<Key, String> {
     let pair = pair(algorithm, &secret, &dnskey[4..]).ok_or_else(|| {
         format!("{}: the private key does not match the public key in {}", private.display(), public.display())
     })?;
-    Ok(Key { file: private, algorithm, tag: key_tag(&dnskey), dnskey: dnskey.into(), pair })
+    Ok(Key { file: private.to_path_buf(), algorithm, tag: key_tag(&dnskey), dnskey: dnskey.into(), pair })
 }
 
 /// The key pair of `algorithm` from its private part and DNSKEY public key; None when
@@ -147,11 +154,10 @@ fn pair(algorithm: u8, secret: &[u8], public: &[u8]) -> Option<Pair> {
     }
 }
 
-/// The DNSKEY RDATA of the `.key` file at `path` (one record on one line, as BIND
+/// The DNSKEY RDATA of a `.key` file's `text` (one record on one line, as BIND
 /// writes it: owner, optional TTL and class, DNSKEY, flags, protocol, algorithm and
-/// the public key in base64), whose owner must be `origin`.
-fn read_dnskey(path: &Path, origin: &Name) -> Result<Vec<u8>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+/// the public key in base64), whose owner must be `origin`; `path` names it in errors.
+fn parse_dnskey(text: &str, path: &Path, origin: &Name) -> Result<Vec<u8>, String> {
     let at = |line: usize, what: String| format!("{}:{line}: {what}", path.display());
     let mut records = text.lines().enumerate().filter_map(|(i, l)| {
         let l = l.split(';').next().unwrap_or_default().trim();

@@ -11,7 +11,7 @@
 
 mod keys;
 
-pub use keys::{ECDSAP256, ED25519, Key, generate, key_tag, read as read_key};
+pub use keys::{ECDSAP256, ED25519, Key, generate, key_tag, parse as parse_key, read as read_key};
 
 use hickory_proto::dnssec::Algorithm;
 use hickory_proto::dnssec::rdata::SigInput;
