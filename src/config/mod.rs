@@ -320,6 +320,22 @@ impl Config {
                 server.admin_listen
             ));
         }
+        for zone in self.zones.iter().filter(|z| !z.dnssec_keys.is_empty()) {
+            let flooded = self.services.iter().filter(|s| {
+                zone.origin.zone_of(&s.name) && matches!(s.order, Order::Weighted | Order::Sticky) && s.max_answers > 1
+            });
+            for service in flooded {
+                warnings.push(format!(
+                    "service {}: a {} service with max_answers = {} in the signed zone {} has many distinct \
+                     answers, each signed on first use: a flood of them costs SERVFAILs once the signing budget \
+                     (server.dnssec_signatures_per_second) is spent",
+                    service.name,
+                    if service.order == Order::Weighted { "weighted" } else { "sticky" },
+                    service.max_answers,
+                    zone.origin
+                ));
+            }
+        }
         for address in &self.server.tls_listen {
             if !self.server.listen.iter().any(|l| l.ip() == address.ip()) {
                 warnings.push(format!(

@@ -95,6 +95,8 @@ fn paths(file: &Path) -> (PathBuf, PathBuf) {
 pub fn read(file: &Path, origin: &Name) -> Result<Key, String> {
     let (private, public) = paths(file);
     let text = std::fs::read_to_string(&private).map_err(|e| format!("cannot read {}: {e}", private.display()))?;
+    // what is wrong with the .private file first
+    private_part(&text, &private)?;
     let key_text = std::fs::read_to_string(&public).map_err(|e| format!("cannot read {}: {e}", public.display()))?;
     parse(&text, &private, &key_text, &public, origin)
 }
@@ -102,6 +104,23 @@ pub fn read(file: &Path, origin: &Name) -> Result<Key, String> {
 /// A key from the text of its `.private` file and of its `.key` file (named `private`
 /// and `public` in errors).
 pub fn parse(text: &str, private: &Path, key_text: &str, public: &Path, origin: &Name) -> Result<Key, String> {
+    let (algorithm, secret) = private_part(text, private)?;
+    let dnskey = parse_dnskey(key_text, public, origin)?;
+    if dnskey[3] != algorithm {
+        return Err(format!(
+            "{}: its DNSKEY is of algorithm {}, its private key of algorithm {algorithm}",
+            public.display(),
+            dnskey[3]
+        ));
+    }
+    let pair = pair(algorithm, &secret, &dnskey[4..]).ok_or_else(|| {
+        format!("{}: the private key does not match the public key in {}", private.display(), public.display())
+    })?;
+    Ok(Key { file: private.to_path_buf(), algorithm, tag: key_tag(&dnskey), dnskey: dnskey.into(), pair })
+}
+
+/// The algorithm and private part of a `.private` file's `text`.
+fn private_part(text: &str, private: &Path) -> Result<(u8, Vec<u8>), String> {
     let field = |name: &str| {
         text.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
@@ -123,18 +142,7 @@ pub fn parse(text: &str, private: &Path, key_text: &str, public: &Path, origin: 
     let secret = field("PrivateKey")
         .and_then(|v| BASE64.decode(v.as_bytes()).ok())
         .ok_or_else(|| in_private("has no PrivateKey line in base64".into()))?;
-    let dnskey = parse_dnskey(key_text, public, origin)?;
-    if dnskey[3] != algorithm {
-        return Err(format!(
-            "{}: its DNSKEY is of algorithm {}, its private key of algorithm {algorithm}",
-            public.display(),
-            dnskey[3]
-        ));
-    }
-    let pair = pair(algorithm, &secret, &dnskey[4..]).ok_or_else(|| {
-        format!("{}: the private key does not match the public key in {}", private.display(), public.display())
-    })?;
-    Ok(Key { file: private.to_path_buf(), algorithm, tag: key_tag(&dnskey), dnskey: dnskey.into(), pair })
+    Ok((algorithm, secret))
 }
 
 /// The key pair of `algorithm` from its private part and DNSKEY public key; None when

@@ -451,6 +451,13 @@ fn past_the_signing_budget_new_rrsets_get_servfail_and_cached_ones_still_answer(
     let text =
         config("lb.example.", &[&key], &services).replace("[server]\n", "[server]\ndnssec_signatures_per_second = 2\n");
     std::fs::write(&path, text).unwrap();
+    let check = Command::new(BIN).args(["check", "-c"]).arg(&path).output().unwrap();
+    assert!(check.status.success());
+    let warning = String::from_utf8(check.stderr).unwrap();
+    assert!(
+        warning.contains("service w.lb.example.: a weighted service with max_answers = 4 in the signed zone"),
+        "{warning}"
+    );
     let s = TestServer::start_file(dir, path);
     let ask = |name: &str| s.udp(&signed_query(name, RecordType::A)).metadata.response_code;
     let codes: Vec<ResponseCode> = (0..50).map(|_| ask("w.lb.example.")).collect();
