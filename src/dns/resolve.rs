@@ -290,6 +290,14 @@ fn write_negative(
     write_records(writer, Section::Authority, Place { signer: Some(signer), ..at }, ttl, [nsec].into_iter())
 }
 
+/// Looks at an answer without moving it: no counter, no round-robin step.
+struct Peek;
+
+impl steer::Sink for Peek {
+    const LISTENING: bool = true;
+    fn event(&mut self, _: steer::Event<'_>) {}
+}
+
 /// The types a NODATA's NSEC lists at `name`: the zone's, and a service's A or AAAA
 /// when this client would get addresses of that family (SPEC §8).
 fn denial_types(view: &View, zone: &Zone, name: &Name, client: &Client) -> Vec<u16> {
@@ -298,7 +306,7 @@ fn denial_types(view: &View, zone: &Zone, name: &Name, client: &Client) -> Vec<u
         let mut addresses = Vec::new();
         for (family, rtype) in [(Family::V4, RecordType::A), (Family::V6, RecordType::AAAA)] {
             if !service.not_ready[usize::from(family == Family::V6)] {
-                steer::answer(service, family, client, &view.geo, &mut addresses);
+                steer::answer_to(service, family, client, &view.geo, &mut addresses, &mut Peek);
                 if !addresses.is_empty() {
                     types.push(rtype.into());
                 }

@@ -359,6 +359,15 @@ fn nxdomain_is_said_only_to_a_client_that_sets_co_and_co_is_echoed() {
     // the NODATA NSEC lists exactly this answer's types
     let nodata = dig(&s, &["failover.lb.example.", "AAAA"]);
     assert!(nodata.contains("failover.lb.example. 30 IN NSEC \\000.failover.lb.example. A RRSIG NSEC"), "{nodata}");
+    // a service whose A targets are all drained does not list A
+    for address in ["127.0.3.11", "127.0.3.12"] {
+        let path = format!("/v1/services/healthy.lb.example./targets/{address}/state");
+        let (code, body) = http(&s.admin, "PUT", &path, Some(r#"{"state": "drain"}"#), None);
+        assert_eq!(code, 200, "{body}");
+    }
+    eventually("the drains answered", || dig(&s, &["healthy.lb.example.", "A"]).contains("ANSWER: 0"));
+    let drained = dig(&s, &["healthy.lb.example.", "A"]);
+    assert!(drained.contains("IN NSEC \\000.healthy.lb.example. RRSIG NSEC\n"), "{drained}");
 }
 
 /// A query with DO=1 (and CO when `co`), EDNS payload 1232.
