@@ -54,8 +54,8 @@ pub fn view() -> &'static View {
     })
 }
 
-/// Services of every policy and order for [`fast_is_general`]; targets ending in .2 and
-/// ::2 are down.
+/// Services of every policy and order for [`fast_is_general`], in a signed zone;
+/// targets ending in .2 and ::2 are down.
 const DIFFERENTIAL: &str = r#"
 [server]
 listen = ["127.0.0.1:5353"]
@@ -64,6 +64,7 @@ identity = "steerdns-differential"
 [[zones]]
 origin = "lb.example."
 file = "lb.example.zone"
+dnssec_keys = ["K.private"]
 
 [geo]
 default_region = "east"
@@ -135,6 +136,8 @@ fn build(config: &str) -> View {
         std::env::temp_dir().join(format!("steerdns-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     std::fs::write(dir.join("lb.example.zone"), ZONE).expect("the zone written");
+    std::fs::write(dir.join("K.key"), KEY.0).expect("the key written");
+    std::fs::write(dir.join("K.private"), KEY.1).expect("the key written");
     std::fs::write(dir.join("c.toml"), config).expect("the config written");
     let loaded = crate::loaded::load(&dir.join("c.toml")).unwrap_or_else(|e| panic!("the config loads: {e}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -148,7 +151,16 @@ fn build(config: &str) -> View {
 thread_local! {
     // two Views built alike, one for each path, so that their round-robin counters
     // move in step (per thread: tests run side by side)
-    static TWINS: (View, View) = (build(DIFFERENTIAL), build(DIFFERENTIAL));
+    static TWINS: (View, View) = twins();
+}
+
+/// Two Views of [`DIFFERENTIAL`] sharing one signature cache: the general path's
+/// signatures are the ones the fast path finds.
+fn twins() -> (View, View) {
+    let fast = build(DIFFERENTIAL);
+    let mut general = build(DIFFERENTIAL);
+    general.signatures = fast.signatures.clone();
+    (fast, general)
 }
 
 /// The fast path, where it answers `query`, writes the general path's reply byte for

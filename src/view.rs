@@ -56,6 +56,8 @@ impl TcpLimits {
 #[derive(Debug)]
 pub struct ServiceView {
     pub name: Name,
+    /// The keys of its zone, when the zone is signed.
+    pub keys: Option<Arc<crate::dnssec::ZoneKeys>>,
     pub policy: Policy,
     pub order: Order,
     pub ttl: u32,
@@ -144,6 +146,7 @@ impl View {
                 AdminState::Auto => Some(probe(t) != Health::Down),
             };
             let mut view = ServiceView::new(s, counters, &healthy, &loaded.geo);
+            view.keys = loaded.zones.find(&s.name).and_then(|z| z.keys().cloned());
             if starting && s.policy != Policy::All {
                 for t in s.targets.iter().filter(|t| admin(&s.name, t.address) == AdminState::Auto) {
                     view.not_ready[usize::from(t.address.is_ipv6())] |= probe(t) == Health::Unknown;
@@ -214,6 +217,7 @@ impl ServiceView {
             .collect();
         ServiceView {
             name: service.name.clone(),
+            keys: None,
             policy: service.policy,
             order: service.order,
             ttl: service.ttl,

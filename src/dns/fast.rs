@@ -3,20 +3,28 @@
 //! answered from the name's key, read straight off the wire: one hash lookup, no
 //! `Name` built, records copied, nothing allocated. Everything else goes to the
 //! general path, and so does every case here that needs more than copying (a service
-//! not ready or with nothing to answer, an answer that does not fit): it writes the
-//! same bytes, which tests and a fuzz target check.
+//! not ready or with nothing to answer, an answer that does not fit, a signature the
+//! budget refuses): it writes the same bytes, which tests and a fuzz target check.
+//! With DO=1 in a signed zone the answer's RRSIGs follow it, from the signature cache
+//! (made on a miss).
 
 use super::wire::{self, Simple};
 use super::writer::{Owner, QuestionWire, Section, Writer};
 use super::{Answered, Edge, Imputed, Rcode, Transport, Written};
+use crate::dnssec::{self, Signatures, Signed, ZoneKeys};
 use crate::rrl::Kind;
 use crate::steer::{self, Client, Family};
 use crate::view::{ServiceView, View};
+use crate::zone::WireRecord;
 use crate::zone::wire_name_hash;
+use hickory_proto::rr::Name;
+use hickory_proto::serialize::binary::BinDecodable;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
+const TYPE_RRSIG: u16 = 46;
 
 /// Answers `bytes` into `out` when it is a query the fast path answers whole.
 pub(super) fn respond(
@@ -31,10 +39,8 @@ pub(super) fn respond(
         cookie.judge(client.ip());
     }
     let edns = query.edns.as_ref();
-    // a signed answer is the general path's
-    if view.signatures.is_some() && edns.is_some_and(|e| e.dnssec_ok) {
-        return None;
-    }
+    // DO=1: a signed zone's answer goes here only with its signature cached
+    let signatures = view.signatures.as_deref().filter(|_| edns.is_some_and(|e| e.dnssec_ok));
     let edge = Edge { view, padded: transport == Transport::Tls && edns.is_some_and(|e| e.padding) };
     let ecs = edns.and_then(|e| e.ecs);
     let mut opt = edns.and_then(|e| super::opt_of(&edge, e, Rcode::NoError, ecs.map(|e| (e, 0))));
@@ -44,11 +50,18 @@ pub(super) fn respond(
     let mut writer = Writer::new(out, super::limit(transport, edns), Some(question), opt.as_ref());
     let scope = match view.services.get_wire(name, hash) {
         Some(service) if matches!(query.qtype, TYPE_A | TYPE_AAAA) => {
-            computed(view, service, &query, client, &mut writer)?
+            let signing = signatures.zip(service.keys.as_deref()).map(|(s, k)| (s, k, name));
+            computed(view, service, &query, client, &mut writer, signing)?
         }
         _ => {
             let block = view.zones.precompiled(name, hash, query.qtype)?;
             writer.precompiled(Section::Answer, block.count, block.wire).ok()?;
+            if let Some((signatures, keys)) = signatures.zip(block.keys) {
+                let ttl = block.records().next()?.ttl;
+                let rdatas = block.records().map(|r| r.rdata);
+                let signed = signature(signatures, keys, name, (query.qtype, ttl), rdatas)?;
+                rrsigs(&mut writer, ttl, &signed)?;
+            }
             0
         }
     };
@@ -64,9 +77,44 @@ pub(super) fn respond(
     Some(Answered { rcode: Rcode::NoError, rrl, cookie })
 }
 
+/// The signatures of the RRset of `rtype` and `ttl` at the name `wire` (as sent): from
+/// the cache, else made (None when the budget refuses: the general path answers).
+fn signature<'a>(
+    signatures: &Signatures,
+    keys: &ZoneKeys,
+    wire: &[u8],
+    (rtype, ttl): (u16, u32),
+    rdatas: impl Iterator<Item = &'a [u8]> + Clone,
+) -> Option<Arc<Signed>> {
+    let now = dnssec::now();
+    if let Some(signed) = signatures.cached(keys, wire, (rtype, 1, ttl), rdatas.clone(), now) {
+        return Some(signed);
+    }
+    let owner = Name::from_bytes(wire).ok()?;
+    signatures.sign(keys, dnssec::RRset { owner: &owner, rtype, class: 1, ttl, rdatas }, now).ok()
+}
+
+/// The RRSIG records of `signed`, each with `ttl`, at the question's name.
+fn rrsigs(writer: &mut Writer, ttl: u32, signed: &Signed) -> Option<()> {
+    for rdata in signed.rrsigs.iter() {
+        let rrsig = WireRecord { rtype: TYPE_RRSIG, class: 1, ttl, rdata };
+        writer.record(Section::Answer, Owner::Question, ttl, &rrsig).ok()?;
+    }
+    Some(())
+}
+
 /// Writes a service's computed answer; its ECS scope, or None when the answer is not
-/// plain records (not ready, or nothing to answer: the general path's cases).
-fn computed(view: &View, service: &ServiceView, query: &Simple, source: SocketAddr, writer: &mut Writer) -> Option<u8> {
+/// plain records (not ready, or nothing to answer: the general path's cases) or the
+/// signing budget refuses its signature. `signing`: the cache, the zone's keys and the
+/// name as sent, for a query with DO=1 to a signed zone.
+fn computed(
+    view: &View,
+    service: &ServiceView,
+    query: &Simple,
+    source: SocketAddr,
+    writer: &mut Writer,
+    signing: Option<(&Signatures, &ZoneKeys, &[u8])>,
+) -> Option<u8> {
     let family = if query.qtype == TYPE_AAAA { Family::V6 } else { Family::V4 };
     if service.not_ready[usize::from(family == Family::V6)] {
         return None;
@@ -87,11 +135,34 @@ fn computed(view: &View, service: &ServiceView, query: &Simple, source: SocketAd
         if addresses.is_empty() {
             return None;
         }
-        for address in addresses.iter() {
-            if writer.address(Owner::Question, answer.ttl, *address).is_err() {
-                break;
+        let Some((signatures, keys, name)) = signing else {
+            for address in addresses.iter() {
+                if writer.address(Owner::Question, answer.ttl, *address).is_err() {
+                    break;
+                }
+            }
+            return Some(answer.scope);
+        };
+        // as many records as fit with their signature, as the general path cuts them
+        let len = if family == Family::V4 { 4 } else { 16 };
+        let room = writer.room().saturating_sub(keys.rrsigs_len(2));
+        let fit = (room / (12 + len)).min(addresses.len());
+        let mut octets = [[0u8; 16]; 64];
+        if fit == 0 || fit > octets.len() {
+            return None;
+        }
+        for (o, address) in octets.iter_mut().zip(&addresses[..fit]) {
+            match address {
+                IpAddr::V4(a) => o[..4].copy_from_slice(&a.octets()),
+                IpAddr::V6(a) => *o = a.octets(),
             }
         }
+        let rdatas = octets[..fit].iter().map(|o| &o[..len]);
+        let signed = signature(signatures, keys, name, (query.qtype, answer.ttl), rdatas)?;
+        for address in &addresses[..fit] {
+            writer.address(Owner::Question, answer.ttl, *address).ok()?;
+        }
+        rrsigs(writer, answer.ttl, &signed)?;
         Some(answer.scope)
     })
 }

@@ -48,7 +48,7 @@ impl ZoneKeys {
         for key in &keys {
             hasher.write(&key.dnskey);
         }
-        hash_name(&mut hasher, &origin);
+        hasher.write(origin.to_lowercase().to_ascii().as_bytes());
         ZoneKeys { origin, keys, cds, id: hasher.finish128().as_u128() }
     }
 
@@ -103,6 +103,8 @@ pub struct Signatures {
     /// (this second, signatures made in it).
     window: AtomicU64,
     per_second: AtomicU32,
+    /// Keys the cache's hash.
+    secret: (u64, u64),
     pub counters: Counters,
 }
 
@@ -130,6 +132,13 @@ impl Signatures {
             cache: quick_cache::sync::Cache::new(entries),
             window: AtomicU64::new(0),
             per_second: AtomicU32::new(per_second),
+            secret: {
+                let mut bytes = [0u8; 16];
+                // without the OS's randomness the cache still works; its hash is guessable
+                let _ = getrandom::fill(&mut bytes);
+                let word = |i: usize| u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+                (word(0), word(1))
+            },
             counters: Counters::default(),
         }
     }
@@ -155,7 +164,7 @@ impl Signatures {
     where
         I: Iterator<Item = &'a [u8]> + Clone,
     {
-        let key = cache_key(keys, &rrset);
+        let key = cache_key(self.secret, keys, &rrset);
         let cached = self.cache.get(&key);
         if let Some(signed) = &cached
             && now < signed.refresh_at
@@ -171,6 +180,28 @@ impl Signatures {
         self.counters.made.fetch_add(keys.keys.len() as u64, Relaxed);
         self.cache.insert(key, signed.clone());
         Ok(signed)
+    }
+
+    /// The cached signatures of an RRset whose owner is `owner` in wire form (any letter
+    /// case, at most 255 bytes), when they are cached and not yet due to be made again:
+    /// the fast path's lookup, which makes none.
+    pub fn cached<'a>(
+        &self,
+        keys: &ZoneKeys,
+        owner: &[u8],
+        fields: (u16, u16, u32),
+        rdatas: impl Iterator<Item = &'a [u8]> + Clone,
+        now: u32,
+    ) -> Option<Arc<Signed>> {
+        let mut lower = [0u8; 255];
+        let lower = lower.get_mut(..owner.len())?;
+        lower.copy_from_slice(owner);
+        let signed = self.cache.get(&key_of(self.secret, keys, lower, fields, rdatas))?;
+        if now >= signed.refresh_at {
+            return None;
+        }
+        self.counters.cached.fetch_add(1, Relaxed);
+        Some(signed)
     }
 
     /// Takes one signature from this second's budget.
@@ -194,31 +225,64 @@ impl Signatures {
 }
 
 /// The cache key: the key set, the owner (letter case ignored), type, class, TTL, and
-/// the records in any order (a sum of their hashes).
-fn cache_key<'a, I: Iterator<Item = &'a [u8]> + Clone>(keys: &ZoneKeys, rrset: &RRset<'_, I>) -> u128 {
-    let mut hasher = SipHasher13::new();
-    hasher.write_u128(keys.id);
-    hash_name(&mut hasher, rrset.owner);
-    hasher.write_u16(rrset.rtype);
-    hasher.write_u16(rrset.class);
-    hasher.write_u32(rrset.ttl);
-    let records = rrset.rdatas.clone().fold(0u128, |sum, rdata| {
-        let mut h = SipHasher13::new();
-        h.write(rdata);
-        sum.wrapping_add(h.finish128().as_u128())
-    });
-    hasher.write_u128(records);
-    hasher.finish128().as_u128()
+/// the records in canonical order (a sum of their hashes past 16 records).
+fn cache_key<'a, I: Iterator<Item = &'a [u8]> + Clone>(
+    secret: (u64, u64),
+    keys: &ZoneKeys,
+    rrset: &RRset<'_, I>,
+) -> u128 {
+    let mut owner = [0u8; 255];
+    let mut len = 0;
+    for label in rrset.owner.iter() {
+        owner[len] = label.len() as u8;
+        owner[len + 1..len + 1 + label.len()].copy_from_slice(label);
+        len += 1 + label.len();
+    }
+    owner[len] = 0;
+    key_of(secret, keys, &mut owner[..=len], (rrset.rtype, rrset.class, rrset.ttl), rrset.rdatas.clone())
 }
 
-fn hash_name(hasher: &mut SipHasher13, name: &Name) {
-    for label in name.iter() {
-        hasher.write_u8(label.len() as u8);
-        for b in label {
-            hasher.write_u8(b.to_ascii_lowercase());
+/// [`cache_key`] with the owner in wire form, which this lower-cases in place; keyed
+/// with the cache's `secret`, so that nobody outside can make two RRsets collide.
+fn key_of<'a>(
+    secret: (u64, u64),
+    keys: &ZoneKeys,
+    owner: &mut [u8],
+    (rtype, class, ttl): (u16, u16, u32),
+    rdatas: impl Iterator<Item = &'a [u8]> + Clone,
+) -> u128 {
+    owner.make_ascii_lowercase();
+    let mut hasher = SipHasher13::new_with_keys(secret.0, secret.1);
+    hasher.write_u128(keys.id);
+    hasher.write(owner);
+    hasher.write(&[(rtype >> 8) as u8, rtype as u8, (class >> 8) as u8, class as u8]);
+    hasher.write(&ttl.to_be_bytes());
+    let mut sorted: [&[u8]; 16] = [&[]; 16];
+    let mut n = 0;
+    for rdata in rdatas.clone() {
+        if n == sorted.len() {
+            n += 1;
+            break;
         }
+        sorted[n] = rdata;
+        n += 1;
     }
-    hasher.write_u8(0);
+    if n <= sorted.len() {
+        let sorted = &mut sorted[..n];
+        sorted.sort_unstable();
+        for rdata in sorted.iter() {
+            hasher.write(&(rdata.len() as u16).to_be_bytes());
+            hasher.write(rdata);
+        }
+    } else {
+        let sum = rdatas.fold(0u128, |sum, rdata| {
+            let mut h = SipHasher13::new_with_keys(secret.1, secret.0);
+            h.write(rdata);
+            sum.wrapping_add(h.finish128().as_u128())
+        });
+        hasher.write_u128(sum);
+    }
+    hasher.finish128().as_u128()
 }
 
 /// Signs `rrset` with every key: RRSIG RDATA whose signer is the zone's origin, labels

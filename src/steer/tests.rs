@@ -4,6 +4,7 @@ use crate::view::{ServiceView, TargetView};
 
 fn service(order: Order, targets: &[(&str, u32)], max_answers: usize) -> ServiceView {
     ServiceView {
+        keys: None,
         name: "s.example.".parse().unwrap(),
         policy: Policy::All,
         order,

@@ -53,23 +53,28 @@ impl<'z> RRset<'z> {
     }
 
     pub fn records(&self) -> impl Iterator<Item = WireRecord<'z>> + Clone + use<'z> {
-        let mut rest = self.wire;
-        std::iter::from_fn(move || {
-            let [_, _, t0, t1, c0, c1, l0, l1, l2, l3, r0, r1, tail @ ..] = rest else { return None };
-            let (rdata, next) = tail.split_at(usize::from(u16::from_be_bytes([*r0, *r1])).min(tail.len()));
-            rest = next;
-            Some(WireRecord {
-                rtype: u16::from_be_bytes([*t0, *t1]),
-                class: u16::from_be_bytes([*c0, *c1]),
-                ttl: u32::from_be_bytes([*l0, *l1, *l2, *l3]),
-                rdata,
-            })
-        })
+        wire_records(self.wire)
     }
 
     pub fn first(&self) -> Option<WireRecord<'z>> {
         self.records().next()
     }
+}
+
+/// The records of an RRset as a node block holds them (see the module's words).
+pub(super) fn wire_records(wire: &[u8]) -> impl Iterator<Item = WireRecord<'_>> + Clone {
+    let mut rest = wire;
+    std::iter::from_fn(move || {
+        let [_, _, t0, t1, c0, c1, l0, l1, l2, l3, r0, r1, tail @ ..] = rest else { return None };
+        let (rdata, next) = tail.split_at(usize::from(u16::from_be_bytes([*r0, *r1])).min(tail.len()));
+        rest = next;
+        Some(WireRecord {
+            rtype: u16::from_be_bytes([*t0, *t1]),
+            class: u16::from_be_bytes([*c0, *c1]),
+            ttl: u32::from_be_bytes([*l0, *l1, *l2, *l3]),
+            rdata,
+        })
+    })
 }
 
 impl WireRecord<'_> {

@@ -28,6 +28,14 @@ pub struct Zones {
 pub struct Precompiled<'z> {
     pub count: u16,
     pub wire: &'z [u8],
+    /// The keys of its zone, when the zone is signed.
+    pub keys: Option<&'z std::sync::Arc<crate::dnssec::ZoneKeys>>,
+}
+
+impl<'z> Precompiled<'z> {
+    pub fn records(&self) -> impl Iterator<Item = WireRecord<'z>> + Clone + use<'z> {
+        index::wire_records(self.wire)
+    }
 }
 
 impl Zones {
@@ -53,12 +61,12 @@ impl Zones {
     /// TXT RRset that the name's zone answers whole.
     pub fn precompiled(&self, wire: &[u8], hash: u64, rtype: u16) -> Option<Precompiled<'_>> {
         // a name is answerable in its deepest zone only: the first zone holding it decides
-        let node = match &self.zones[..] {
-            [zone] => zone.nodes().get_wire(wire, hash)?,
-            zones => zones.iter().find_map(|z| z.nodes().get_wire(wire, hash))?,
+        let (zone, node) = match &self.zones[..] {
+            [zone] => (zone, zone.nodes().get_wire(wire, hash)?),
+            zones => zones.iter().find_map(|z| Some((z, z.nodes().get_wire(wire, hash)?)))?,
         };
         let (count, wire) = index::precompiled(node, rtype)?;
-        Some(Precompiled { count, wire })
+        Some(Precompiled { count, wire, keys: zone.keys() })
     }
 
     /// Each zone with its SOA serial, for the start-up log: "lb.example. (serial 1), …".
