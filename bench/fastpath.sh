@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fast-path benchmark.
 #
-#   bench/fastpath.sh [load|callgrind|rrl|all] [CONFIG] [NAME...]
+#   bench/fastpath.sh [load|callgrind|rrl|dnssec|all] [CONFIG] [NAME...]
 #
 # load:      steerdns pinned to core 1 (taskset -c 1), dnsperf pinned to core 0 for
 #            $SECONDS_PER_NAME s per name; prints queries/s, average latency, lost
@@ -23,6 +23,9 @@
 #            two compare within one run.
 # rrl:       callgrind twice in one run, with RRL off and on (CONFIG plus a
 #            [server.rrl] whose limit no query reaches): RRL's cost per query.
+# dnssec:    CONFIG's zone signed with a fresh ECDSA key; callgrind, then load, each
+#            for every name without DO and with DO=1 (dnsperf -D; the signatures come
+#            from the cache after the first): the cost of signed answers.
 #
 # Names default to those of bench/fastpath.toml. dnsperf (Debian package dnsperf) is
 # installed when missing. Every address involved is on 127.0.0.0/8.
@@ -110,7 +113,10 @@ load_round() {
   local pid=$!
   wait_for_server
   for name in "${names[@]}"; do
-    measure $pid "$port" "$name" "$name"
+    measure $pid "$port" "$name" "$name${LABEL_SUFFIX:-}"
+    if [ -n "${ALSO_DO:-}" ]; then
+      DNSPERF_EXTRA="$DNSPERF_EXTRA -D" measure $pid "$port" "$name" "$name +DO"
+    fi
   done
   kill -TERM $pid; wait $pid || true
 }
@@ -202,7 +208,7 @@ callgrind() {
   local pid=$!
   wait_for_server
   for name in "${names[@]}"; do
-    count $pid "$port" "$name" "$name"
+    count $pid "$port" "$name" "$name${LABEL_SUFFIX:-}"
   done
   kill -TERM $pid; wait $pid || true
 }
@@ -219,10 +225,30 @@ rrl() {
   callgrind
 }
 
+dnssec() {
+  # beside CONFIG, so its relative paths hold; removed on exit
+  local dir signed key
+  dir=$(dirname "$config")
+  signed="$dir/.dnssec-on.toml"
+  trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work" "'"$signed"'" "'"$dir/.dnssec-keys"'"' EXIT
+  rm -rf "$dir/.dnssec-keys"; mkdir -p "$dir/.dnssec-keys"
+  "$bin" dnssec keygen bench.test --dir "$dir/.dnssec-keys" >/dev/null 2>&1
+  key=$(cd "$dir" && ls .dnssec-keys/*.private)
+  awk -v key="$key" '{ print } /^file = "bench.zone"/ { print "dnssec_keys = [\"" key "\"]" }' "$config" > "$signed"
+  config=$signed
+  echo "callgrind, the zone signed: without DO, then with DO=1"
+  callgrind
+  LABEL_SUFFIX=" +DO" DNSPERF_EXTRA="$DNSPERF_EXTRA -D" callgrind
+  echo
+  echo "load, the zone signed: each name without DO, then with DO=1"
+  ALSO_DO=1 load
+}
+
 case $mode in
   load) load ;;
   callgrind) callgrind ;;
   rrl) rrl ;;
+  dnssec) dnssec ;;
   all) load; callgrind ;;
-  *) echo "usage: $0 [load|callgrind|rrl|all] [CONFIG] [NAME...]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|callgrind|rrl|dnssec|all] [CONFIG] [NAME...]" >&2; exit 2 ;;
 esac

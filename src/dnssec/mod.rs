@@ -407,9 +407,13 @@ pub fn compact_nsec(name: &Name, types: &mut Vec<u16>) -> Vec<u8> {
 /// NXNAME (RFC 9824): the type an NSEC lists for a name that does not exist.
 pub const NXNAME: u16 = 128;
 
-/// Now, in UNIX seconds.
+/// Now, in UNIX seconds: the kernel's coarse clock (its last tick, read without a
+/// system call in a few nanoseconds; signatures count whole seconds).
 pub fn now() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME_COARSE) {
+        Ok(t) => t.tv_sec() as u32,
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32),
+    }
 }
 
 #[cfg(test)]
