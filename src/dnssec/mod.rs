@@ -183,7 +183,7 @@ impl Signatures {
     }
 
     /// The cached signatures of an RRset whose owner is `owner` in wire form (any letter
-    /// case, at most 255 bytes), when they are cached and not yet due to be made again:
+    /// case), when they are cached and not yet due to be made again:
     /// the fast path's lookup, which makes none.
     pub fn cached<'a>(
         &self,
@@ -193,10 +193,7 @@ impl Signatures {
         rdatas: impl Iterator<Item = &'a [u8]> + Clone,
         now: u32,
     ) -> Option<Arc<Signed>> {
-        let mut lower = [0u8; 255];
-        let lower = lower.get_mut(..owner.len())?;
-        lower.copy_from_slice(owner);
-        let signed = self.cache.get(&key_of(self.secret, keys, lower, fields, rdatas))?;
+        let signed = self.cache.get(&key_of(self.secret, keys, owner, fields, rdatas))?;
         if now >= signed.refresh_at {
             return None;
         }
@@ -239,24 +236,24 @@ fn cache_key<'a, I: Iterator<Item = &'a [u8]> + Clone>(
         len += 1 + label.len();
     }
     owner[len] = 0;
-    key_of(secret, keys, &mut owner[..=len], (rrset.rtype, rrset.class, rrset.ttl), rrset.rdatas.clone())
+    key_of(secret, keys, &owner[..=len], (rrset.rtype, rrset.class, rrset.ttl), rrset.rdatas.clone())
 }
 
-/// [`cache_key`] with the owner in wire form, which this lower-cases in place; keyed
+/// [`cache_key`] with the owner in wire form, any letter case; keyed
 /// with the cache's `secret`, so that nobody outside can make two RRsets collide.
 fn key_of<'a>(
     secret: (u64, u64),
     keys: &ZoneKeys,
-    owner: &mut [u8],
+    owner: &[u8],
     (rtype, class, ttl): (u16, u16, u32),
     rdatas: impl Iterator<Item = &'a [u8]> + Clone,
 ) -> u128 {
-    owner.make_ascii_lowercase();
-    let mut hasher = SipHasher13::new_with_keys(secret.0, secret.1);
-    hasher.write_u128(keys.id);
-    hasher.write(owner);
-    hasher.write(&[(rtype >> 8) as u8, rtype as u8, (class >> 8) as u8, class as u8]);
-    hasher.write(&ttl.to_be_bytes());
+    // the hasher's input gathered into few writes: SipHash costs per call too
+    let mut input = Gather { hasher: SipHasher13::new_with_keys(secret.0, secret.1), buf: [0; 256], len: 0 };
+    input.put(&keys.id.to_le_bytes());
+    input.put_lowercase(owner);
+    input.put(&[(rtype >> 8) as u8, rtype as u8, (class >> 8) as u8, class as u8]);
+    input.put(&ttl.to_be_bytes());
     let mut sorted: [&[u8]; 16] = [&[]; 16];
     let mut n = 0;
     for rdata in rdatas.clone() {
@@ -271,8 +268,8 @@ fn key_of<'a>(
         let sorted = &mut sorted[..n];
         sorted.sort_unstable();
         for rdata in sorted.iter() {
-            hasher.write(&(rdata.len() as u16).to_be_bytes());
-            hasher.write(rdata);
+            input.put(&(rdata.len() as u16).to_be_bytes());
+            input.put(rdata);
         }
     } else {
         let sum = rdatas.fold(0u128, |sum, rdata| {
@@ -280,9 +277,49 @@ fn key_of<'a>(
             h.write(rdata);
             sum.wrapping_add(h.finish128().as_u128())
         });
-        hasher.write_u128(sum);
+        input.put(&sum.to_le_bytes());
     }
-    hasher.finish128().as_u128()
+    input.finish()
+}
+
+/// Bytes for a hasher, handed over a buffer at a time (the hash is the same however
+/// the input is cut).
+struct Gather {
+    hasher: SipHasher13,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Gather {
+    fn put(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.len == self.buf.len() {
+                self.hasher.write(&self.buf);
+                self.len = 0;
+            }
+            let n = bytes.len().min(self.buf.len() - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+            self.len += n;
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// `bytes` with ASCII letters lower-cased (a name in wire form: its length bytes are
+    /// below 64, no letter).
+    fn put_lowercase(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(64) {
+            let mut lower = [0u8; 64];
+            let lower = &mut lower[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            self.put(lower);
+        }
+    }
+
+    fn finish(mut self) -> u128 {
+        self.hasher.write(&self.buf[..self.len]);
+        self.hasher.finish128().as_u128()
+    }
 }
 
 /// Signs `rrset` with every key: RRSIG RDATA whose signer is the zone's origin, labels

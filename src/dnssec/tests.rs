@@ -222,3 +222,18 @@ fn our_data_to_sign_is_hickorys_for_every_type_with_names() {
         assert_eq!(ours, theirs.as_ref(), "{rtype}");
     }
 }
+
+#[test]
+fn the_fast_paths_lookup_by_wire_name_finds_what_signing_by_name_cached() {
+    let (_dir, keys) = zone_keys(ECDSAP256);
+    let signatures = Signatures::new(100, 100);
+    let owner = name("WWW.lb.example.");
+    let (a, b) = ([127u8, 0, 0, 1], [127u8, 0, 0, 2]);
+    let rrset = RRset { owner: &owner, rtype: 1, class: 1, ttl: 30, rdatas: [&a[..], &b[..]].into_iter() };
+    let signed = signatures.sign(&keys, rrset, now()).unwrap();
+    let wire = b"\x03www\x02LB\x07example\x00";
+    let found = signatures.cached(&keys, wire, (1, 1, 30), [&b[..], &a[..]].into_iter(), now()).unwrap();
+    assert!(Arc::ptr_eq(&signed, &found));
+    assert!(signatures.cached(&keys, wire, (1, 1, 31), [&b[..], &a[..]].into_iter(), now()).is_none());
+    assert!(signatures.cached(&keys, wire, (1, 1, 30), [&a[..]].into_iter(), now()).is_none());
+}

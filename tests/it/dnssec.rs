@@ -424,7 +424,7 @@ fn each_region_and_rotation_gets_a_signature_of_its_own_records() {
 }
 
 #[test]
-fn a_computed_answer_shrinks_to_fit_with_its_signature() {
+fn a_computed_answer_shrinks_to_fit_with_its_signature_and_a_static_one_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let (key, _) = keygen(dir.path(), "lb.example.", "ecdsap256");
     std::fs::write(dir.path().join("zone"), ZONE).unwrap();
@@ -435,6 +435,8 @@ fn a_computed_answer_shrinks_to_fit_with_its_signature() {
     );
     let path = dir.path().join("steerdns.toml");
     std::fs::write(&path, config("lb.example.", &[&key], &services)).unwrap();
+    let many: String = (1..=26).map(|i| format!("many IN A 127.0.6.{i}\n")).collect();
+    std::fs::write(path.with_file_name("zone"), format!("{ZONE}{many}")).unwrap();
     let s = TestServer::start_file(dir, path);
     let mut q = signed_query("big.lb.example.", RecordType::A);
     q.edns.as_mut().unwrap().set_max_payload(512);
@@ -443,6 +445,19 @@ fn a_computed_answer_shrinks_to_fit_with_its_signature() {
     assert!(!m.metadata.truncation && (10..40).contains(&n), "{n} records, TC {}", m.metadata.truncation);
     assert_eq!(m.answers.iter().filter(|r| r.record_type() == RecordType::RRSIG).count(), 1);
     assert!(m.to_vec().unwrap().len() <= 512);
+    // static data is never cut: 26 A records fit 512 bytes alone, not with their RRSIG
+    let mut q = signed_query("many.lb.example.", RecordType::A);
+    q.edns.as_mut().unwrap().set_max_payload(512);
+    let signed = s.udp(&q);
+    assert!(signed.metadata.truncation && signed.answers.is_empty(), "{signed}");
+    q.edns.as_mut().unwrap().set_dnssec_ok(false);
+    let unsigned = s.udp(&q);
+    assert!(!unsigned.metadata.truncation && addresses(&unsigned).len() == 26, "{unsigned}");
+    // over TCP the signed RRset comes whole
+    let mut q = signed_query("many.lb.example.", RecordType::A);
+    q.edns.as_mut().unwrap().set_max_payload(512);
+    let whole = s.tcp(&q);
+    assert_eq!((addresses(&whole).len(), whole.answers.len()), (26, 27));
 }
 
 #[test]
