@@ -248,12 +248,30 @@ fn key_of<'a>(
     (rtype, class, ttl): (u16, u16, u32),
     rdatas: impl Iterator<Item = &'a [u8]> + Clone,
 ) -> u128 {
-    // the hasher's input gathered into few writes: SipHash costs per call too
-    let mut input = Gather { hasher: SipHasher13::new_with_keys(secret.0, secret.1), buf: [0; 256], len: 0 };
-    input.put(&keys.id.to_le_bytes());
-    input.put_lowercase(owner);
-    input.put(&[(rtype >> 8) as u8, rtype as u8, (class >> 8) as u8, class as u8]);
-    input.put(&ttl.to_be_bytes());
+    // the key set keys the hasher; its input is gathered in one buffer where it fits,
+    // as SipHash costs per call too
+    let mut hasher = SipHasher13::new_with_keys(secret.0 ^ keys.id as u64, secret.1 ^ (keys.id >> 64) as u64);
+    let mut buf = [0u8; 512];
+    let mut len = 0;
+    let mut put = |hasher: &mut SipHasher13, bytes: &[u8], lower: bool| {
+        if len + bytes.len() > buf.len() {
+            hasher.write(&buf[..len]);
+            len = 0;
+            if bytes.len() > buf.len() {
+                hasher.write(bytes);
+                return;
+            }
+        }
+        for (to, from) in buf[len..len + bytes.len()].iter_mut().zip(bytes) {
+            *to = if lower { from.to_ascii_lowercase() } else { *from };
+        }
+        len += bytes.len();
+    };
+    put(&mut hasher, owner, true);
+    let [t0, t1] = rtype.to_be_bytes();
+    let [c0, c1] = class.to_be_bytes();
+    let [l0, l1, l2, l3] = ttl.to_be_bytes();
+    put(&mut hasher, &[t0, t1, c0, c1, l0, l1, l2, l3], false);
     let mut sorted: [&[u8]; 16] = [&[]; 16];
     let mut n = 0;
     for rdata in rdatas.clone() {
@@ -268,8 +286,8 @@ fn key_of<'a>(
         let sorted = &mut sorted[..n];
         sorted.sort_unstable();
         for rdata in sorted.iter() {
-            input.put(&(rdata.len() as u16).to_be_bytes());
-            input.put(rdata);
+            put(&mut hasher, &(rdata.len() as u16).to_be_bytes(), false);
+            put(&mut hasher, rdata, false);
         }
     } else {
         let sum = rdatas.fold(0u128, |sum, rdata| {
@@ -277,49 +295,10 @@ fn key_of<'a>(
             h.write(rdata);
             sum.wrapping_add(h.finish128().as_u128())
         });
-        input.put(&sum.to_le_bytes());
+        put(&mut hasher, &sum.to_le_bytes(), false);
     }
-    input.finish()
-}
-
-/// Bytes for a hasher, handed over a buffer at a time (the hash is the same however
-/// the input is cut).
-struct Gather {
-    hasher: SipHasher13,
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl Gather {
-    fn put(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            if self.len == self.buf.len() {
-                self.hasher.write(&self.buf);
-                self.len = 0;
-            }
-            let n = bytes.len().min(self.buf.len() - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
-            self.len += n;
-            bytes = &bytes[n..];
-        }
-    }
-
-    /// `bytes` with ASCII letters lower-cased (a name in wire form: its length bytes are
-    /// below 64, no letter).
-    fn put_lowercase(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(64) {
-            let mut lower = [0u8; 64];
-            let lower = &mut lower[..chunk.len()];
-            lower.copy_from_slice(chunk);
-            lower.make_ascii_lowercase();
-            self.put(lower);
-        }
-    }
-
-    fn finish(mut self) -> u128 {
-        self.hasher.write(&self.buf[..self.len]);
-        self.hasher.finish128().as_u128()
-    }
+    hasher.write(&buf[..len]);
+    hasher.finish128().as_u128()
 }
 
 /// Signs `rrset` with every key: RRSIG RDATA whose signer is the zone's origin, labels
