@@ -39,7 +39,7 @@ pub(super) fn respond(
         cookie.judge(client.ip());
     }
     let edns = query.edns.as_ref();
-    // DO=1: a signed zone's answer goes here only with its signature cached
+    // DO=1 in a signed zone: the answer carries its RRSIGs
     let signatures = view.signatures.as_deref().filter(|_| edns.is_some_and(|e| e.dnssec_ok));
     let edge = Edge { view, padded: transport == Transport::Tls && edns.is_some_and(|e| e.padding) };
     let ecs = edns.and_then(|e| e.ecs);

@@ -282,12 +282,12 @@ fn write_negative(
     let soa = zone.negative_soa();
     let ttl = soa.ttl.min(ttl_cap);
     let apex = Place { owner: Owner::Name(zone.origin()), name: zone.origin(), signer: denial.map(|d| d.0) };
-    write_records(writer, Section::Authority, apex, ttl, [soa].into_iter())?;
+    write_records(writer, Section::Authority, apex, [WireRecord { ttl, ..soa }].into_iter())?;
     let Some((signer, at, nxdomain)) = denial else { return Ok(()) };
     let mut types = if nxdomain { vec![dnssec::NXNAME] } else { denial_types(view, zone, at.name, client) };
     let rdata = dnssec::compact_nsec(at.name, &mut types);
     let nsec = WireRecord { rtype: RecordType::NSEC.into(), class: 1, ttl, rdata: &rdata };
-    write_records(writer, Section::Authority, Place { signer: Some(signer), ..at }, ttl, [nsec].into_iter())
+    write_records(writer, Section::Authority, Place { signer: Some(signer), ..at }, [nsec].into_iter())
 }
 
 /// Looks at an answer without moving it: no counter, no round-robin step.
@@ -316,32 +316,31 @@ fn denial_types(view: &View, zone: &Zone, name: &Name, client: &Client) -> Vec<u
     types
 }
 
-/// Writes `records` (one RRset) at `at`, each with `ttl`, and their signature when
-/// `at` has a signer.
+/// Writes `records` (one RRset) at `at`, each with its own TTL, and their signature
+/// when `at` has a signer (its original TTL the first record's: RRSIG TTLs of a set
+/// whose TTLs differ, which RFC 2181 §5.2 deprecates, are capped by validators).
 fn write_records<'z>(
     writer: &mut Writer,
     section: Section,
     at: Place,
-    ttl: u32,
     records: impl Iterator<Item = WireRecord<'z>> + Clone,
 ) -> Result<(), End> {
-    let mut rtype = 0;
+    let Some(first) = records.clone().next() else { return Ok(()) };
     for record in records.clone() {
-        rtype = record.rtype;
-        writer.record(section, at.owner, ttl, &record).map_err(|_| End::Truncated)?;
+        writer.record(section, at.owner, record.ttl, &record).map_err(|_| End::Truncated)?;
     }
     match at.signer {
-        Some(signer) if rtype != 0 => {
-            signer.write(writer, section, (at.owner, at.name), (rtype, ttl), records.map(|r| r.rdata))
+        Some(signer) => {
+            let fields = (first.rtype, first.ttl);
+            signer.write(writer, section, (at.owner, at.name), fields, records.map(|r| r.rdata))
         }
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 
-/// An RRset of the zone at `at`, with the TTL of its first record.
+/// An RRset of the zone at `at`.
 fn write_rrset(writer: &mut Writer, section: Section, at: Place, rrset: RRset) -> End {
-    let Some(ttl) = rrset.first().map(|r| r.ttl) else { return End::Answered };
-    match write_records(writer, section, at, ttl, rrset.records()) {
+    match write_records(writer, section, at, rrset.records()) {
         Ok(()) => End::Answered,
         Err(end) => end,
     }
@@ -371,7 +370,7 @@ fn referral(
                 let ttl = zone.negative_soa().ttl;
                 let rdata = dnssec::compact_nsec(cut, &mut zone.types_at(cut));
                 let nsec = WireRecord { rtype: RecordType::NSEC.into(), class: 1, ttl, rdata: &rdata };
-                match write_records(writer, Section::Authority, at, ttl, [nsec].into_iter()) {
+                match write_records(writer, Section::Authority, at, [nsec].into_iter()) {
                     Ok(()) => End::Answered,
                     Err(end) => end,
                 }
