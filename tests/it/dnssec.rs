@@ -543,3 +543,34 @@ fn a_reload_with_a_bad_key_keeps_the_running_keys() {
     assert_eq!(after.answers, before.answers);
     assert_eq!(verdict(&s.udp(&signed_query("static.lb.example.", RecordType::A)), RecordType::RRSIG), "NoError - 1");
 }
+
+#[test]
+fn cds_and_cdnskey_are_published_for_the_cds_keys_only_with_the_soas_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, ds) = keygen(dir.path(), "lb.example.", "ecdsap256");
+    let (second, _) = keygen(dir.path(), "lb.example.", "ed25519");
+    std::fs::write(dir.path().join("zone"), ZONE).unwrap();
+    let path = dir.path().join("steerdns.toml");
+    let text = config("lb.example.", &[&first, &second], "")
+        .replace("dnssec_keys = [", &format!("dnssec_cds_keys = [\"{first}\"]\ndnssec_keys = ["));
+    std::fs::write(&path, text).unwrap();
+    let s = TestServer::start_file(dir, path);
+    let count = |m: &Message, rtype: RecordType| m.answers.iter().filter(|r| r.record_type() == rtype).count();
+    let dnskey = s.udp(&signed_query("lb.example.", RecordType::DNSKEY));
+    // both keys published and both sign
+    assert_eq!((count(&dnskey, RecordType::DNSKEY), count(&dnskey, RecordType::RRSIG)), (2, 2), "{dnskey}");
+    assert!(dnskey.answers.iter().all(|r| r.ttl == 3600), "{dnskey}");
+    let cds = s.udp(&signed_query("lb.example.", RecordType::CDS));
+    assert_eq!((count(&cds, RecordType::CDS), count(&cds, RecordType::RRSIG)), (1, 2), "{cds}");
+    // the CDS is the first key's DS, as `dnssec keygen` printed it
+    let digest = ds.split_whitespace().last().unwrap().to_lowercase();
+    let shown =
+        cds.answers.iter().find(|r| r.record_type() == RecordType::CDS).unwrap().data.to_string().to_lowercase();
+    assert!(shown.ends_with(&digest), "{shown} vs {ds}");
+    let cdnskey = s.udp(&signed_query("lb.example.", RecordType::CDNSKEY));
+    assert_eq!(count(&cdnskey, RecordType::CDNSKEY), 1, "{cdnskey}");
+    // without dnssec_cds_keys there is none
+    let (plain, _) = signed_server("ed25519");
+    let none = plain.udp(&signed_query("lb.example.", RecordType::CDS));
+    assert_eq!((none.metadata.response_code, count(&none, RecordType::CDS)), (ResponseCode::NoError, 0));
+}
