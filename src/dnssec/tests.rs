@@ -88,19 +88,18 @@ fn a_rotation_reuses_the_signature_and_another_ttl_does_not() {
     assert_eq!(signatures.counters.cached.load(Relaxed), 1);
 }
 
+/// Signs the A record 127.0.0.`i` at www.lb.example. at `now`.
+fn sign_address(signatures: &Signatures, keys: &ZoneKeys, i: u8, now: u32) -> Result<Arc<Signed>, Unsigned> {
+    let owner = name("www.lb.example.");
+    let rdata = [127, 0, 0, i];
+    signatures.sign(keys, RRset { owner: &owner, rtype: 1, class: 1, ttl: 30, rdatas: [&rdata[..]].into_iter() }, now)
+}
+
 #[test]
 fn the_budget_refuses_past_its_second_and_opens_again_in_the_next() {
     let (_dir, keys) = zone_keys(ED25519);
-    let owner = name("www.lb.example.");
     let signatures = Signatures::new(100, 3);
-    let sign = |i: u8, now| {
-        let rdata = [127, 0, 0, i];
-        signatures.sign(
-            &keys,
-            RRset { owner: &owner, rtype: 1, class: 1, ttl: 30, rdatas: [&rdata[..]].into_iter() },
-            now,
-        )
-    };
+    let sign = |i: u8, now| sign_address(&signatures, &keys, i, now);
     let t = 1_800_000_000;
     assert!((1..=3).all(|i| sign(i, t).is_ok()));
     assert_eq!(sign(4, t).unwrap_err(), Unsigned::Budget);
@@ -113,16 +112,8 @@ fn the_budget_refuses_past_its_second_and_opens_again_in_the_next() {
 #[test]
 fn a_signature_past_half_its_life_is_made_again_and_kept_when_the_budget_refuses() {
     let (_dir, keys) = zone_keys(ED25519);
-    let owner = name("www.lb.example.");
     let signatures = Signatures::new(100, 1);
-    let sign = |i: u8, now| {
-        let rdata = [127, 0, 0, i];
-        signatures.sign(
-            &keys,
-            RRset { owner: &owner, rtype: 1, class: 1, ttl: 30, rdatas: [&rdata[..]].into_iter() },
-            now,
-        )
-    };
+    let sign = |i: u8, now| sign_address(&signatures, &keys, i, now);
     let t = 1_800_000_000;
     let life = (VALIDITY + INCEPTION_BACK) / 2;
     let first = sign(1, t).unwrap();
