@@ -574,3 +574,22 @@ fn cds_and_cdnskey_are_published_for_the_cds_keys_only_with_the_soas_ttl() {
     let none = plain.udp(&signed_query("lb.example.", RecordType::CDS));
     assert_eq!((none.metadata.response_code, count(&none, RecordType::CDS)), (ResponseCode::NoError, 0));
 }
+
+#[test]
+fn a_signed_referral_carries_the_cuts_ds_or_an_nsec_proving_there_is_none() {
+    let (s, _) = signed_server("ecdsap256");
+    let insecure = dig(&s, &["host.insecure.lb.example.", "A"]);
+    assert!(insecure.contains("flags: qr;"), "a referral, AA=0:\n{insecure}");
+    assert!(
+        insecure.contains("insecure.lb.example. 300 IN NSEC \\000.insecure.lb.example. NS RRSIG NSEC"),
+        "{insecure}"
+    );
+    assert!(insecure.contains("insecure.lb.example. 300 IN RRSIG NSEC 13 3 300"), "{insecure}");
+    let secure = dig(&s, &["host.secure.lb.example.", "A"]);
+    assert!(secure.contains("secure.lb.example. 3600 IN DS 12345 13 2"), "{secure}");
+    assert!(secure.contains("secure.lb.example. 3600 IN RRSIG DS 13 3 3600"), "{secure}");
+    assert!(!secure.contains("IN NSEC"), "{secure}");
+    // without DO: the referral of SPEC §5.1, nothing signed
+    let plain = dig(&s, &["+nodnssec", "host.insecure.lb.example.", "A"]);
+    assert!(!plain.contains("NSEC") && !plain.contains("RRSIG"), "{plain}");
+}
