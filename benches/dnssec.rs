@@ -89,7 +89,7 @@ fn main() {
         std::fs::write(&path, config).unwrap();
         steerdns::loaded::load(&path).unwrap()
     };
-    let up = |_: &ProbeKey| Health::Up;
+    let up = |_: &ProbeKey| (Health::Up, None);
     let auto = |_: &Name, _: IpAddr| steerdns::api::AdminState::Auto;
 
     println!("1. cached signed answers against unsigned ones (ns per answer, medians of 5 rounds)");
@@ -142,8 +142,9 @@ fn main() {
     println!("4. a health flap: 32 targets, max_answers 8, one target down then up, 1,000 queries per state");
     {
         let loaded = load(&keys[0], 1_000_000);
-        let down = |key: &ProbeKey| if key.address.to_string() == "127.0.9.7" { Health::Down } else { Health::Up };
-        let states: [&dyn Fn(&ProbeKey) -> Health; 2] = [&up, &down];
+        let down =
+            |key: &ProbeKey| (if key.address.to_string() == "127.0.9.7" { Health::Down } else { Health::Up }, None);
+        let states: [&dyn Fn(&ProbeKey) -> steerdns::view::Probed; 2] = [&up, &down];
         let mut previous: Option<View> = None;
         let signed = query("flap.lb.example.", true, None);
         let mut out = Vec::new();

@@ -100,6 +100,12 @@ pub struct TargetStatus {
     pub expires_at: Option<f64>,
     pub region: Option<String>,
     pub weight: u32,
+    /// The backend's last load report (SPEC §9): "up 25%", "drain" or "down".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<String>,
+    /// The weight answers use: the configured weight × the reported percentage.
+    #[serde(default)]
+    pub effective_weight: f64,
     pub priority: u8,
     /// "up", "down", "unknown" (not probed yet), or "unchecked" (no check).
     pub health: String,
@@ -231,6 +237,12 @@ pub struct CandidateExplanation {
     pub address: Option<IpAddr>,
     pub region: Option<String>,
     pub weight: u32,
+    /// The configured weight × the backend's reported percentage (SPEC §9).
+    #[serde(default)]
+    pub effective_weight: f64,
+    /// The backend's last load report, when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<String>,
     pub priority: u8,
     pub healthy: bool,
     pub health: Option<String>,

@@ -49,13 +49,13 @@ pub fn view() -> &'static View {
         std::fs::write(dir.join("c.toml"), config).expect("the config written");
         let loaded = crate::loaded::load(&dir.join("c.toml")).expect("the quickstart loads");
         let _ = std::fs::remove_dir_all(&dir);
-        let health = |_: &crate::health::ProbeKey| crate::health::Health::Unknown;
+        let health = |_: &crate::health::ProbeKey| (crate::health::Health::Unknown, None);
         View::build(&loaded, None, &health, &|_, _| crate::api::AdminState::Auto, false)
     })
 }
 
 /// Services of every policy and order for [`fast_is_general`], in a signed zone;
-/// targets ending in .2 and ::2 are down.
+/// targets ending in .2 and ::2 are down, .3 and ::3 report 50%, .4 and ::4 drain.
 const DIFFERENTIAL: &str = r#"
 [server]
 listen = ["127.0.0.1:5353"]
@@ -141,9 +141,19 @@ fn build(config: &str) -> View {
     std::fs::write(dir.join("c.toml"), config).expect("the config written");
     let loaded = crate::loaded::load(&dir.join("c.toml")).unwrap_or_else(|e| panic!("the config loads: {e}"));
     let _ = std::fs::remove_dir_all(&dir);
-    let health = |key: &crate::health::ProbeKey| match key.address.to_string() {
-        a if a.ends_with(".2") || a.ends_with("::2") => crate::health::Health::Down,
-        _ => crate::health::Health::Up,
+    // .3 and ::3 report half their weight, .4 and ::4 a drain (SPEC §9)
+    let health = |key: &crate::health::ProbeKey| {
+        use crate::health::{Health, Report, Reported};
+        match key.address.to_string() {
+            a if a.ends_with(".2") || a.ends_with("::2") => (Health::Down, None),
+            a if a.ends_with(".3") || a.ends_with("::3") => {
+                (Health::Up, Some(Report { percent: 50, state: Reported::Up }))
+            }
+            a if a.ends_with(".4") || a.ends_with("::4") => {
+                (Health::Up, Some(Report { percent: 100, state: Reported::Drain }))
+            }
+            _ => (Health::Up, None),
+        }
     };
     View::build(&loaded, None, &health, &|_, _| crate::api::AdminState::Auto, false)
 }
@@ -387,6 +397,21 @@ pub fn key_file(data: &[u8]) {
     let _ = crate::dnssec::parse_key(private, Path::new("K.private"), public, Path::new("K.key"), &origin);
 }
 
+/// A load report (SPEC §9) as an agent's reply: its first line, parsed. Whatever the
+/// bytes, a report that parses holds a percentage of 0–100, and says drain at 0%.
+pub fn agent_line(data: &[u8]) {
+    use crate::health::agent;
+    let closed = data.len() < agent::MAX_LINE;
+    let read = &data[..data.len().min(agent::MAX_LINE)];
+    let Some(Ok(line)) = agent::first_line(read, closed) else { return };
+    if let Ok(report) = agent::parse(line) {
+        assert!(report.percent <= 100, "{report:?} from {line:?}");
+        assert!(report.percent > 0 || report.state != agent::Reported::Up, "{report:?} from {line:?}");
+        // the same words in another case say the same
+        assert_eq!(agent::parse(&line.to_ascii_uppercase()), Ok(report), "{line:?}");
+    }
+}
+
 /// A zone file's text, parsed and checked; its $INCLUDEs are never followed here.
 pub fn zone_text(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -443,6 +468,7 @@ mod tests {
             ("config", config_text, 2),
             ("api_body", api_body, 2),
             ("key_file", key_file, 2),
+            ("agent_line", agent_line, 4),
         ] {
             let count = replay(target, harness);
             assert!(count >= least, "{target}: {count} corpus files");

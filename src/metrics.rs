@@ -185,6 +185,9 @@ impl Metrics {
         let answered = Family::<Labels, Gauge>::default();
         let admin = Family::<Labels, Gauge>::default();
         let latency = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let weight = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let effective = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let reported = Family::<Labels, Gauge>::default();
         let failing_open = Family::<Labels, Gauge>::default();
         let targets = Family::<Labels, Gauge>::default();
         for service in &status.services {
@@ -194,7 +197,13 @@ impl Metrics {
                 |f: &dyn Fn(&crate::api::TargetStatus) -> bool| service.targets.iter().filter(|t| f(t)).count() as i64;
             for (state, n) in [
                 ("answered", count(&|t| t.answered)),
-                ("drained", count(&|t| t.admin == AdminState::Drain)),
+                (
+                    "drained",
+                    count(&|t| {
+                        t.admin == AdminState::Drain
+                            || (t.admin == AdminState::Auto && t.reported.as_deref() == Some("drain"))
+                    }),
+                ),
                 ("down", count(&|t| t.health == "down" || t.admin == AdminState::Down)),
             ] {
                 targets.get_or_create(&vec![name(), ("state".into(), state.into())]).set(n);
@@ -208,6 +217,15 @@ impl Metrics {
                 };
                 up.get_or_create(&labels).set(i64::from(healthy));
                 answered.get_or_create(&labels).set(i64::from(t.answered));
+                weight.get_or_create(&labels).set(f64::from(t.weight));
+                effective.get_or_create(&labels).set(t.effective_weight);
+                if let Some(r) = &t.reported {
+                    for state in ["up", "drain", "down"] {
+                        let mut labels = labels.clone();
+                        labels.push(("state".into(), state.into()));
+                        reported.get_or_create(&labels).set(i64::from(r.starts_with(state)));
+                    }
+                }
                 for state in [AdminState::Auto, AdminState::Drain, AdminState::Up, AdminState::Down] {
                     let mut labels = labels.clone();
                     labels.push(("state".into(), state.to_string()));
@@ -240,6 +258,17 @@ impl Metrics {
         );
         registry.register("target_admin_state", "A target's admin state: 1 for the one it is in", admin);
         registry.register("target_probe_latency_seconds", "Duration of a target's last probe", latency);
+        registry.register("target_weight", "A target's configured weight", weight);
+        registry.register(
+            "target_effective_weight",
+            "A target's weight as answers use it: the configured weight × its reported percentage",
+            effective,
+        );
+        registry.register(
+            "target_reported_state",
+            "A target's last load report (SPEC §9): 1 for the state it reported",
+            reported,
+        );
         registry.register("probe_duration_seconds", "Probe durations by check", self.probe_seconds.clone());
         let transitions = Family::<Labels, Counter>::default();
         for ((check, to), n) in self.transitions.lock().unwrap_or_else(|e| e.into_inner()).iter() {

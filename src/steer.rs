@@ -158,9 +158,9 @@ fn select(
         Some(place) => gslb(service, set, geo.order(place.region), sink),
         None => policy(service, set, sink),
     };
-    let zero = set.iter().filter(|c| c.weight == 0).count();
+    let zero = set.iter().filter(|c| c.load() == 0).count();
     positive_weights(set);
-    if zero > 0 && set.iter().any(|c| c.weight > 0) {
+    if zero > 0 && set.iter().any(|c| c.load() > 0) {
         sink.event(Event::WeightZero { left_out: zero });
     }
     halve
@@ -202,6 +202,7 @@ fn candidates(service: &ServiceView, family: Family, set: &mut Vec<Candidate>) {
     set.extend(service.targets.iter().filter(|t| family.matches(&t.address)).map(|t| Candidate {
         address: t.address,
         weight: t.weight,
+        percent: t.percent,
         priority: t.priority,
         region: t.region,
         healthy: t.healthy,
@@ -299,13 +300,14 @@ fn fail_open(service: &ServiceView, set: &mut Vec<Candidate>, keep: impl Fn(&Can
     }
 }
 
-/// Weight-0 targets are answered only when none of positive weight is left; then they
-/// all count as weight 1, so every order still spreads over them.
+/// Weight-0 targets (configured 0, or reported 0% when the reported drains are all
+/// that is left) are answered only when none of positive weight is left; then they all
+/// count as weight 1, so every order still spreads over them.
 fn positive_weights(set: &mut Vec<Candidate>) {
-    if set.iter().any(|c| c.weight > 0) {
-        set.retain(|c| c.weight > 0);
+    if set.iter().any(|c| c.load() > 0) {
+        set.retain(|c| c.load() > 0);
     } else {
-        set.iter_mut().for_each(|c| c.weight = 1);
+        set.iter_mut().for_each(|c| (c.weight, c.percent) = (1, 100));
     }
 }
 
@@ -323,15 +325,15 @@ fn round_robin(service: &ServiceView, family: Family, set: &[Candidate], out: &m
 }
 
 /// Sequential weighted sampling without replacement: each position is drawn with
-/// probability w / Σw among the targets left.
+/// probability w / Σw among the targets left (w the effective weight).
 fn weighted(set: &mut Vec<Candidate>, cap: usize, out: &mut Vec<IpAddr>) {
-    let mut total: u64 = set.iter().map(|c| u64::from(c.weight)).sum();
+    let mut total: u64 = set.iter().map(|c| u64::from(c.load())).sum();
     while !set.is_empty() && out.len() < cap {
         let mut ticket = random_below(total);
         let index = set
             .iter()
             .position(|c| {
-                let w = u64::from(c.weight);
+                let w = u64::from(c.load());
                 ticket < w || {
                     ticket -= w;
                     false
@@ -339,7 +341,7 @@ fn weighted(set: &mut Vec<Candidate>, cap: usize, out: &mut Vec<IpAddr>) {
             })
             .unwrap_or(set.len() - 1);
         let chosen = set.swap_remove(index);
-        total -= u64::from(chosen.weight);
+        total -= u64::from(chosen.load());
         out.push(chosen.address);
     }
 }
@@ -360,10 +362,10 @@ pub fn client_network(client: &Client) -> (IpAddr, u8) {
 fn sticky(set: &mut [Candidate], network: IpAddr, prefix: u8, max: usize, out: &mut Vec<IpAddr>) {
     // with one weight for all, −w ⁄ ln(u) rises with u (ties where u ties): ordering by
     // u orders by score, without a logarithm per target
-    let one_weight = set.windows(2).all(|pair| pair[0].weight == pair[1].weight);
+    let one_weight = set.windows(2).all(|pair| pair[0].load() == pair[1].load());
     for c in set.iter_mut() {
         let unit = sticky_unit(network, prefix, c.address);
-        c.score = if one_weight { unit } else { score(unit, c.weight) };
+        c.score = if one_weight { unit } else { score(unit, c.load()) };
     }
     let better = |x: &Candidate, y: &Candidate| y.score.total_cmp(&x.score).then_with(|| x.address.cmp(&y.address));
     if max == 1 {

@@ -7,13 +7,16 @@
 use crate::api::AdminState;
 use crate::config::{CheckKind, Order, Policy, Service, WhenAllDown};
 use crate::geo::{Geo, RegionId};
-use crate::health::{Health, ProbeKey};
+use crate::health::{Health, ProbeKey, Report, Reported};
 use crate::loaded::Loaded;
 use crate::zone::{NameTable, Zones};
 use hickory_proto::rr::Name;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock};
+
+/// What is known of a probe key: its health, and the backend's last load report.
+pub type Probed = (Health, Option<Report>);
 
 /// One immutable snapshot of what steerdns answers.
 #[derive(Debug)]
@@ -79,7 +82,10 @@ pub struct ServiceView {
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate {
     pub address: IpAddr,
+    /// The configured weight.
     pub weight: u32,
+    /// The share of it the backend's load report asks for (100 without one).
+    pub percent: u8,
     pub priority: u8,
     pub region: Option<RegionId>,
     pub healthy: bool,
@@ -94,11 +100,21 @@ pub struct Selection {
     pub failed_open: bool,
 }
 
+impl Candidate {
+    /// The effective weight in hundredths: weight × percent, so that a reported
+    /// percentage scales it as a real number would.
+    pub fn load(&self) -> u32 {
+        self.weight * u32::from(self.percent)
+    }
+}
+
 /// One target of a service with its current health.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetView {
     pub address: IpAddr,
     pub weight: u32,
+    /// The reported share of `weight` (SPEC §9), 100 without a report.
+    pub percent: u8,
     pub priority: u8,
     pub region: Option<RegionId>,
     pub healthy: bool,
@@ -121,7 +137,7 @@ impl View {
     pub fn build(
         loaded: &Loaded,
         previous: Option<&View>,
-        health: &dyn Fn(&ProbeKey) -> Health,
+        health: &dyn Fn(&ProbeKey) -> Probed,
         admin: &dyn Fn(&Name, IpAddr) -> AdminState,
         starting: bool,
     ) -> View {
@@ -133,23 +149,30 @@ impl View {
             // a target is down only when its probe says so: no check, kind none and
             // unknown all count as healthy
             let probed = s.check.as_ref().filter(|c| config.checks.get(*c).is_some_and(|c| c.kind != CheckKind::None));
-            // None: drained, left out of the candidates
             let probe = |t: &crate::config::Target| {
                 let key =
                     |check: &String| ProbeKey { check: check.clone(), address: t.check_address.unwrap_or(t.address) };
-                probed.map_or(Health::Up, |check| health(&key(check)))
+                probed.map_or((Health::Up, None), |check| health(&key(check)))
             };
-            let healthy = |t: &crate::config::Target| match admin(&s.name, t.address) {
-                AdminState::Up => Some(true),
-                AdminState::Down => Some(false),
-                AdminState::Drain => None,
-                AdminState::Auto => Some(probe(t) != Health::Down),
+            // an operator's admin state wins over the backend's report
+            let state = |t: &crate::config::Target| match admin(&s.name, t.address) {
+                AdminState::Up => Live::Yes(true, Report::FULL),
+                AdminState::Down => Live::Yes(false, Report::FULL),
+                AdminState::Drain => Live::Drained,
+                AdminState::Auto => {
+                    let (health, report) = probe(t);
+                    let report = report.unwrap_or(Report::FULL);
+                    match report.state {
+                        Reported::Drain => Live::ReportedDrain(health != Health::Down, report),
+                        _ => Live::Yes(health != Health::Down, report),
+                    }
+                }
             };
-            let mut view = ServiceView::new(s, counters, &healthy, &loaded.geo);
+            let mut view = ServiceView::new(s, counters, &state, &loaded.geo);
             view.keys = loaded.zones.find(&s.name).and_then(|z| z.keys().cloned());
             if starting && s.policy != Policy::All {
                 for t in s.targets.iter().filter(|t| admin(&s.name, t.address) == AdminState::Auto) {
-                    view.not_ready[usize::from(t.address.is_ipv6())] |= probe(t) == Health::Unknown;
+                    view.not_ready[usize::from(t.address.is_ipv6())] |= probe(t).0 == Health::Unknown;
                 }
             }
             services.insert(&s.name, view);
@@ -194,24 +217,50 @@ impl View {
     }
 }
 
+/// Whether a target is among a service's candidates.
+#[derive(Debug, Clone, Copy)]
+enum Live {
+    /// Yes, healthy or not, with what it reported.
+    Yes(bool, Report),
+    /// Drained by its own report: left out, unless that leaves its family without
+    /// candidates (SPEC §9: an overloaded pool beats none).
+    ReportedDrain(bool, Report),
+    /// Drained by an operator: left out.
+    Drained,
+}
+
 impl ServiceView {
-    /// `healthy` says None for a drained target, which is left out of the candidates.
     fn new(
         service: &Service,
         counters: Arc<ServiceCounters>,
-        healthy: &dyn Fn(&crate::config::Target) -> Option<bool>,
+        state: &dyn Fn(&crate::config::Target) -> Live,
         geo: &Geo,
     ) -> Self {
+        let states: Vec<Live> = service.targets.iter().map(state).collect();
+        // per family: are the reported drains all that is left?
+        let mut live = [false; 2];
+        for (t, s) in service.targets.iter().zip(&states) {
+            live[usize::from(t.address.is_ipv6())] |= matches!(s, Live::Yes(..));
+        }
         let targets = service
             .targets
             .iter()
-            .filter_map(|t| {
+            .zip(states)
+            .filter_map(|(t, s)| {
+                let (healthy, report) = match s {
+                    Live::Yes(healthy, report) => (healthy, report),
+                    Live::ReportedDrain(healthy, report) if !live[usize::from(t.address.is_ipv6())] => {
+                        (healthy, report)
+                    }
+                    Live::ReportedDrain(..) | Live::Drained => return None,
+                };
                 Some(TargetView {
                     address: t.address,
                     weight: t.weight,
+                    percent: report.percent,
                     priority: t.priority,
                     region: t.region.as_deref().and_then(|r| geo.id(r)),
-                    healthy: healthy(t)?,
+                    healthy,
                 })
             })
             .collect();

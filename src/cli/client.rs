@@ -346,13 +346,26 @@ pub fn render(status: &Status, colour: bool) -> String {
         // table fits 80 columns
         let region = service.targets.iter().any(|t| t.region.is_some());
         let failure = service.targets.iter().any(|t| t.last_failure.is_some());
+        let reported = service.targets.iter().any(|t| t.reported.is_some());
         let keep = |column: &str| match column {
             "region" => region,
             "last failure" => failure,
+            "report" => reported,
             _ => true,
         };
-        let columns =
-            ["target", "origin", "region", "health", "admin", "ans", "latency", "p/f", "changed", "last failure"];
+        let columns = [
+            "target",
+            "origin",
+            "region",
+            "health",
+            "admin",
+            "report",
+            "ans",
+            "latency",
+            "p/f",
+            "changed",
+            "last failure",
+        ];
         table.set_header(columns.iter().filter(|c| keep(c)).copied().collect::<Vec<_>>());
         for t in &service.targets {
             let cells = row(t, colour).into_iter().zip(columns).filter(|(_, c)| keep(c)).map(|(cell, _)| cell);
@@ -393,6 +406,10 @@ fn row(t: &TargetStatus, colour: bool) -> Vec<Cell> {
         Cell::new(t.region.as_deref().unwrap_or("-")),
         health,
         admin,
+        Cell::new(match &t.reported {
+            Some(r) => format!("{r} (weight {})", t.effective_weight),
+            None => "-".into(),
+        }),
         Cell::new(if t.answered { "yes" } else { "no" }),
         Cell::new(latency),
         Cell::new(format!("{}/{}", t.passes, t.fails)),
@@ -482,11 +499,14 @@ pub fn render_explanation(e: &Explanation) -> String {
             let since = c.since.map_or(String::new(), |at| format!(" for {}", ago(at)));
             let failure = c.last_failure.as_ref().map_or(String::new(), |f| format!(", last failure: {f}"));
             let origin = c.origin.as_deref().map_or(String::new(), |o| format!(", {}", origin(o, c.expires_at)));
+            let weight = match &c.reported {
+                Some(r) => format!("{} (reports {r}: {})", c.weight, c.effective_weight),
+                None => c.weight.to_string(),
+            };
             out.push_str(&format!(
-                "    {address:<16} {health}{since}, admin {}, region {}, weight {}, priority {}{origin}{failure}\n      → {}\n",
+                "    {address:<16} {health}{since}, admin {}, region {}, weight {weight}, priority {}{origin}{failure}\n      → {}\n",
                 c.admin.as_deref().unwrap_or("auto"),
                 c.region.as_deref().unwrap_or("-"),
-                c.weight,
                 c.priority,
                 c.why
             ));

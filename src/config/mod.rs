@@ -157,6 +157,8 @@ pub enum CheckKind {
     Http,
     Https,
     Tcp,
+    /// A TCP connection that reads the backend's load report (SPEC §9).
+    Agent,
     None,
 }
 
@@ -169,6 +171,10 @@ pub struct Check {
     pub expect_status: Vec<u16>,
     pub expect_body: Option<String>,
     pub tls_verify: bool,
+    /// http/https: the response header holding a load report (SPEC §9).
+    pub agent_header: Option<String>,
+    /// kind = "agent": sent before the report is read.
+    pub agent_send: Option<String>,
     pub interval: Duration,
     pub timeout: Duration,
     pub rise: u32,
@@ -203,8 +209,13 @@ pub trait Word: Copy + PartialEq + 'static {
 }
 
 impl Word for CheckKind {
-    const WORDS: &'static [(&'static str, Self)] =
-        &[("http", CheckKind::Http), ("https", CheckKind::Https), ("tcp", CheckKind::Tcp), ("none", CheckKind::None)];
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("http", CheckKind::Http),
+        ("https", CheckKind::Https),
+        ("tcp", CheckKind::Tcp),
+        ("agent", CheckKind::Agent),
+        ("none", CheckKind::None),
+    ];
 }
 
 /// `[log]` (SPEC §2): read when the server starts; `STEERDNS_LOG` overrides the level.

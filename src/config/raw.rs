@@ -106,6 +106,8 @@ pub struct RawCheck {
     pub expect_status: Option<S<Vec<S<i64>>>>,
     pub expect_body: Option<S<String>>,
     pub tls_verify: Option<S<bool>>,
+    pub agent_header: Option<S<String>>,
+    pub agent_send: Option<S<String>>,
     pub interval: Option<S<String>>,
     pub timeout: Option<S<String>>,
     pub rise: Option<S<i64>>,

@@ -305,7 +305,7 @@ fn at_line(text: &str, needle: &str) -> usize {
 fn check_rules() {
     let at = |t: &str, n: &str| line_of(t, n);
     let text = replace("kind = \"http\"", "kind = \"icmp\"");
-    one_error(&text, at(&text, "icmp"), "checks.web.kind", "\"http\", \"https\", \"tcp\" or \"none\"");
+    one_error(&text, at(&text, "icmp"), "checks.web.kind", "\"http\", \"https\", \"tcp\", \"agent\" or \"none\"");
     let text = replace("kind = \"http\"\nport = 8080", "kind = \"tcp\"");
     one_error(&text, at(&text, "\"tcp\""), "checks.web.port", "required");
     let text = replace("timeout = \"500ms\"", "timeout = \"1s\"");

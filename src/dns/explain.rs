@@ -154,6 +154,7 @@ impl Sink for Explaining<'_> {
                         address: Some(c.address),
                         region: c.region.map(|r| geo.name(r).to_string()),
                         weight: c.weight,
+                        effective_weight: f64::from(c.load()) / 100.0,
                         priority: c.priority,
                         healthy: c.healthy,
                         ..Default::default()

@@ -3,6 +3,7 @@
 //! head is capped at 16 KiB, at most four informational (1xx) responses may come
 //! before it, and at most 64 KiB of body is read.
 
+use super::agent::{self, Report};
 use super::probe::io_reason;
 use crate::config::{Check, CheckKind};
 use bytes::Bytes;
@@ -36,6 +37,7 @@ pub struct HttpProbe {
     tls: Option<(TlsConnector, ServerName<'static>)>,
     expect_status: Vec<u16>,
     expect_body: Option<String>,
+    agent_header: Option<hyper::header::HeaderName>,
 }
 
 /// The two TLS client configs every HTTPS probe shares: verifying against the
@@ -99,11 +101,18 @@ impl HttpProbe {
             tls,
             expect_status: check.expect_status.clone(),
             expect_body: check.expect_body.clone(),
+            agent_header: match &check.agent_header {
+                Some(h) => {
+                    Some(hyper::header::HeaderName::try_from(h.as_str()).map_err(|e| format!("agent_header: {e}"))?)
+                }
+                None => None,
+            },
         })
     }
 
-    /// One probe: Ok with what passed it, or Err with why it failed.
-    pub async fn attempt(&self) -> Result<String, String> {
+    /// One probe: Ok with what passed it (and the load report, with `agent_header`),
+    /// or Err with why it failed.
+    pub async fn attempt(&self) -> Result<(String, Option<Report>), String> {
         let tcp = TcpStream::connect(self.target).await.map_err(|e| io_reason(&e))?;
         match &self.tls {
             None => self.exchange(tcp).await,
@@ -114,7 +123,7 @@ impl HttpProbe {
         }
     }
 
-    async fn exchange<S>(&self, stream: S) -> Result<String, String>
+    async fn exchange<S>(&self, stream: S) -> Result<(String, Option<Report>), String>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -153,13 +162,23 @@ impl HttpProbe {
         if !self.expect_status.contains(&status) {
             return Err(format!("status {status}"));
         }
+        let report = match &self.agent_header {
+            None => None,
+            Some(name) => match response.headers().get(name) {
+                None => return Err(format!("status {status}, no {name} header")),
+                Some(value) => Some(agent::parse(value.as_bytes()).map_err(|e| format!("status {status}, {e}"))?),
+            },
+        };
         if let Some(needle) = &self.expect_body {
             let body = read_body(response.into_body()).await.map_err(|e| hyper_reason(&e))?;
             if !contains(&body, needle.as_bytes()) {
                 return Err(format!("status {status}, body mismatch"));
             }
         }
-        Ok(format!("status {status}"))
+        match report {
+            Some(report) => Ok((format!("status {status}, agent: {report}"), Some(report))),
+            None => Ok((format!("status {status}"), None)),
+        }
     }
 }
 

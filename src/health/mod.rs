@@ -4,11 +4,13 @@
 //! `rise_fall` is the pure state machine, `probe` one probe (HTTP(S) or TCP), `runner`
 //! the scheduler that starts, keeps and stops a task per key.
 
+pub mod agent;
 mod http;
 mod probe;
 mod rise_fall;
 mod runner;
 
+pub use agent::{Report, Reported};
 pub use probe::{Outcome, Probe, install_crypto_provider};
 pub use rise_fall::{Health, RiseFall, Transition};
 pub use runner::{ProbeSet, Runner};

@@ -1,6 +1,7 @@
-//! One probe: an HTTP(S) request or a TCP connect to a probe address, bounded as a
-//! whole by the check's `timeout`.
+//! One probe: an HTTP(S) request, a TCP connect, or an agent's report line from a
+//! probe address, bounded as a whole by the check's `timeout`.
 
+use super::agent::{self, Report, Reported};
 use super::http::HttpProbe;
 use crate::config::{Check, CheckKind};
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +14,9 @@ pub struct Outcome {
     pub latency: Duration,
     /// "status 200", "status 500", "body mismatch", "timeout", "refused", …
     pub reason: String,
+    /// The backend's load report (SPEC §9), when the check reads one and it parsed. A
+    /// report of down fails the probe and still comes with it.
+    pub report: Option<Report>,
 }
 
 /// A ready-to-run probe for one (check, probe address).
@@ -26,6 +30,7 @@ pub struct Probe {
 enum Kind {
     Http(HttpProbe),
     Tcp(SocketAddr),
+    Agent(SocketAddr, Option<Vec<u8>>),
     Pass,
 }
 
@@ -37,6 +42,7 @@ impl Probe {
         let kind = match check.kind {
             CheckKind::None => Kind::Pass,
             CheckKind::Tcp => Kind::Tcp(target),
+            CheckKind::Agent => Kind::Agent(target, check.agent_send.as_ref().map(|s| s.as_bytes().to_vec())),
             CheckKind::Http | CheckKind::Https => Kind::Http(HttpProbe::new(check, target)?),
         };
         Ok(Probe { kind, timeout: check.timeout })
@@ -53,19 +59,43 @@ impl Probe {
         };
         let latency = start.elapsed();
         match result {
-            Ok(reason) => Outcome { passed: true, latency, reason },
-            Err(reason) => Outcome { passed: false, latency, reason },
+            Ok((reason, report)) => {
+                let passed = report.is_none_or(|r| r.state != Reported::Down);
+                Outcome { passed, latency, reason, report }
+            }
+            Err(reason) => Outcome { passed: false, latency, reason, report: None },
         }
     }
 
-    async fn attempt(&self) -> Result<String, String> {
+    async fn attempt(&self) -> Result<(String, Option<Report>), String> {
         match &self.kind {
-            Kind::Pass => Ok("check kind none".into()),
+            Kind::Pass => Ok(("check kind none".into(), None)),
             Kind::Tcp(target) => match tokio::net::TcpStream::connect(target).await {
-                Ok(_) => Ok("connected".into()),
+                Ok(_) => Ok(("connected".into(), None)),
                 Err(e) => Err(io_reason(&e)),
             },
+            Kind::Agent(target, send) => read_report(*target, send.as_deref()).await,
             Kind::Http(probe) => probe.attempt().await,
+        }
+    }
+}
+
+/// HAProxy's agent check: connect, send `send` if any, read one line of at most
+/// [`agent::MAX_LINE`] bytes.
+async fn read_report(target: SocketAddr, send: Option<&[u8]>) -> Result<(String, Option<Report>), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(target).await.map_err(|e| io_reason(&e))?;
+    if let Some(send) = send {
+        stream.write_all(send).await.map_err(|e| io_reason(&e))?;
+    }
+    let mut read = [0u8; agent::MAX_LINE];
+    let mut filled = 0;
+    loop {
+        let n = stream.read(&mut read[filled..]).await.map_err(|e| io_reason(&e))?;
+        filled += n;
+        if let Some(line) = agent::first_line(&read[..filled], n == 0) {
+            let report = agent::parse(line?)?;
+            return Ok((format!("agent: {report}"), Some(report)));
         }
     }
 }

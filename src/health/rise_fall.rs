@@ -52,6 +52,15 @@ impl RiseFall {
         (self.passes, self.fails)
     }
 
+    /// A failure that makes it down at once, without waiting for `fall` (a backend
+    /// reporting itself down).
+    pub fn down_now(&mut self) -> Option<Transition> {
+        self.passes = 0;
+        self.fails = self.fails.saturating_add(1);
+        let from = std::mem::replace(&mut self.health, Health::Down);
+        (from != Health::Down).then_some(Transition { from, to: Health::Down })
+    }
+
     /// Takes one probe outcome; returns the transition it caused, if any.
     pub fn observe(&mut self, passed: bool) -> Option<Transition> {
         if passed {
@@ -103,6 +112,15 @@ mod tests {
     fn rise_consecutive_passes_make_it_up() {
         use Health::*;
         assert_eq!(run(&mut RiseFall::new(2, 3), "-+-++"), [Down, Down, Down, Down, Up]);
+    }
+
+    #[test]
+    fn down_now_skips_fall_and_rise_still_counts() {
+        let mut m = RiseFall::new(2, 3);
+        m.observe(true);
+        assert_eq!(m.down_now(), Some(Transition { from: Health::Up, to: Health::Down }));
+        assert_eq!(m.down_now(), None);
+        assert_eq!(run(&mut m, "++"), [Health::Down, Health::Up]);
     }
 
     #[test]

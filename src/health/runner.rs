@@ -97,7 +97,7 @@ async fn schedule(run: Run, check: Check, probe: Result<Probe, String>, cancel: 
                 _ = cancel.cancelled() => return,
                 outcome = probe.run() => outcome,
             },
-            Err(reason) => Outcome { passed: false, latency: Duration::ZERO, reason: reason.clone() },
+            Err(reason) => Outcome { passed: false, latency: Duration::ZERO, reason: reason.clone(), report: None },
         };
         if run.send(outcome).await.is_err() {
             return;
@@ -105,8 +105,12 @@ async fn schedule(run: Run, check: Check, probe: Result<Probe, String>, cancel: 
         crate::supervise::fault_point("probe");
         next += check.interval;
         while next < Instant::now() {
-            let overrun =
-                Outcome { passed: false, latency: check.interval, reason: "probe overran its interval".into() };
+            let overrun = Outcome {
+                passed: false,
+                latency: check.interval,
+                reason: "probe overran its interval".into(),
+                report: None,
+            };
             if run.send(overrun).await.is_err() {
                 return;
             }

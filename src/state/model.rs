@@ -11,7 +11,7 @@ use super::errors::Refused;
 use crate::api::{self, AdminState, RegistrationRequest};
 use crate::api::{RegisterError, ReloadError, SetStateError};
 use crate::config::{Check, CheckKind, Config, Service, Target};
-use crate::health::{Health, ProbeKey, ProbeSet, RiseFall, Verdict};
+use crate::health::{Health, ProbeKey, ProbeSet, Report, Reported, RiseFall, Verdict};
 use crate::loaded::Loaded;
 use crate::metrics::Metrics;
 use crate::store::{Change, Event, Write, WriteId};
@@ -102,6 +102,8 @@ pub(super) struct KeyHealth {
     pub(super) last: Option<Verdict>,
     pub(super) change: Option<api::ChangeStatus>,
     pub(super) last_failure: Option<String>,
+    /// The backend's last load report (SPEC §9), kept until the next one.
+    pub(super) report: Option<Report>,
 }
 
 /// A caller waiting for its write.
@@ -184,7 +186,7 @@ impl Model {
         metrics.store_up.store(false, std::sync::atomic::Ordering::Relaxed);
         let wait = loaded.config.startup_wait();
         let starting = (!wait.is_zero()).then_some(Starting { since: None, wait });
-        let unknown = |_: &ProbeKey| Health::Unknown;
+        let unknown = |_: &ProbeKey| (Health::Unknown, None);
         let view = Arc::new(View::build(&loaded, None, &unknown, &|_, _| AdminState::Auto, starting.is_some()));
         Model {
             with_registrations: None,
@@ -354,7 +356,8 @@ impl Model {
     }
 
     fn publish(&mut self) {
-        let health = |key: &ProbeKey| self.health.get(key).map_or(Health::Unknown, |k| k.machine.health());
+        let health =
+            |key: &ProbeKey| self.health.get(key).map_or((Health::Unknown, None), |k| (k.machine.health(), k.report));
         let admin = |service: &Name, address: IpAddr| self.admin_state(service, address);
         let starting = self.starting.is_some();
         let mut view = View::build(self.effective(), Some(&self.view), &health, &admin, starting);
@@ -414,6 +417,7 @@ impl Model {
                 last: None,
                 change: None,
                 last_failure: None,
+                report: None,
             };
             self.health.insert(key.clone(), known);
             changed = true;
@@ -428,7 +432,19 @@ impl Model {
             return;
         };
         self.metrics.observe_probe(&verdict.key.check, verdict.outcome.latency.as_secs_f64());
-        let transition = known.machine.observe(verdict.outcome.passed);
+        // a report of down is down at once, without waiting for fall (SPEC §9)
+        let transition = match verdict.outcome.report {
+            Some(Report { state: Reported::Down, .. }) => known.machine.down_now(),
+            _ => known.machine.observe(verdict.outcome.passed),
+        };
+        if let Some(report) = verdict.outcome.report {
+            let before = known.report.replace(report).unwrap_or(Report::FULL);
+            if before != report {
+                let key = &verdict.key;
+                tracing::info!("check {} on {}: reports {report} (was {before})", key.check, key.address);
+                self.view_changed = true;
+            }
+        }
         if !verdict.outcome.passed {
             known.last_failure = Some(verdict.outcome.reason.clone());
         }

@@ -34,18 +34,23 @@ pub fn explain(view: &View, status: &api::Status, request: &ExplainRequest) -> a
         let candidate = match index {
             Some(i) => &mut service.candidates[i],
             None => {
+                let why = match target.admin {
+                    api::AdminState::Drain => "drained by an operator: never answered",
+                    _ => "drained by its own load report: not answered while other targets are left",
+                };
                 service.candidates.push(api::CandidateExplanation {
                     address: Some(target.address),
                     region: target.region.clone(),
                     weight: target.weight,
                     priority: target.priority,
-                    why: "drained by an operator: never answered".into(),
+                    why: why.into(),
                     ..Default::default()
                 });
                 service.candidates.last_mut().expect("just pushed")
             }
         };
         candidate.admin = Some(target.admin.to_string());
+        candidate.reported = target.reported.clone();
         candidate.health = Some(target.health.clone());
         candidate.since = target.last_change.as_ref().map(|c| c.at);
         candidate.last_failure = target.last_failure.clone();
@@ -111,6 +116,11 @@ impl Model {
                 let known =
                     probed.and_then(|c| self.health.get(&ProbeKey { check: c.clone(), address: probe_address }));
                 let (passes, fails) = known.map_or((0, 0), |k| k.machine.streak());
+                let report = known.and_then(|k| k.report);
+                let percent = match self.admin_state(&service.name, t.address) {
+                    api::AdminState::Auto => report.map_or(100, |r| r.percent),
+                    _ => 100,
+                };
                 let registration = self.registrations.get(&(service.name.clone(), t.address));
                 api::TargetStatus {
                     address: t.address,
@@ -118,6 +128,8 @@ impl Model {
                     expires_at: registration.and_then(|r| r.known_expiry(now)),
                     region: t.region.clone(),
                     weight: t.weight,
+                    reported: report.map(|r| r.to_string()),
+                    effective_weight: f64::from(t.weight) * f64::from(percent) / 100.0,
                     priority: t.priority,
                     health: known.map_or("unchecked".into(), |k| k.machine.health().to_string()),
                     admin: self.admin_state(&service.name, t.address),

@@ -109,8 +109,12 @@ fn generation(m: &Model, address: &str) -> u64 {
 }
 
 fn verdict(m: &Model, address: &str, passed: bool) -> Input {
-    let outcome =
-        Outcome { passed, latency: Duration::from_millis(3), reason: if passed { "ok" } else { "refused" }.into() };
+    let outcome = Outcome {
+        passed,
+        latency: Duration::from_millis(3),
+        reason: if passed { "ok" } else { "refused" }.into(),
+        report: None,
+    };
     Input::Verdict(Verdict { key: key(address), generation: generation(m, address), outcome, at: at(1) })
 }
 
@@ -235,7 +239,7 @@ fn verdicts_of_an_old_probe_run_or_an_unknown_key_are_dropped() {
     if let Input::Verdict(v) = &mut stale {
         v.generation -= 1;
     }
-    let outcome = Outcome { passed: false, latency: Duration::ZERO, reason: "x".into() };
+    let outcome = Outcome { passed: false, latency: Duration::ZERO, reason: "x".into(), report: None };
     let unknown = Input::Verdict(Verdict { key: key("127.0.0.99"), generation: 1, outcome, at: at(1) });
     let e = m.apply([stale, unknown], at(1));
     assert!(e.view.is_none());

@@ -16,6 +16,7 @@ fn service(order: Order, targets: &[(&str, u32)], max_answers: usize) -> Service
             .map(|(a, w)| TargetView {
                 address: a.parse().unwrap(),
                 weight: *w,
+                percent: 100,
                 priority: 1,
                 region: None,
                 healthy: true,
@@ -177,7 +178,14 @@ fn with_health(policy: Policy, targets: &[(&str, u8, bool)], when_all_down: When
     s.when_all_down = when_all_down;
     s.targets = targets
         .iter()
-        .map(|(a, p, h)| TargetView { address: a.parse().unwrap(), weight: 1, priority: *p, region: None, healthy: *h })
+        .map(|(a, p, h)| TargetView {
+            address: a.parse().unwrap(),
+            weight: 1,
+            percent: 100,
+            priority: *p,
+            region: None,
+            healthy: *h,
+        })
         .collect();
     s
 }
@@ -284,6 +292,7 @@ fn gslb_service(geo: &crate::geo::Geo, targets: &[(&str, &str, bool)]) -> Servic
         .map(|(a, r, h)| TargetView {
             address: a.parse().unwrap(),
             weight: 1,
+            percent: 100,
             priority: 1,
             region: geo.id(r),
             healthy: *h,

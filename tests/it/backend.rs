@@ -30,6 +30,8 @@ pub enum Mode {
     HugeHead,
     /// 200 with this body, chunked.
     Chunked(&'static str),
+    /// 200 "OK" with this `X-Steer-Agent` header (SPEC §9).
+    Agent(String),
 }
 
 /// A backend on a real socket.
@@ -201,6 +203,10 @@ fn respond(stream: &mut impl Write, mode: &Mode, stop: &AtomicBool) -> std::io::
             let big = "a".repeat(20 * 1024);
             write!(stream, "HTTP/1.1 200 OK\r\nX-Big: {big}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
         }
+        Mode::Agent(report) => write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nX-Steer-Agent: {report}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
+        ),
         Mode::Chunked(body) => {
             let (a, b) = body.split_at(body.len() / 2);
             write!(stream, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")?;
@@ -257,4 +263,83 @@ pub fn probed_server(ip: &str, policy: &str, targets: &str) -> (Backend, crate::
     ));
     eventually("the probe's first verdict", || target_status(&s.admin, "h.lb.example.", ip).health == "up");
     (backend, s)
+}
+
+/// What an agent (SPEC §9, HAProxy's agent check) does with a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Writes these bytes and closes.
+    Bytes(Vec<u8>),
+    /// Accepts and says nothing until the probe hangs up.
+    Hang,
+}
+
+/// A load-report agent on a real TCP socket, whose reply a test switches while it runs.
+pub struct Agent {
+    pub addr: SocketAddr,
+    reply: Arc<Mutex<Reply>>,
+    received: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Agent {
+    /// An agent on `ip` and `port` (0: chosen by the system) replying `line` and a newline.
+    pub fn start(ip: &str, port: u16, line: &str) -> Agent {
+        let listener = TcpListener::bind((ip, port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let agent = Agent {
+            addr: listener.local_addr().unwrap(),
+            reply: Arc::new(Mutex::new(Reply::Bytes(format!("{line}\n").into_bytes()))),
+            received: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (reply, received, stop) = (agent.reply.clone(), agent.received.clone(), agent.stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let (reply, received, stop) = (reply.lock().unwrap().clone(), received.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    stream.set_nonblocking(false).unwrap();
+                    // what the probe sends first (agent_send), if anything
+                    stream.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+                    let mut buf = [0u8; 1024];
+                    if let Ok(n) = stream.read(&mut buf) {
+                        *received.lock().unwrap() = buf[..n].to_vec();
+                    }
+                    match reply {
+                        Reply::Bytes(bytes) => {
+                            let _ = stream.write_all(&bytes);
+                        }
+                        Reply::Hang => {
+                            while !stop.load(Ordering::SeqCst) && stream.read(&mut buf).map_or(true, |n| n > 0) {}
+                        }
+                    }
+                });
+            }
+        });
+        agent
+    }
+
+    /// Replies `line` and a newline from the next connection on.
+    pub fn say(&self, line: &str) {
+        self.set(Reply::Bytes(format!("{line}\n").into_bytes()));
+    }
+
+    pub fn set(&self, reply: Reply) {
+        *self.reply.lock().unwrap() = reply;
+    }
+
+    /// What the last probe sent before reading.
+    pub fn received(&self) -> Vec<u8> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }

@@ -15,6 +15,7 @@ mod explain;
 mod gslb;
 mod harness;
 mod health;
+mod load;
 mod metrics;
 mod orders;
 mod pktinfo;

@@ -20,9 +20,9 @@ impl Validator<'_> {
         let port = match (&raw.port, kind) {
             (Some(p), _) => self.int(p, &format!("{key}.port"), 1, 65535) as u16,
             (None, CheckKind::Https) => 443,
-            (None, CheckKind::Tcp) => {
+            (None, CheckKind::Tcp | CheckKind::Agent) => {
                 let span = raw.kind.as_ref().map(S::span).unwrap_or(0..0);
-                self.errors.at(span, format!("{key}.port"), "is required for kind = \"tcp\"");
+                self.errors.at(span, format!("{key}.port"), format!("is required for kind = \"{}\"", kind.name()));
                 0
             }
             (None, _) => 80,
@@ -49,6 +49,20 @@ impl Validator<'_> {
             && (h.get_ref().is_empty() || h.get_ref().chars().any(|c| c.is_ascii_whitespace() || c.is_ascii_control()))
         {
             self.err(h, &format!("{key}.host"), "must be a host name without spaces");
+        }
+        if let Some(h) = &raw.agent_header {
+            if !matches!(kind, CheckKind::Http | CheckKind::Https) {
+                self.err(h, &format!("{key}.agent_header"), "is only for kind = \"http\" or \"https\"");
+            } else if hyper::header::HeaderName::from_bytes(h.get_ref().as_bytes()).is_err() {
+                self.err(h, &format!("{key}.agent_header"), "must be an HTTP header name");
+            }
+        }
+        if let Some(send) = &raw.agent_send {
+            if kind != CheckKind::Agent {
+                self.err(send, &format!("{key}.agent_send"), "is only for kind = \"agent\"");
+            } else if send.get_ref().is_empty() || send.get_ref().len() > 1024 {
+                self.err(send, &format!("{key}.agent_send"), "must be 1 to 1024 bytes");
+            }
         }
         let expect_status = match &raw.expect_status {
             Some(list) if list.get_ref().is_empty() => {
@@ -80,6 +94,8 @@ impl Validator<'_> {
             expect_status,
             expect_body: raw.expect_body.map(S::into_inner),
             tls_verify,
+            agent_header: raw.agent_header.map(S::into_inner),
+            agent_send: raw.agent_send.map(S::into_inner),
             interval,
             timeout,
             rise,
