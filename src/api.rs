@@ -78,6 +78,9 @@ pub struct ServiceStatus {
     pub policy: String,
     pub order: String,
     pub check: Option<String>,
+    /// The `[[templates]]` pattern that made this service, for one a registration made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     /// Targets a client of the default region is answered from now (A and AAAA).
     pub answered: usize,
     /// Every candidate of a client of the default region is down, and they are
@@ -160,6 +163,12 @@ pub enum RegisterError {
     Configured(IpAddr),
     #[error("the service already has max_registrations = {0} registrations")]
     TooMany(u32),
+    /// A template's cap (SPEC §9): `max_services` or `max_registrations_total`.
+    #[error("template {pattern} is full: {cap} reached")]
+    TemplateFull { pattern: String, cap: String },
+    /// A name a template matches but SPEC §2 forbids as a service.
+    #[error("{name} cannot be a service: it {reason}")]
+    Forbidden { name: String, reason: String },
     #[error("no registration of {0} for this service")]
     NotRegistered(IpAddr),
     #[error("{0} does not accept registrations (accept_registrations)")]

@@ -208,7 +208,9 @@ impl Metrics {
             ] {
                 targets.get_or_create(&vec![name(), ("state".into(), state.into())]).set(n);
             }
-            for t in &service.targets {
+            // a service a template made gets per-service series only (SPEC §9): its
+            // registrations come and go without an operator
+            for t in service.targets.iter().filter(|_| service.template.is_none()) {
                 let labels = vec![name(), ("address".into(), t.address.to_string())];
                 let healthy = match t.admin {
                     AdminState::Auto => t.health != "down",

@@ -35,6 +35,8 @@ pub struct View {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The signature cache and budget, while a zone is signed; kept across rebuilds.
     pub signatures: Option<Arc<crate::dnssec::Signatures>>,
+    /// Each template's parent and TTL: negative answers below it are capped at it.
+    pub templates: Vec<(Name, u32)>,
 }
 
 /// `tcp_idle_timeout`, `tcp_max_connections`, `tcp_max_connections_per_client`.
@@ -193,6 +195,7 @@ impl View {
                 signatures.set_budget(budget);
                 signatures
             }),
+            templates: config.templates.iter().map(|t| (t.parent.clone(), t.service.ttl)).collect(),
         }
     }
 
@@ -213,6 +216,7 @@ impl View {
             rrl: None,
             tls: None,
             signatures: None,
+            templates: Vec::new(),
         }
     }
 }

@@ -142,7 +142,13 @@ fn accepted<'s>(settings: &'s AdminSettings, needs: &Needs) -> Vec<(&'s str, Str
         accepted.push((t.as_str(), "the admin token".to_string()));
     }
     if let Needs::Registration(service) = needs {
-        match service.as_ref().and_then(|s| Some((s, settings.services.get(s)?))) {
+        let own = |s: &hickory_proto::rr::Name| {
+            settings.services.get(s).or_else(|| {
+                let template = settings.templates.iter().find(|(t, _)| t.matches(s));
+                template.filter(|_| !settings.configured_under_templates.contains(s)).map(|(_, token)| token)
+            })
+        };
+        match service.as_ref().and_then(|s| Some((s, own(s)?))) {
             Some((service, own)) => accepted.push((own.as_str(), format!("the registration token of {service}"))),
             None => {
                 if let Some(t) = &settings.registration {

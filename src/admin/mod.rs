@@ -52,9 +52,9 @@ impl From<RegisterError> for ApiError {
         let status = match e {
             RegisterError::UnknownService(_) | RegisterError::NotRegistered(_) => StatusCode::NOT_FOUND,
             RegisterError::Invalid { .. } => StatusCode::BAD_REQUEST,
-            RegisterError::Configured(_) => StatusCode::CONFLICT,
+            RegisterError::Configured(_) | RegisterError::Forbidden { .. } => StatusCode::CONFLICT,
             RegisterError::Closed(_) | RegisterError::Outside { .. } => StatusCode::FORBIDDEN,
-            RegisterError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            RegisterError::TooMany(_) | RegisterError::TemplateFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             RegisterError::Store(_) | RegisterError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())

@@ -329,6 +329,9 @@ pub fn render(status: &Status, colour: bool) -> String {
         if drained > 0 {
             line.push_str(&format!(", {drained} drained"));
         }
+        if let Some(pattern) = &service.template {
+            line.push_str(&format!(", made by template {pattern}"));
+        }
         if service.failing_open {
             let failing = "  FAILING OPEN";
             line.push_str(&if colour { format!("\x1b[1;31m{failing}\x1b[0m") } else { failing.into() });

@@ -31,9 +31,40 @@ pub struct Config {
     pub regions: BTreeMap<String, Region>,
     pub checks: BTreeMap<String, Check>,
     pub services: Vec<Service>,
+    /// `[[templates]]`: services that registrations create (SPEC §9).
+    pub templates: Vec<Template>,
     /// Warnings found while reading the file (an old state file, say); with
     /// [`Config::warnings`].
     pub notes: Vec<String>,
+}
+
+/// A `[[templates]]` entry: a registration for a name `*.parent` that no service holds
+/// creates the service `service` describes, under that name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    /// `*.parent`, as written (lower-case, fully qualified).
+    pub pattern: Name,
+    /// The pattern less its `*`: it always exists as a name.
+    pub parent: Name,
+    pub max_services: usize,
+    pub max_registrations_total: usize,
+    /// Every key of the services it creates; its name is the pattern.
+    pub service: Service,
+}
+
+impl Template {
+    /// Whether `name` is one the pattern matches: exactly one label, not `*`, below
+    /// the parent.
+    pub fn matches(&self, name: &Name) -> bool {
+        name.num_labels() == self.parent.num_labels() + 1
+            && self.parent.zone_of(name)
+            && name.iter().next().is_some_and(|label| label != b"*")
+    }
+
+    /// The service `name` gets from this template.
+    pub fn service(&self, name: &Name) -> Service {
+        Service { name: name.clone(), ..self.service.clone() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

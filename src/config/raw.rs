@@ -132,6 +132,26 @@ pub struct RawService {
     pub targets: Vec<S<RawTarget>>,
 }
 
+/// `[[templates]]`: a pattern, its caps, and every `[[services]]` key but name and
+/// targets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    pub pattern: S<String>,
+    pub max_services: Option<S<i64>>,
+    pub max_registrations_total: Option<S<i64>>,
+    pub policy: Option<S<String>>,
+    pub order: Option<S<String>>,
+    pub check: Option<S<String>>,
+    pub ttl: Option<S<i64>>,
+    pub max_answers: Option<S<i64>>,
+    pub when_all_down: Option<S<String>>,
+    pub max_registrations: Option<S<i64>>,
+    pub accept_registrations: Option<S<bool>>,
+    pub registration_networks: Option<S<Vec<S<String>>>>,
+    pub registration_token_file: Option<S<String>>,
+}
+
 /// A target: a bare address string, or a table with the address and its attributes.
 #[derive(Debug)]
 pub enum RawTarget {

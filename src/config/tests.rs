@@ -320,6 +320,48 @@ fn check_rules() {
     one_error(&text, at(&text, "healthz"), "checks.web.path", "start with /");
     let text = replace("port = 8080", "port = 8080\nrise = 0");
     one_error(&text, at(&text, "rise"), "checks.web.rise", "1 to 100");
+    // load reports (SPEC §9)
+    let text = replace("kind = \"http\"\nport = 8080", "kind = \"agent\"");
+    one_error(&text, at(&text, "\"agent\""), "checks.web.port", "required for kind = \"agent\"");
+    let text = replace("port = 8080", "port = 8080\nagent_header = \"X Agent\"");
+    one_error(&text, at(&text, "X Agent"), "checks.web.agent_header", "HTTP header name");
+    let text = replace("port = 8080", "port = 8080\nagent_send = \"status\\n\"");
+    one_error(&text, at(&text, "agent_send"), "checks.web.agent_send", "only for kind = \"agent\"");
+    let text = replace("kind = \"http\"", "kind = \"tcp\"\nagent_header = \"X-Agent\"");
+    one_error(&text, at(&text, "X-Agent"), "checks.web.agent_header", "only for kind = \"http\" or \"https\"");
+    let text = replace("kind = \"http\"", "kind = \"agent\"\nagent_send = \"status\\n\"");
+    let c = from_toml(&text, Path::new("c.toml")).unwrap();
+    assert_eq!((c.checks["web"].kind, c.checks["web"].agent_send.as_deref()), (CheckKind::Agent, Some("status\n")));
+}
+
+#[test]
+fn template_rules() {
+    let at = |t: &str, n: &str| line_of(t, n);
+    let with = |template: &str| format!("{FULL}\n[[templates]]\n{template}\n");
+    let c = from_toml(&with("pattern = \"*.svc.lb.example.\"\nmax_services = 5"), Path::new("c.toml")).unwrap();
+    let t = &c.templates[0];
+    assert_eq!(
+        (t.parent.to_string(), t.max_services, t.max_registrations_total),
+        ("svc.lb.example.".into(), 5, 10_000)
+    );
+    assert!(t.service.accept_registrations && t.service.targets.is_empty());
+    assert!(t.matches(&"api.svc.lb.example.".parse().unwrap()));
+    assert!(t.matches(&"API.svc.lb.example".parse().unwrap()));
+    assert!(!t.matches(&"a.b.svc.lb.example.".parse().unwrap()), "* is one label");
+    assert!(!t.matches(&"svc.lb.example.".parse().unwrap()));
+    assert!(!t.matches(&"*.svc.lb.example.".parse().unwrap()));
+    for bad in ["svc.lb.example.", "*.*.lb.example.", "a*.lb.example.", "*."] {
+        let text = with(&format!("pattern = \"{bad}\""));
+        one_error(&text, at(&text, "pattern ="), "templates[0].pattern", "must be \"*.\" and a name");
+    }
+    let text = with("pattern = \"*.svc.lb.example.\"\npolicy = \"healthy\"");
+    one_error(&text, at(&text, "pattern ="), "templates[0].check", "required for every policy but \"all\"");
+    let text = with("pattern = \"*.svc.lb.example.\"\nmax_services = 0");
+    one_error(&text, at(&text, "max_services"), "templates[0].max_services", "1 to 1000000");
+    let text = with("pattern = \"*.svc.lb.example.\"\ntargets = []");
+    one_error(&text, at(&text, "targets = []"), "templates[0]", "unknown field `targets`");
+    let text = format!("{}[[templates]]\npattern = \"*.SVC.lb.example.\"\n", with("pattern = \"*.svc.lb.example.\""));
+    one_error(&text, at(&text, "SVC"), "templates[1].pattern", "earlier template");
 }
 
 #[test]
@@ -557,6 +599,7 @@ fn the_reference_config_shows_every_key() {
         ("checks", fields_of::<RawCheck>()),
         ("services", fields_of::<RawService>()),
         ("services.targets", fields_of::<RawTargetTable>()),
+        ("templates", fields_of::<RawTemplate>()),
     ];
     let mut missing = Vec::new();
     for (section, fields) in &sections {

@@ -126,6 +126,11 @@ pub(super) fn resolve<'v>(
                 trace.step(Step::NoData { name: &name, rtype: qtype });
                 break negative(view, &name, Rcode::NoError);
             }
+            // a service a template made exists, though the zone does not know it
+            Lookup::NxDomain if view.service(&name).is_some() => {
+                trace.step(Step::NoData { name: &name, rtype: qtype });
+                break negative(view, &name, Rcode::NoError);
+            }
             Lookup::NxDomain => {
                 trace.step(Step::NxDomain(&name));
                 break negative(view, &name, Rcode::NxDomain);
@@ -262,9 +267,19 @@ fn octets(address: IpAddr) -> ([u8; 16], usize) {
 }
 
 /// NODATA or NXDOMAIN at `name`; at a service name the SOA TTL is capped at the
-/// service's TTL, so a recovered service is seen within one service TTL.
+/// service's TTL, so a recovered service is seen within one service TTL, and below a
+/// template's parent at the template's TTL, so a service it makes is seen within that.
 fn negative(view: &View, name: &Name, rcode: Rcode) -> End {
-    let ttl_cap = view.service(name).map_or(u32::MAX, steer::current_ttl);
+    let ttl_cap = match view.service(name) {
+        Some(service) => steer::current_ttl(service),
+        // the deepest template's parent above the name
+        None => view
+            .templates
+            .iter()
+            .filter(|(parent, _)| parent.zone_of(name) && parent != name)
+            .max_by_key(|(parent, _)| parent.num_labels())
+            .map_or(u32::MAX, |t| t.1),
+    };
     End::Negative { rcode, ttl_cap }
 }
 

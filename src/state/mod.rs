@@ -48,6 +48,10 @@ pub struct AdminSettings {
     pub registration: Option<String>,
     /// Services' own registration tokens (`registration_token_file`).
     pub services: std::collections::BTreeMap<hickory_proto::rr::Name, String>,
+    /// Templates' registration tokens, for the names they match that no service holds.
+    pub templates: Vec<(crate::config::Template, String)>,
+    /// Configured services that a template with a token matches (they keep theirs).
+    pub configured_under_templates: std::collections::HashSet<hickory_proto::rr::Name>,
     /// `server.admin_hosts`.
     pub hosts: Vec<String>,
     /// HTTPS, when `admin_tls_cert_file` is set.
@@ -65,6 +69,21 @@ impl AdminSettings {
                 .services
                 .iter()
                 .filter_map(|s| Some((s.name.clone(), s.registration_token.clone()?)))
+                .collect(),
+            templates: loaded
+                .config
+                .templates
+                .iter()
+                .filter_map(|t| Some((t.clone(), t.service.registration_token.clone()?)))
+                .collect(),
+            configured_under_templates: loaded
+                .config
+                .services
+                .iter()
+                .filter(|s| {
+                    loaded.config.templates.iter().any(|t| t.service.registration_token.is_some() && t.matches(&s.name))
+                })
+                .map(|s| s.name.clone())
                 .collect(),
             hosts: server.admin_hosts.clone(),
             tls: loaded.admin_tls.clone(),

@@ -521,7 +521,8 @@ impl Model {
 
     /// A change of `service` can be asked of the store now.
     fn writable(&self, service: &Name) -> Result<(), Refused> {
-        if !self.loaded.config.services.iter().any(|s| s.name == *service) {
+        let config = &self.loaded.config;
+        if !config.services.iter().any(|s| s.name == *service) && !config.templates.iter().any(|t| t.matches(service)) {
             return Err(Refused::UnknownService(service.to_string()));
         }
         match &self.store.down {
@@ -539,13 +540,15 @@ impl Model {
         now: SystemTime,
     ) -> Result<(Write, Key, api::RegistrationReply), RegisterError> {
         let config = &self.loaded.config;
-        let Some(s) = config.services.iter().find(|s| s.name == service) else {
-            return Err(RegisterError::UnknownService(service.to_string()));
-        };
+        let (s, template) = service_of(&self.loaded, &service)?;
+        let s = s.as_ref();
         let target = registration_target(config, s, &request)?;
         within_networks(s, &request)?;
         let key = (service.clone(), request.address);
         let known = self.registrations.get(&key);
+        if let (Some(t), None) = (template, known) {
+            self.template_room(t, &service)?;
+        }
         // a closed service: what is stored stays renewable until it lapses
         if !s.accept_registrations && known.is_none() {
             return Err(RegisterError::Closed(service.to_string()));
@@ -567,6 +570,25 @@ impl Model {
             other => Write::Register { service, request, replaces: other.map(|r| r.lease) },
         };
         Ok((write, key, reply))
+    }
+
+    /// Whether `template` can take one more registration, for `service` (SPEC §9:
+    /// `max_services`, `max_registrations_total`).
+    fn template_room(&self, template: &crate::config::Template, service: &Name) -> Result<(), RegisterError> {
+        let config = &self.loaded.config;
+        let made = self
+            .registered
+            .iter()
+            .filter(|(name, n)| **n > 0 && template.matches(name) && !config.services.iter().any(|s| s.name == **name));
+        let (services, registrations) = made.fold((0, 0), |(s, r), (_, n)| (s + 1, r + n));
+        let full = |cap: String| Err(RegisterError::TemplateFull { pattern: template.pattern.to_string(), cap });
+        if self.registered.get(service).is_none_or(|n| *n == 0) && services >= template.max_services {
+            return full(format!("max_services = {}", template.max_services));
+        }
+        if registrations >= template.max_registrations_total {
+            return full(format!("max_registrations_total = {}", template.max_registrations_total));
+        }
+        Ok(())
     }
 
     fn write(&mut self, write: Write, waiting: Waiting) {
@@ -670,10 +692,8 @@ impl Model {
             Change::Registration { service, address, lease: None } => self.unregister(&(service, address)),
             Change::Registration { service, address, lease: Some(lease) } => {
                 let config = &self.loaded.config;
-                let target = match config.services.iter().find(|s| s.name == service) {
-                    Some(s) => registration_target(config, s, &lease.request),
-                    None => Err(RegisterError::UnknownService(service.to_string())),
-                };
+                let target = service_of(&self.loaded, &service)
+                    .and_then(|(s, _)| registration_target(config, s.as_ref(), &lease.request));
                 let key = (service, address);
                 match target {
                     Ok(target) => {
@@ -743,19 +763,52 @@ fn min_address() -> IpAddr {
     IpAddr::from([0, 0, 0, 0])
 }
 
+/// The service a registration for `name` goes to: a configured one, or else the one a
+/// template makes (SPEC §9), checked against the zone's data; with that template.
+fn service_of<'l>(
+    loaded: &'l Loaded,
+    name: &Name,
+) -> Result<(std::borrow::Cow<'l, Service>, Option<&'l crate::config::Template>), RegisterError> {
+    let config = &loaded.config;
+    if let Some(s) = config.services.iter().find(|s| s.name == *name) {
+        return Ok((std::borrow::Cow::Borrowed(s), None));
+    }
+    let Some(template) = config.templates.iter().find(|t| t.matches(name)) else {
+        return Err(RegisterError::UnknownService(name.to_string()));
+    };
+    crate::zone::check_service(&loaded.zones, name)
+        .map_err(|reason| RegisterError::Forbidden { name: name.to_string(), reason })?;
+    Ok((std::borrow::Cow::Owned(template.service(name)), Some(template)))
+}
+
 /// The config with every registration among its service's targets, except addresses
-/// the config itself lists for that service.
+/// the config itself lists for that service, and with the services templates make for
+/// registrations that no configured service holds.
 fn with_registrations(loaded: &Loaded, registrations: &BTreeMap<Key, Registration>) -> Option<Loaded> {
     if registrations.is_empty() {
         return None;
     }
     let mut config = loaded.config.clone();
+    let mut held = std::collections::HashSet::new();
     for s in &mut config.services {
         let configured = s.targets.len();
         let range = registrations.range((s.name.clone(), min_address())..).take_while(|(k, _)| k.0 == s.name);
         for (_, r) in range {
+            held.insert(s.name.clone());
             if !s.targets[..configured].iter().any(|t| t.address == r.target.address) {
                 s.targets.push(r.target.clone());
+            }
+        }
+    }
+    // the rest were taken (change) for a template's name: its service, in name order
+    for ((name, _), r) in registrations.iter().filter(|((name, _), _)| !held.contains(name)) {
+        match config.services.last_mut() {
+            Some(last) if last.name == *name => last.targets.push(r.target.clone()),
+            _ => {
+                let Some(template) = config.templates.iter().find(|t| t.matches(name)) else { continue };
+                let mut service = template.service(name);
+                service.targets.push(r.target.clone());
+                config.services.push(service);
             }
         }
     }

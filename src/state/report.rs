@@ -69,7 +69,21 @@ impl Model {
     pub(super) fn status(&self, now: SystemTime) -> api::Status {
         let view = self.view();
         let config = &self.effective().config;
-        let services = config.services.iter().map(|s| self.service_status(s, view, now)).collect();
+        // the services templates made come after the configured ones
+        let configured = self.loaded.config.services.len();
+        let services = config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut status = self.service_status(s, view, now);
+                if i >= configured {
+                    status.template =
+                        config.templates.iter().find(|t| t.matches(&s.name)).map(|t| t.pattern.to_string());
+                }
+                status
+            })
+            .collect();
         let unmatched_states = self
             .admin
             .iter()
@@ -170,6 +184,7 @@ impl Model {
             policy: service.policy.name().into(),
             order: service.order.name().into(),
             check: service.check.clone(),
+            template: None,
             answered: answered.len(),
             failing_open,
             targets,

@@ -56,8 +56,32 @@ pub fn load_zones(config: &Config) -> Result<Zones, ConfigErrors> {
             });
         }
     }
+    for template in config.templates.iter().filter(|t| !failed.iter().any(|o| o.zone_of(&t.parent))) {
+        let problem = match zones.find(&template.parent) {
+            None => Some("lies in no configured zone (add a [[zones]] that holds it)".to_string()),
+            Some(zone) => zone
+                .cut_above(&template.parent)
+                .map(|cut| format!("lies at or below the delegation {cut} in zone {}", zone.origin())),
+        };
+        if let Some(message) = problem {
+            errors.push(ConfigError {
+                file: config.file.clone(),
+                line: template.service.at.0,
+                column: template.service.at.1,
+                key: format!("template {}", template.pattern),
+                message,
+            });
+        }
+    }
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
+    }
+    // a template's parent always exists, so that services coming and going below it
+    // never flip it, or its neighbours, between NXDOMAIN and NODATA (SPEC §9)
+    for template in &config.templates {
+        if let Some(zone) = zones.find_mut(&template.parent) {
+            zone.add_names(std::slice::from_ref(&template.parent));
+        }
     }
     for service in &config.services {
         if let Some(zone) = zones.find_mut(&service.name) {
@@ -67,7 +91,9 @@ pub fn load_zones(config: &Config) -> Result<Zones, ConfigErrors> {
     Ok(zones)
 }
 
-fn check_service(zones: &Zones, name: &Name) -> Result<(), String> {
+/// Whether `name` may be a service of `zones` (SPEC §2): in a zone, not at or below a
+/// cut, with no A, AAAA, CNAME, NS or DNAME of the zone's own; why not.
+pub fn check_service(zones: &Zones, name: &Name) -> Result<(), String> {
     let zone = zones.find(name).ok_or("lies in no configured zone (add a [[zones]] that holds it)")?;
     if let Some(cut) = zone.cut_above(name) {
         return Err(format!("lies at or below the delegation {cut} in zone {}", zone.origin()));

@@ -12,7 +12,7 @@ mod text;
 
 pub use index::{Lookup, RRset, WireRecord, Zone};
 pub use key::{NameKey, NameTable, wire_name_hash, wire_name_len};
-pub use load::{ZoneError, load_zones, parse_signed_zone, parse_zone};
+pub use load::{ZoneError, check_service, load_zones, parse_signed_zone, parse_zone};
 
 use hickory_proto::rr::Name;
 

@@ -195,6 +195,27 @@ fn services_must_lie_in_a_zone_above_any_cut_without_clashing_records() {
     }
 }
 
+#[test]
+fn a_templates_parent_lies_in_a_zone_above_any_cut_and_always_exists() {
+    let text = format!("{HEAD}sub NS ns.sub\nns.sub A 127.0.0.2\n");
+    let template = |pattern: &str| format!("[[templates]]\npattern = \"{pattern}\"\n");
+    for (pattern, words) in [("*.other.example.", "lies in no configured zone"), ("*.a.sub.z.example.", "delegation")] {
+        let e = load_with(&text, &[], &template(pattern)).unwrap_err();
+        assert_eq!(e.len(), 1, "{pattern}: {e:#?}");
+        assert!(e[0].message.contains(words) && e[0].key == format!("template {pattern}"), "{pattern}: {}", e[0]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("z.zone"), &text).unwrap();
+    let toml = format!("[[zones]]\norigin = \"z.example.\"\nfile = \"z.zone\"\n{}", template("*.svc.deep.z.example."));
+    let config = crate::config::from_toml(&toml, &dir.path().join("c.toml")).unwrap();
+    let zones = load_zones(&config).unwrap();
+    let zone = zones.find(&name("svc.deep.z.example.")).unwrap();
+    for existing in ["svc.deep.z.example.", "deep.z.example."] {
+        assert_eq!(zone.lookup(&name(existing), RecordType::A), Lookup::NoData, "{existing}");
+    }
+    assert_eq!(zone.lookup(&name("api.svc.deep.z.example."), RecordType::A), Lookup::NxDomain);
+}
+
 /// Loads z.zone (`text`) with `others` beside it, under `zone_extra` keys of its
 /// [[zones]] table; the errors, or none.
 fn load_with(text: &str, others: &[(&str, &str)], zone_extra: &str) -> Result<(), Vec<crate::config::ConfigError>> {

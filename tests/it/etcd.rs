@@ -401,3 +401,32 @@ fn a_node_restarted_while_etcd_is_away_starts_from_its_copy() {
     assert!(get_ok(&b.admin, "/metrics").lines().any(|l| l == "steerdns_store_from_copy 0"));
     assert_eq!(sorted(&b, "www.lb.example."), ["127.0.0.11", "127.0.0.12"]);
 }
+
+#[test]
+fn two_nodes_create_and_remove_the_same_template_service() {
+    let Some(etcd) = Etcd::start() else { return };
+    let config = format!("{}\n{}\n{}", quickstart_config(), crate::templates::TEMPLATES, etcd.store(""));
+    let (a, b) = (ready(TestServer::start(&config)), ready(TestServer::start(&config)));
+    let body = r#"{"address": "127.0.43.1", "ttl_seconds": 30}"#;
+    assert_eq!(register(&a, "shared.svc.lb.example", body, None).0, 200);
+    eventually("B to create the service A's registration made", || {
+        sorted(&b, "shared.svc.lb.example.") == ["127.0.43.1"]
+    });
+    eventually("B's status to show it, made by the template", || {
+        let status = status_of(&b.admin);
+        let made = status.services.iter().find(|s| s.name == "shared.svc.lb.example.");
+        made.is_some_and(|s| s.template.as_deref() == Some("*.svc.lb.example."))
+    });
+    // the caps count what every node registered: B sees A's service
+    let (code, text) = register(&b, "other.svc.lb.example", r#"{"address": "127.0.43.2", "ttl_seconds": 30}"#, None);
+    assert_eq!(code, 200, "{text}");
+    let (code, text) = register(&b, "third.svc.lb.example", r#"{"address": "127.0.43.3", "ttl_seconds": 30}"#, None);
+    assert_eq!((code, text.contains("max_services = 2")), (429, true), "{text}");
+    let path = "/v1/services/shared.svc.lb.example/registrations/127.0.43.1";
+    assert_eq!(http(&b.admin, "DELETE", path, None, None).0, 200);
+    eventually("A to remove the service with its last registration", || {
+        !status_of(&a.admin).services.iter().any(|s| s.name == "shared.svc.lb.example.")
+    });
+    let gone = a.ask("shared.svc.lb.example.", hickory_proto::rr::RecordType::A);
+    assert_eq!(gone.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain);
+}

@@ -25,5 +25,6 @@ mod robustness;
 mod rrl;
 mod services;
 mod tcp;
+pub mod templates;
 mod tls;
 mod zones;

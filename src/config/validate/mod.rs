@@ -103,6 +103,7 @@ struct RawConfig {
     regions: Vec<(S<String>, Option<RawRegion>)>,
     checks: Vec<(S<String>, Option<RawCheck>)>,
     services: Vec<(RawService, String)>,
+    templates: Vec<(RawTemplate, String)>,
 }
 
 struct Validator<'a> {
@@ -143,12 +144,13 @@ impl<'a> Validator<'a> {
                 "geo" => raw.geo = self.section("geo", value).unwrap_or_default(),
                 "zones" => raw.zones = self.array("zones", value),
                 "services" => raw.services = self.array("services", value),
+                "templates" => raw.templates = self.array("templates", value),
                 "regions" => raw.regions = self.named_tables("regions", value),
                 "checks" => raw.checks = self.named_tables("checks", value),
                 other => self.errors.at(
                     key.span(),
                     other,
-                    "unknown key; allowed: server, log, store, zones, geo, regions, checks, services",
+                    "unknown key; allowed: server, log, store, zones, geo, regions, checks, services, templates",
                 ),
             }
         }
@@ -271,9 +273,22 @@ impl<'a> Validator<'a> {
             self.services_into(&mut services, more, &regions, &check_names);
         }
         let services = services.0;
+        let templates = self.templates(raw.templates, &regions, &check_names);
         let geo = self.geo(raw.geo, &regions, &services);
         let notes = std::mem::take(&mut self.notes);
-        Some(Config { file: file.to_path_buf(), server, log, store, zones, geo, regions, checks, services, notes })
+        Some(Config {
+            file: file.to_path_buf(),
+            server,
+            log,
+            store,
+            zones,
+            geo,
+            regions,
+            checks,
+            services,
+            templates,
+            notes,
+        })
     }
 
     /// A domain name, made fully qualified and lower-case.

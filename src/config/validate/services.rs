@@ -192,6 +192,77 @@ impl Validator<'_> {
         })
     }
 
+    /// `[[templates]]` (SPEC §9): each pattern `*.PARENT`, its caps, and its service keys
+    /// checked as a service's are.
+    pub(super) fn templates(
+        &mut self,
+        raw: Vec<(RawTemplate, String)>,
+        regions: &BTreeMap<String, Region>,
+        checks: &[String],
+    ) -> Vec<Template> {
+        let mut out: Vec<Template> = Vec::new();
+        for (t, key) in raw {
+            let pattern_key = format!("{key}.pattern");
+            let text = t.pattern.get_ref();
+            let parent = match text.strip_prefix("*.") {
+                Some(rest) if !rest.contains('*') && !rest.is_empty() && rest != "." => {
+                    self.name(&S::new(t.pattern.span(), rest.to_string()), &pattern_key)
+                }
+                _ => {
+                    self.err(
+                        &t.pattern,
+                        &pattern_key,
+                        "must be \"*.\" and a name, e.g. \"*.svc.lb.example.\" (* is one label)",
+                    );
+                    None
+                }
+            };
+            let max_services =
+                t.max_services.as_ref().map_or(1000, |m| self.int(m, &format!("{key}.max_services"), 1, 1_000_000));
+            let max_registrations_total = t
+                .max_registrations_total
+                .as_ref()
+                .map_or(10_000, |m| self.int(m, &format!("{key}.max_registrations_total"), 1, 10_000_000));
+            // a pattern already refused is not refused again as a name
+            let name = match parent {
+                Some(_) => t.pattern,
+                None => S::new(t.pattern.span(), "*.pattern.invalid.".to_string()),
+            };
+            let service = RawService {
+                name,
+                policy: t.policy,
+                order: t.order,
+                check: t.check,
+                ttl: t.ttl,
+                max_answers: t.max_answers,
+                when_all_down: t.when_all_down,
+                max_registrations: t.max_registrations,
+                accept_registrations: t.accept_registrations,
+                registration_networks: t.registration_networks,
+                registration_token_file: t.registration_token_file,
+                targets: Vec::new(),
+            };
+            let at = service.name.span();
+            let (Some(service), Some(parent)) = (self.service(service, &key, regions, checks), parent) else {
+                continue;
+            };
+            if out.iter().any(|o| o.parent == parent) {
+                self.errors.at(at, pattern_key, format!("*.{parent} is the pattern of an earlier template too"));
+                continue;
+            }
+            let mut pattern = Name::from_ascii("*").expect("a label").append_domain(&parent).expect("fits");
+            pattern.set_fqdn(true);
+            out.push(Template {
+                pattern,
+                parent,
+                max_services: max_services as usize,
+                max_registrations_total: max_registrations_total as usize,
+                service,
+            });
+        }
+        out
+    }
+
     pub(super) fn targets(
         &mut self,
         raw: &[S<RawTarget>],
