@@ -955,3 +955,96 @@ fn tcp_connections_leave_descriptors_for_the_probes_and_the_admin_api() {
     let e = reload(&mut m, 2, CONFIG);
     assert_eq!(e.view.unwrap().tcp.max_connections, 1024, "the configured limit when it fits");
 }
+
+// ---- load reports and templates (SPEC §9) ----
+
+fn reported(m: &Model, address: &str, report: crate::health::Report) -> Input {
+    let passed = report.state != crate::health::Reported::Down;
+    let outcome =
+        Outcome { passed, latency: Duration::from_millis(3), reason: format!("agent: {report}"), report: Some(report) };
+    Input::Verdict(Verdict { key: key(address), generation: generation(m, address), outcome, at: at(1) })
+}
+
+fn report(percent: u8, state: crate::health::Reported) -> crate::health::Report {
+    crate::health::Report { percent, state }
+}
+
+#[test]
+fn a_changed_report_rebuilds_the_view_and_the_same_report_does_not() {
+    use crate::health::Reported::*;
+    let mut m = model();
+    let e = m.apply([reported(&m, "127.0.0.10", report(100, Up))], at(1));
+    assert!(e.view.is_none(), "full weight, as without a report");
+    let e = m.apply([reported(&m, "127.0.0.10", report(25, Up))], at(2));
+    let view = e.view.expect("a new weight answers at once");
+    let targets = &view.service(&name("www.lb.example")).unwrap().targets;
+    assert_eq!(targets.iter().map(|t| t.percent).collect::<Vec<_>>(), [25, 100]);
+    assert!(m.apply([reported(&m, "127.0.0.10", report(25, Up))], at(3)).view.is_none());
+    // a drain leaves it out while the other is left; both drained, both come back
+    let e = m.apply([reported(&m, "127.0.0.10", report(100, Drain))], at(4));
+    assert_eq!(answered(&e.view.unwrap(), "www.lb.example"), addresses(&["127.0.0.11"]));
+    let e = m.apply([reported(&m, "127.0.0.11", report(0, Drain))], at(5));
+    assert_eq!(answered(&e.view.unwrap(), "www.lb.example"), addresses(&["127.0.0.10"]), "0% is weight 0");
+    // an admin state wins
+    let e = m.apply(
+        [snapshot(
+            2,
+            vec![Change::State { service: name("www.lb.example"), address: ip("127.0.0.11"), state: AdminState::Up }],
+        )],
+        at(6),
+    );
+    assert_eq!(answered(&e.view.unwrap(), "www.lb.example"), addresses(&["127.0.0.11"]));
+}
+
+#[test]
+fn a_reported_down_is_down_at_once_and_rise_brings_it_back() {
+    use crate::health::Reported::*;
+    let mut m = model();
+    m.apply([verdict(&m, "127.0.0.10", true)], at(1));
+    let e = m.apply([reported(&m, "127.0.0.10", report(100, Down))], at(2));
+    assert_eq!(answered(&e.view.unwrap(), "www.lb.example"), addresses(&["127.0.0.11"]), "fall = 2 not waited for");
+    // rise = 2 (the default)
+    assert!(
+        m.apply([reported(&m, "127.0.0.10", report(50, Up))], at(3)).view.is_some_and(|v| answered(
+            &v,
+            "www.lb.example"
+        )
+        .len()
+            == 1)
+    );
+    let e = m.apply([reported(&m, "127.0.0.10", report(50, Up))], at(4));
+    assert_eq!(answered(&e.view.unwrap(), "www.lb.example").len(), 2);
+}
+
+const TEMPLATE: &str = r#"
+[[templates]]
+pattern = "*.svc.lb.example."
+max_services = 1
+max_registrations_total = 2
+"#;
+
+#[test]
+fn a_template_makes_a_service_for_its_registrations_and_caps_them() {
+    let mut m = model_of(&format!("{CONFIG}{TEMPLATE}"));
+    m.apply([snapshot(1, vec![])], at(0));
+    let e = m.apply([register(1, "api.svc.lb.example", request("127.0.0.40", 30))], at(1));
+    let (id, write) = the_write(&e);
+    assert!(matches!(write, Write::Register { .. }), "{write:?}");
+    let made = registered("api.svc.lb.example", request("127.0.0.40", 30), 5, at(31));
+    let e = m.apply([written(id, 2, vec![made])], at(1));
+    assert_eq!(answered(e.view.as_ref().unwrap(), "api.svc.lb.example"), addresses(&["127.0.0.40"]));
+    let refused = |e: &Effects| match &e.replies[..] {
+        [(_, Reply::Register(Err(e)))] => e.clone(),
+        other => panic!("{other:?}"),
+    };
+    let e = m.apply([register(2, "web.svc.lb.example", request("127.0.0.41", 30))], at(2));
+    assert!(matches!(refused(&e), RegisterError::TemplateFull { ref cap, .. } if cap == "max_services = 1"));
+    let e = m.apply([register(3, "api.svc.lb.example", request("127.0.0.41", 30))], at(2));
+    assert_eq!(the_write(&e).0, 2, "a second registration of the service made");
+    let e = m.apply([register(4, "a.b.svc.lb.example", request("127.0.0.41", 30))], at(2));
+    assert!(matches!(refused(&e), RegisterError::UnknownService(_)));
+    // its lease ends: the service goes
+    let gone = Change::Registration { service: name("api.svc.lb.example"), address: ip("127.0.0.40"), lease: None };
+    let e = m.apply([Input::Store(Event::Changes { revision: 3, changes: vec![gone] })], at(40));
+    assert!(e.view.unwrap().service(&name("api.svc.lb.example")).is_none());
+}
