@@ -118,12 +118,14 @@ targets = [{ address = "127.0.6.1", region = "west" }, { address = "127.0.6.2", 
 [[services]]
 name = "weighted.lb.example."
 order = "weighted"
+check = "tcp"
 max_answers = 3
 targets = [{ address = "127.0.7.1", weight = 1 }, { address = "127.0.7.3", weight = 5 }, { address = "127.0.7.4", weight = 0 }, { address = "127.0.7.5", weight = 2 }]
 
 [[services]]
 name = "sticky.lb.example."
 order = "sticky"
+check = "tcp"
 targets = ["127.0.8.1", "127.0.8.3", "127.0.8.4", "::3", "::4"]
 
 [[services]]
