@@ -143,27 +143,38 @@ fn failover() {
     }
 }
 
-/// One HTTP listener on 0.0.0.0:`port` answering 200 to every 127.x address; counts requests.
-fn wildcard_backend(port: u16) -> Arc<AtomicU64> {
-    let hits = Arc::new(AtomicU64::new(0));
-    let counter = hits.clone();
+/// One listener on 0.0.0.0:`port`, so every 127.x address reaches it, on a thread of
+/// its own; `answer` writes each connection's reply.
+fn wildcard<F, A>(port: u16, answer: F)
+where
+    F: Fn(tokio::net::TcpStream) -> A + Send + 'static,
+    A: std::future::Future<Output = ()> + Send + 'static,
+{
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.unwrap();
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else { continue };
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let mut buf = [0u8; 2048];
-                    let _ = stream.read(&mut buf).await;
-                    let _ =
-                        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK").await;
-                    counter.fetch_add(1, Ordering::Relaxed);
-                });
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                tokio::spawn(answer(stream));
             }
         });
+    });
+}
+
+/// One HTTP listener on 0.0.0.0:`port` answering 200 to every 127.x address; counts requests.
+fn wildcard_backend(port: u16) -> Arc<AtomicU64> {
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = hits.clone();
+    wildcard(port, move |mut stream| {
+        let counter = counter.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK").await;
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     });
     hits
 }
@@ -347,24 +358,15 @@ fn worker_instructions(dir: &Path) -> f64 {
 /// "up N%" with N from the address it reached and, when `changing`, the current
 /// second (so every target reports a new weight every second).
 fn wildcard_agent(port: u16, changing: bool) {
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.unwrap();
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else { continue };
-                tokio::spawn(async move {
-                    use tokio::io::AsyncWriteExt;
-                    let seed = match stream.local_addr() {
-                        Ok(SocketAddr::V4(a)) => u64::from(u32::from(*a.ip())),
-                        _ => 0,
-                    };
-                    let second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-                    let percent = if changing { 1 + (seed * 7 + second * 13) % 100 } else { 100 };
-                    let _ = stream.write_all(format!("up {percent}%\n").as_bytes()).await;
-                });
-            }
-        });
+    wildcard(port, move |mut stream| async move {
+        use tokio::io::AsyncWriteExt;
+        let seed = match stream.local_addr() {
+            Ok(SocketAddr::V4(a)) => u64::from(u32::from(*a.ip())),
+            _ => 0,
+        };
+        let second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let percent = if changing { 1 + (seed * 7 + second * 13) % 100 } else { 100 };
+        let _ = stream.write_all(format!("up {percent}%\n").as_bytes()).await;
     });
 }
 
