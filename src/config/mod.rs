@@ -33,9 +33,35 @@ pub struct Config {
     pub services: Vec<Service>,
     /// `[[templates]]`: services that registrations create (SPEC §9).
     pub templates: Vec<Template>,
+    /// `[health]`: how this node probes (SPEC §2, §10).
+    pub health: HealthConfig,
     /// Warnings found while reading the file (an old state file, say); with
     /// [`Config::warnings`].
     pub notes: Vec<String>,
+}
+
+/// `[health]` (SPEC §2, §10).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    /// The source address of this node's probes (default: the kernel's choice).
+    pub probe_source: Option<IpAddr>,
+    /// Share probing with the other nodes of the etcd store (SPEC §10).
+    pub share: bool,
+    /// Nodes that probe each key when shared; 0: every node probes every key.
+    pub probers_per_target: usize,
+    /// How long a node that stops stays a member for the others.
+    pub node_lease_ttl: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            probe_source: None,
+            share: false,
+            probers_per_target: 3,
+            node_lease_ttl: Duration::from_secs(10),
+        }
+    }
 }
 
 /// A `[[templates]]` entry: a registration for a name `*.parent` that no service holds
@@ -206,6 +232,9 @@ pub struct Check {
     pub agent_header: Option<String>,
     /// kind = "agent": sent before the report is read.
     pub agent_send: Option<String>,
+    /// `[health] probe_source`: the source address of its probes, for targets of the
+    /// same family (the kernel chooses for the other).
+    pub source: Option<IpAddr>,
     pub interval: Duration,
     pub timeout: Duration,
     pub rise: u32,

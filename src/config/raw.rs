@@ -77,6 +77,15 @@ pub struct RawZone {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub probe_source: Option<S<String>>,
+    pub share: Option<S<bool>>,
+    pub probers_per_target: Option<S<i64>>,
+    pub node_lease_ttl: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawGeo {
     pub default_region: Option<S<String>>,
     pub mmdb: Option<S<String>>,

@@ -247,6 +247,29 @@ fn store_rules() {
 }
 
 #[test]
+fn health_rules() {
+    let with = |health: &str| format!("{FULL}\n[health]\n{health}\n");
+    let c = from_toml(&with("probe_source = \"127.0.0.51\""), Path::new("c.toml")).unwrap();
+    assert_eq!(c.health.probe_source, Some("127.0.0.51".parse().unwrap()));
+    assert!(c.checks.values().all(|check| check.source == c.health.probe_source), "every probe takes it");
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    let at = |t: &str, n: &str| line_of(t, n);
+    let text = with("probe_source = \"224.0.0.1\"");
+    one_error(&text, at(&text, "224"), "health.probe_source", "not a unicast address");
+    let text = with("share = true");
+    one_error(&text, at(&text, "share"), "health.share", "needs the etcd store");
+    let text = with("probers_per_target = 101");
+    one_error(&text, at(&text, "probers_per_target"), "health.probers_per_target", "0 to 100");
+    let text = with("node_lease_ttl = \"500ms\"");
+    one_error(&text, at(&text, "node_lease_ttl"), "health.node_lease_ttl", "2 s to 1 h");
+    // not built yet: validated, and one warning per key set
+    let c = from_toml(&with("probers_per_target = 2\nnode_lease_ttl = \"5s\""), Path::new("c.toml")).unwrap();
+    let warnings = c.warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings.iter().all(|w| w.contains("not built yet")), "{warnings:?}");
+}
+
+#[test]
 fn the_etcd_store_needs_its_cargo_feature() {
     let text = replace(
         "backend = \"file\"\npath = \"state/s.json\"",
@@ -600,6 +623,7 @@ fn the_reference_config_shows_every_key() {
         ("services", fields_of::<RawService>()),
         ("services.targets", fields_of::<RawTargetTable>()),
         ("templates", fields_of::<RawTemplate>()),
+        ("health", fields_of::<RawHealth>()),
     ];
     let mut missing = Vec::new();
     for (section, fields) in &sections {

@@ -110,10 +110,15 @@ impl HttpProbe {
         })
     }
 
-    /// One probe: Ok with what passed it (and the load report, with `agent_header`),
+    /// Where it connects.
+    pub fn target(&self) -> SocketAddr {
+        self.target
+    }
+
+    /// One probe over `connected`: Ok with what passed it (and the load report, with `agent_header`),
     /// or Err with why it failed.
-    pub async fn attempt(&self) -> Result<(String, Option<Report>), String> {
-        let tcp = TcpStream::connect(self.target).await.map_err(|e| io_reason(&e))?;
+    pub async fn attempt(&self, connected: std::io::Result<TcpStream>) -> Result<(String, Option<Report>), String> {
+        let tcp = connected.map_err(|e| io_reason(&e))?;
         match &self.tls {
             None => self.exchange(tcp).await,
             Some((connector, name)) => {

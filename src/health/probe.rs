@@ -6,6 +6,7 @@ use super::http::HttpProbe;
 use crate::config::{Check, CheckKind};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// The outcome of one probe: whether it passed, how long it took, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,7 @@ pub struct Outcome {
 pub struct Probe {
     kind: Kind,
     timeout: Duration,
+    source: Option<IpAddr>,
 }
 
 #[derive(Debug)]
@@ -45,7 +47,7 @@ impl Probe {
             CheckKind::Agent => Kind::Agent(target, check.agent_send.as_ref().map(|s| s.as_bytes().to_vec())),
             CheckKind::Http | CheckKind::Https => Kind::Http(HttpProbe::new(check, target)?),
         };
-        Ok(Probe { kind, timeout: check.timeout })
+        Ok(Probe { kind, timeout: check.timeout, source: check.source })
     }
 
     /// Runs the probe once.
@@ -70,21 +72,34 @@ impl Probe {
     async fn attempt(&self) -> Result<(String, Option<Report>), String> {
         match &self.kind {
             Kind::Pass => Ok(("check kind none".into(), None)),
-            Kind::Tcp(target) => match tokio::net::TcpStream::connect(target).await {
+            Kind::Tcp(target) => match connect(*target, self.source).await {
                 Ok(_) => Ok(("connected".into(), None)),
                 Err(e) => Err(io_reason(&e)),
             },
-            Kind::Agent(target, send) => read_report(*target, send.as_deref()).await,
-            Kind::Http(probe) => probe.attempt().await,
+            Kind::Agent(target, send) => read_report(connect(*target, self.source).await, send.as_deref()).await,
+            Kind::Http(probe) => probe.attempt(connect(probe.target(), self.source).await).await,
         }
     }
 }
 
-/// HAProxy's agent check: connect, send `send` if any, read one line of at most
+/// A TCP connection to `target`, from `source` when it is of the target's family.
+async fn connect(target: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source.filter(|s| s.is_ipv4() == target.is_ipv4()) else {
+        return TcpStream::connect(target).await;
+    };
+    let socket = if target.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(target).await
+}
+
+/// HAProxy's agent check: on a connection made, send `send` if any, read one line of at most
 /// [`agent::MAX_LINE`] bytes.
-async fn read_report(target: SocketAddr, send: Option<&[u8]>) -> Result<(String, Option<Report>), String> {
+async fn read_report(
+    connected: std::io::Result<TcpStream>,
+    send: Option<&[u8]>,
+) -> Result<(String, Option<Report>), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(target).await.map_err(|e| io_reason(&e))?;
+    let mut stream = connected.map_err(|e| io_reason(&e))?;
     if let Some(send) = send {
         stream.write_all(send).await.map_err(|e| io_reason(&e))?;
     }

@@ -40,6 +40,7 @@ pub struct Backend {
     mode: Arc<Mutex<Mode>>,
     hits: Arc<AtomicUsize>,
     last_request: Arc<Mutex<String>>,
+    last_peer: Arc<Mutex<Option<SocketAddr>>>,
     stop: Arc<AtomicBool>,
     fail_next: Arc<AtomicUsize>,
 }
@@ -54,6 +55,7 @@ impl Backend {
             mode: Arc::new(Mutex::new(mode)),
             hits: Arc::default(),
             last_request: Arc::default(),
+            last_peer: Arc::default(),
             stop: Arc::default(),
             fail_next: Arc::default(),
         };
@@ -61,6 +63,7 @@ impl Backend {
             mode: backend.mode.clone(),
             hits: backend.hits.clone(),
             last: backend.last_request.clone(),
+            peer: backend.last_peer.clone(),
             stop: backend.stop.clone(),
             fail_next: backend.fail_next.clone(),
         };
@@ -85,6 +88,11 @@ impl Backend {
     pub fn last_request(&self) -> String {
         self.last_request.lock().unwrap().clone()
     }
+
+    /// Where the last connection came from.
+    pub fn last_peer(&self) -> Option<SocketAddr> {
+        *self.last_peer.lock().unwrap()
+    }
 }
 
 impl Drop for Backend {
@@ -99,6 +107,7 @@ struct Shared {
     mode: Arc<Mutex<Mode>>,
     hits: Arc<AtomicUsize>,
     last: Arc<Mutex<String>>,
+    peer: Arc<Mutex<Option<SocketAddr>>>,
     stop: Arc<AtomicBool>,
     fail_next: Arc<AtomicUsize>,
 }
@@ -116,7 +125,8 @@ fn serve(mut listener: Option<TcpListener>, addr: SocketAddr, shared: Shared) {
         let l = listener.get_or_insert_with(|| TcpListener::bind(addr).expect("rebind the backend's address"));
         l.set_nonblocking(true).unwrap();
         match l.accept() {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                *shared.peer.lock().unwrap() = Some(peer);
                 let shared = shared.clone();
                 std::thread::spawn(move || answer(stream, current, &shared));
             }
@@ -279,6 +289,7 @@ pub struct Agent {
     pub addr: SocketAddr,
     reply: Arc<Mutex<Reply>>,
     received: Arc<Mutex<Vec<u8>>>,
+    peer: Arc<Mutex<Option<SocketAddr>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -291,15 +302,18 @@ impl Agent {
             addr: listener.local_addr().unwrap(),
             reply: Arc::new(Mutex::new(Reply::Bytes(format!("{line}\n").into_bytes()))),
             received: Arc::default(),
+            peer: Arc::default(),
             stop: Arc::default(),
         };
         let (reply, received, stop) = (agent.reply.clone(), agent.received.clone(), agent.stop.clone());
+        let peer = agent.peer.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                let Ok((mut stream, _)) = listener.accept() else {
+                let Ok((mut stream, from)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 };
+                *peer.lock().unwrap() = Some(from);
                 let (reply, received, stop) = (reply.lock().unwrap().clone(), received.clone(), stop.clone());
                 std::thread::spawn(move || {
                     stream.set_nonblocking(false).unwrap();
@@ -330,6 +344,11 @@ impl Agent {
 
     pub fn set(&self, reply: Reply) {
         *self.reply.lock().unwrap() = reply;
+    }
+
+    /// Where the last connection came from.
+    pub fn last_peer(&self) -> Option<SocketAddr> {
+        *self.peer.lock().unwrap()
     }
 
     /// What the last probe sent before reading.

@@ -152,6 +152,27 @@ fn probes_cap_the_head_and_the_informational_responses() {
 }
 
 #[test]
+fn probes_come_from_probe_source() {
+    let web = Backend::http("127.0.13.20", 0, Mode::Status(200, "OK"));
+    let agent = crate::backend::Agent::start("127.0.13.21", 0, "up");
+    let text = format!(
+        "{}[checks.agent]\nkind = \"agent\"\nport = {}\n{FAST}\n[health]\nprobe_source = \"127.0.13.77\"\n\
+         [[services]]\nname = \"h.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\ntargets = [\"127.0.13.20\"]\n\
+         [[services]]\nname = \"a.lb.example.\"\npolicy = \"healthy\"\ncheck = \"agent\"\ntargets = [\"127.0.13.21\", \"::1\"]\n",
+        http_check("web", web.addr.port(), ""),
+        agent.addr.port()
+    );
+    let s = TestServer::start(&config(&text));
+    eventually("an HTTP probe", || web.hits() >= 1);
+    assert_eq!(web.last_peer().unwrap().ip().to_string(), "127.0.13.77");
+    eventually("an agent probe", || target_status(&s.admin, "a.lb.example.", "127.0.13.21").reported.is_some());
+    assert_eq!(agent.last_peer().unwrap().ip().to_string(), "127.0.13.77");
+    // an IPv6 target is probed from the kernel's choice: refused, not a bind error
+    eventually("the IPv6 probe", || target_status(&s.admin, "a.lb.example.", "::1").last_failure.is_some());
+    assert_eq!(target_status(&s.admin, "a.lb.example.", "::1").last_failure.as_deref(), Some("refused"));
+}
+
+#[test]
 fn check_address_probes_one_address_and_answers_another() {
     let probe = Backend::http("127.0.13.1", 0, Mode::Status(200, "OK"));
     let s = TestServer::start(&config(&format!(

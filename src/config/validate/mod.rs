@@ -104,6 +104,7 @@ struct RawConfig {
     checks: Vec<(S<String>, Option<RawCheck>)>,
     services: Vec<(RawService, String)>,
     templates: Vec<(RawTemplate, String)>,
+    health: RawHealth,
 }
 
 struct Validator<'a> {
@@ -145,12 +146,13 @@ impl<'a> Validator<'a> {
                 "zones" => raw.zones = self.array("zones", value),
                 "services" => raw.services = self.array("services", value),
                 "templates" => raw.templates = self.array("templates", value),
+                "health" => raw.health = self.section("health", value).unwrap_or_default(),
                 "regions" => raw.regions = self.named_tables("regions", value),
                 "checks" => raw.checks = self.named_tables("checks", value),
                 other => self.errors.at(
                     key.span(),
                     other,
-                    "unknown key; allowed: server, log, store, zones, geo, regions, checks, services, templates",
+                    "unknown key; allowed: server, log, store, zones, geo, regions, checks, services, templates, health",
                 ),
             }
         }
@@ -274,6 +276,9 @@ impl<'a> Validator<'a> {
         }
         let services = services.0;
         let templates = self.templates(raw.templates, &regions, &check_names);
+        let health = self.health(raw.health, &store);
+        let mut checks = checks;
+        checks.values_mut().for_each(|c| c.source = health.probe_source);
         let geo = self.geo(raw.geo, &regions, &services);
         let notes = std::mem::take(&mut self.notes);
         Some(Config {
@@ -287,6 +292,7 @@ impl<'a> Validator<'a> {
             checks,
             services,
             templates,
+            health,
             notes,
         })
     }

@@ -234,6 +234,42 @@ impl Validator<'_> {
         there
     }
 
+    /// `[health]`: `share` needs the etcd store; `probe_source` works with any.
+    pub(super) fn health(&mut self, raw: RawHealth, store: &StoreConfig) -> HealthConfig {
+        let defaults = HealthConfig::default();
+        let probe_source = raw.probe_source.as_ref().and_then(|a| self.unicast(a, "health.probe_source"));
+        let share = raw.share.as_ref().is_some_and(|s| *s.get_ref());
+        if let Some(s) = raw.share.as_ref().filter(|_| share && !matches!(store, StoreConfig::Etcd(_))) {
+            self.err(
+                s,
+                "health.share",
+                "needs the etcd store ([store] backend = \"etcd\"): nodes share probes through it",
+            );
+        }
+        let probers_per_target = raw
+            .probers_per_target
+            .as_ref()
+            .map_or(defaults.probers_per_target, |p| self.int(p, "health.probers_per_target", 0, 100) as usize);
+        let node_lease_ttl =
+            self.duration(raw.node_lease_ttl.as_ref(), "health.node_lease_ttl", defaults.node_lease_ttl);
+        if let Some(t) = raw.node_lease_ttl.as_ref().filter(|_| !(2..=3600).contains(&node_lease_ttl.as_secs())) {
+            self.err(t, "health.node_lease_ttl", "must be 2 s to 1 h (etcd leases count whole seconds)");
+        }
+        // SPEC §2: a key whose behaviour is not built yet is validated, and warned about
+        let set = [
+            ("share", raw.share.is_some()),
+            ("probers_per_target", raw.probers_per_target.is_some()),
+            ("node_lease_ttl", raw.node_lease_ttl.is_some()),
+        ];
+        for (key, _) in set.iter().filter(|(_, set)| *set) {
+            self.notes.push(format!(
+                "health.{key}: shared health (SPEC §10) is not built yet: the key is checked and has no effect; \
+                 every node probes every target itself"
+            ));
+        }
+        HealthConfig { probe_source, share, probers_per_target, node_lease_ttl }
+    }
+
     pub(super) fn store(&mut self, raw: RawStore) -> StoreConfig {
         let backend = raw.backend.as_ref().map_or(defaults::STORE_BACKEND, |b| b.get_ref().as_str()).to_string();
         if let Some(b) = raw.backend.as_ref().filter(|b| b.get_ref() == "etcd" && !cfg!(feature = "etcd")) {

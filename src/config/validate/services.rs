@@ -96,6 +96,7 @@ impl Validator<'_> {
             tls_verify,
             agent_header: raw.agent_header.map(S::into_inner),
             agent_send: raw.agent_send.map(S::into_inner),
+            source: None, // [health] probe_source, filled in with it
             interval,
             timeout,
             rise,
