@@ -55,6 +55,27 @@ pub struct Status {
     pub services: Vec<ServiceStatus>,
     /// Stored states of addresses that are no target of their service (now).
     pub unmatched_states: Vec<StoredState>,
+    /// Shared health (SPEC §10), when `[health] share` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedStatus>,
+}
+
+/// Shared health as this node sees it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SharedStatus {
+    /// Whether the node shares now (a member, the store reachable); else it decides
+    /// every target by its own probes.
+    pub sharing: bool,
+    /// The members and whether each counts as live (a heartbeat within 2 × the
+    /// shortest check interval).
+    pub members: Vec<(String, bool)>,
+    /// Probe keys this node probes, of all it knows.
+    pub probed_keys: usize,
+    pub keys: usize,
+    /// Keys whose counted probers disagree on up or down.
+    pub disagreements: usize,
+    /// Verdicts ignored: from nodes that are not members.
+    pub ignored_verdicts: u64,
 }
 
 /// Where run-time state is kept, and whether it can be written now.
@@ -120,6 +141,22 @@ pub struct TargetStatus {
     pub last_probe: Option<ProbeStatus>,
     pub last_change: Option<ChangeStatus>,
     pub last_failure: Option<String>,
+    /// With shared health (SPEC §10): each node's published verdict on this target's
+    /// probe, the ranked probers first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probers: Vec<ProberStatus>,
+}
+
+/// One node's verdict on a probe key (shared health).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProberStatus {
+    pub node: String,
+    /// "up" or "down", with its report ("up 50%", "drain"); None: nothing published.
+    pub verdict: Option<String>,
+    /// When that verdict was reached (Unix time, seconds).
+    pub since: Option<f64>,
+    /// Among the ranked probers whose verdicts decide.
+    pub counted: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -265,6 +302,9 @@ pub struct CandidateExplanation {
     /// A registration's lease expiry, when this node knows it (Unix time, seconds).
     #[serde(default)]
     pub expires_at: Option<f64>,
+    /// With shared health: each node's verdict, and which ones decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probers: Vec<ProberStatus>,
     pub kept: bool,
     pub why: String,
 }

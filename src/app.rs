@@ -31,11 +31,23 @@ pub struct App {
     exit_on_hang: bool,
 }
 
+/// With `[health] share`: this node's identity and lease, and a heartbeat at least
+/// as often as the shortest check interval and a third of the lease.
+fn membership(config: &crate::config::Config) -> Option<store::Membership> {
+    let health = &config.health;
+    let shortest = config.checks.values().map(|c| c.interval).min().unwrap_or(health.node_lease_ttl);
+    health.share.then(|| store::Membership {
+        identity: config.server.identity.clone(),
+        lease_ttl: health.node_lease_ttl,
+        heartbeat: shortest.min(health.node_lease_ttl / 3),
+    })
+}
+
 impl App {
     /// Opens the store (a corrupt one stops the start) and builds the first View.
     pub fn new(loaded: Loaded) -> Result<App, StoreError> {
         let config = loaded.config.clone();
-        let store = store::open(&config.store)?;
+        let store = store::open(&config.store, membership(&config))?;
         let metrics = Arc::new(Metrics::default());
         let heartbeat = Arc::new(Heartbeat::default());
         heartbeat.beat();

@@ -294,6 +294,36 @@ impl Metrics {
         let copy = Gauge::<i64>::default();
         copy.set(i64::from(self.store_from_copy.load(Relaxed)));
         registry.register("store_from_copy", "1 while answering from the store's copy of its last snapshot", copy);
+        if let Some(shared) = &status.shared {
+            let gauge = |v: usize| {
+                let g = Gauge::<i64>::default();
+                g.set(i64::try_from(v).unwrap_or(i64::MAX));
+                g
+            };
+            registry.register(
+                "shared_sharing",
+                "1 while this node shares health (a member, etcd reachable)",
+                gauge(usize::from(shared.sharing)),
+            );
+            registry.register(
+                "shared_members_live",
+                "Members of the shared health with a fresh heartbeat",
+                gauge(shared.members.iter().filter(|m| m.1).count()),
+            );
+            registry.register("shared_probed_keys", "Probe keys this node probes itself", gauge(shared.probed_keys));
+            registry.register(
+                "shared_disagreements",
+                "Probe keys whose counted probers disagree on up or down",
+                gauge(shared.disagreements),
+            );
+            let ignored = Counter::<u64>::default();
+            ignored.inc_by(shared.ignored_verdicts);
+            registry.register(
+                "shared_verdicts_ignored",
+                "Published verdicts ignored: from nodes that are not members",
+                ignored,
+            );
+        }
         let mut text = String::new();
         encode(&mut text, &root).expect("writing to a String cannot fail");
         match format {

@@ -93,6 +93,9 @@ pub enum Write {
     Renew { service: Name, request: RegistrationRequest, lease: i64 },
     /// Deletes a registration and ends its lease.
     Deregister { service: Name, address: IpAddr, lease: Option<i64> },
+    /// Publishes this node's verdict on a probe key, on its node lease (shared health,
+    /// etcd only; the other stores take it as made and keep nothing).
+    Verdict { key: crate::health::ProbeKey, verdict: SharedVerdict },
 }
 
 /// One key's new value, as the store holds it.
@@ -102,6 +105,26 @@ pub enum Change {
     State { service: Name, address: IpAddr, state: AdminState },
     /// The registration and its lease; `None` when the key was deleted.
     Registration { service: Name, address: IpAddr, lease: Option<Lease> },
+    /// A node of the shared health (SPEC §10, etcd only) and its last heartbeat (Unix
+    /// seconds); `None` when it left (its lease ended).
+    Member { identity: String, heartbeat: Option<f64> },
+    /// What a node last published of a probe key; `None` when the node left.
+    Verdict { key: crate::health::ProbeKey, node: String, verdict: Option<SharedVerdict> },
+}
+
+/// One prober's verdict on a probe key, as it publishes it (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedVerdict {
+    pub down: bool,
+    /// The backend's reported percentage, when it reports.
+    #[serde(default)]
+    pub percent: Option<u8>,
+    /// The backend reported a drain.
+    #[serde(default)]
+    pub drain: bool,
+    /// When the verdict changed (Unix seconds).
+    pub at: f64,
 }
 
 /// A registration's lease as the store holds it.
@@ -174,15 +197,28 @@ fn stored_states<'a>(states: impl Iterator<Item = (&'a (Name, IpAddr), &'a Admin
         .collect()
 }
 
+/// This node's membership of the shared health (SPEC §10), for the etcd store.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub identity: String,
+    pub lease_ttl: std::time::Duration,
+    /// How often the heartbeat is written: at most the shortest check interval.
+    pub heartbeat: std::time::Duration,
+}
+
 /// Opens the store: reads what the file holds (a corrupt file stops the start; its
-/// directory is created when missing), or prepares the etcd client.
-pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+/// directory is created when missing), or prepares the etcd client (with `membership`
+/// when health is shared).
+pub fn open(config: &StoreConfig, membership: Option<Membership>) -> Result<Store, StoreError> {
     match config {
         StoreConfig::Memory => Ok(local::start(None, Document::default())),
         StoreConfig::File { path } => local::open(path),
         #[cfg(feature = "etcd")]
-        StoreConfig::Etcd(config) => etcd::start(config),
+        StoreConfig::Etcd(config) => etcd::start(config, membership),
         #[cfg(not(feature = "etcd"))]
-        StoreConfig::Etcd(_) => Err(StoreError::Etcd("this steerdns was built without the etcd store".into())),
+        StoreConfig::Etcd(_) => {
+            drop(membership);
+            Err(StoreError::Etcd("this steerdns was built without the etcd store".into()))
+        }
     }
 }

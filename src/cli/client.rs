@@ -506,8 +506,18 @@ pub fn render_explanation(e: &Explanation) -> String {
                 Some(r) => format!("{} (reports {r}: {})", c.weight, c.effective_weight),
                 None => c.weight.to_string(),
             };
+            let probers: Vec<String> = c
+                .probers
+                .iter()
+                .map(|p| {
+                    let counted = if p.counted { "" } else { " (not counted)" };
+                    format!("{} {}{counted}", p.node, p.verdict.as_deref().unwrap_or("nothing published"))
+                })
+                .collect();
+            let probers =
+                if probers.is_empty() { String::new() } else { format!("\n      probers: {}", probers.join("; ")) };
             out.push_str(&format!(
-                "    {address:<16} {health}{since}, admin {}, region {}, weight {weight}, priority {}{origin}{failure}\n      → {}\n",
+                "    {address:<16} {health}{since}, admin {}, region {}, weight {weight}, priority {}{origin}{failure}{probers}\n      → {}\n",
                 c.admin.as_deref().unwrap_or("auto"),
                 c.region.as_deref().unwrap_or("-"),
                 c.priority,

@@ -9,6 +9,7 @@
 mod errors;
 mod model;
 mod report;
+mod shared;
 #[cfg(test)]
 mod tests;
 

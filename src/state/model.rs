@@ -109,8 +109,15 @@ pub(super) struct KeyHealth {
 /// A caller waiting for its write.
 #[derive(Debug)]
 enum Waiting {
+    /// This node's verdict on a key, published (shared health): on failure it is
+    /// published again after the next probe.
+    Verdict(ProbeKey),
     State(CallId),
-    Register { call: CallId, key: Key, reply: api::RegistrationReply },
+    Register {
+        call: CallId,
+        key: Key,
+        reply: api::RegistrationReply,
+    },
     Deregister(CallId),
 }
 
@@ -155,6 +162,12 @@ pub struct Model {
     /// Admin states other than auto.
     pub(super) admin: BTreeMap<Key, AdminState>,
     pub(super) health: HashMap<ProbeKey, KeyHealth>,
+    /// Shared health (SPEC §10), with `[health] share`.
+    pub(super) shared: Option<super::shared::Shared>,
+    /// The probes the runner was last given.
+    pub(super) probing: Option<ProbeSet>,
+    /// What the shared picture last looked like: per check interval, the live members.
+    live: BTreeSet<(Duration, String)>,
     generations: u64,
     pub(super) store: StoreState,
     waiting: HashMap<WriteId, Waiting>,
@@ -170,6 +183,8 @@ pub struct Model {
     clamped: Option<usize>,
     /// What this batch of inputs changed.
     targets_changed: bool,
+    /// The probes to run may have changed (probe keys, or who probes them).
+    probes_changed: bool,
     view_changed: bool,
     status_changed: bool,
     ticked: bool,
@@ -188,6 +203,8 @@ impl Model {
         let starting = (!wait.is_zero()).then_some(Starting { since: None, wait });
         let unknown = |_: &ProbeKey| (Health::Unknown, None);
         let view = Arc::new(View::build(&loaded, None, &unknown, &|_, _| AdminState::Auto, starting.is_some()));
+        let (identity, health) = (&loaded.config.server.identity, &loaded.config.health);
+        let shared = health.share.then(|| super::shared::Shared::new(identity.clone(), health.probers_per_target));
         Model {
             with_registrations: None,
             loaded,
@@ -197,6 +214,9 @@ impl Model {
             closed_warned: BTreeSet::new(),
             admin: BTreeMap::new(),
             health: HashMap::new(),
+            shared,
+            probing: None,
+            live: BTreeSet::new(),
             generations: 0,
             store: StoreState {
                 backend,
@@ -214,6 +234,7 @@ impl Model {
             descriptors: None,
             clamped: None,
             targets_changed: true,
+            probes_changed: true,
             view_changed: true,
             status_changed: true,
             ticked: true,
@@ -247,8 +268,18 @@ impl Model {
         self.sync_targets();
         self.check_ready(now);
         self.sync_targets();
+        if self.ticked {
+            self.heard(now);
+        }
+        if std::mem::take(&mut self.probes_changed) {
+            let wanted = self.probe_set(now);
+            if self.probing.as_ref() != Some(&wanted) {
+                self.probing = Some(wanted.clone());
+                self.effects.probes = Some(wanted);
+            }
+        }
         if std::mem::take(&mut self.view_changed) {
-            self.publish();
+            self.publish(now);
         }
         if self.status_changed && std::mem::take(&mut self.ticked) {
             self.status_changed = false;
@@ -288,10 +319,7 @@ impl Model {
             return;
         }
         self.with_registrations = with_registrations(&self.loaded, &self.registrations);
-        if self.track(&wanted_probes(&self.effective().config)) {
-            let set = self.health.iter().map(|(k, h)| (k.clone(), (h.check.clone(), h.generation))).collect();
-            self.effects.probes = Some(set);
-        }
+        self.probes_changed |= self.track(&wanted_probes(&self.effective().config));
         self.view_changed = true;
         self.status_changed = true;
     }
@@ -355,9 +383,11 @@ impl Model {
         self.starting.is_none()
     }
 
-    fn publish(&mut self) {
-        let health =
-            |key: &ProbeKey| self.health.get(key).map_or((Health::Unknown, None), |k| (k.machine.health(), k.report));
+    fn publish(&mut self, now: SystemTime) {
+        let health = |key: &ProbeKey| {
+            let Some(known) = self.health.get(key) else { return (Health::Unknown, None) };
+            self.decided(key, known, now).map_or((known.machine.health(), known.report), |(h, r, _)| (h, r))
+        };
         let admin = |service: &Name, address: IpAddr| self.admin_state(service, address);
         let starting = self.starting.is_some();
         let mut view = View::build(self.effective(), Some(&self.view), &health, &admin, starting);
@@ -389,6 +419,93 @@ impl Model {
             }
         }
         allowed
+    }
+
+    /// Shared health at work: on, and this node a member the store can reach.
+    pub(super) fn sharing(&self) -> Option<&super::shared::Shared> {
+        self.shared.as_ref().filter(|s| s.joined() && self.store.down.is_none())
+    }
+
+    /// What the probers of `key` decided (SPEC §10): the health, the report, and the
+    /// probers counted; None when this node decides by its own probe (not sharing, or
+    /// no ranked prober has published yet).
+    pub(super) fn decided(
+        &self,
+        key: &ProbeKey,
+        known: &KeyHealth,
+        now: SystemTime,
+    ) -> Option<(Health, Option<Report>, Vec<String>)> {
+        let shared = self.sharing()?;
+        let ranked = shared.ranked(key, known.check.interval, now);
+        let (health, report) = shared.combined(key, &ranked)?;
+        Some((health, report, ranked.iter().map(|n| n.to_string()).collect()))
+    }
+
+    /// The probes this node runs: every key, or with shared health the keys it ranks
+    /// for and those no ranked prober has published yet.
+    fn probe_set(&self, now: SystemTime) -> ProbeSet {
+        let mine = |key: &ProbeKey, known: &KeyHealth| match self.sharing() {
+            None => true,
+            Some(shared) => {
+                let ranked = shared.ranked(key, known.check.interval, now);
+                ranked.contains(&shared.me.as_str()) || shared.combined(key, &ranked).is_none()
+            }
+        };
+        self.health
+            .iter()
+            .filter(|(key, known)| mine(key, known))
+            .map(|(k, h)| (k.clone(), (h.check.clone(), h.generation)))
+            .collect()
+    }
+
+    /// On a tick: whether a member's heartbeat went stale (or came back), which moves
+    /// keys between probers and may change verdicts.
+    fn heard(&mut self, now: SystemTime) {
+        let Some(shared) = &self.shared else { return };
+        let intervals: BTreeSet<Duration> = self.health.values().map(|k| k.check.interval).collect();
+        let live: BTreeSet<(Duration, String)> = intervals
+            .iter()
+            .flat_map(|i| {
+                shared
+                    .members
+                    .iter()
+                    .filter(move |(_, heard)| now.duration_since(**heard).unwrap_or_default() <= 2 * *i)
+                    .map(move |(id, _)| (*i, id.clone()))
+            })
+            .collect();
+        if live != self.live {
+            self.live = live;
+            self.probes_changed = true;
+            self.view_changed = true;
+            self.status_changed = true;
+        }
+    }
+
+    /// Publishes this node's verdict on `key` when it is a ranked prober and the
+    /// verdict differs from what it published.
+    fn share_verdict(&mut self, key: &ProbeKey, now: SystemTime) {
+        let Some(known) = self.health.get(key) else { return };
+        let Some(shared) = self.sharing() else { return };
+        if !shared.ranked(key, known.check.interval, now).contains(&shared.me.as_str()) {
+            return;
+        }
+        let report = known.report;
+        let verdict = crate::store::SharedVerdict {
+            down: known.machine.health() == Health::Down,
+            percent: report.map(|r| r.percent),
+            drain: report.is_some_and(|r| r.state == Reported::Drain),
+            at: unix(now),
+        };
+        let same = |p: &crate::store::SharedVerdict| {
+            (p.down, p.percent, p.drain) == (verdict.down, verdict.percent, verdict.drain)
+        };
+        if shared.published.get(key).is_some_and(same) {
+            return;
+        }
+        if let Some(shared) = &mut self.shared {
+            shared.published.insert(key.clone(), verdict);
+        }
+        self.write(Write::Verdict { key: key.clone(), verdict }, Waiting::Verdict(key.clone()));
     }
 
     pub(super) fn admin_state(&self, service: &Name, address: IpAddr) -> AdminState {
@@ -459,8 +576,12 @@ impl Model {
         }
         // while starting, a first verdict may make a service ready
         self.view_changed |= known.last.is_none() && self.starting.is_some();
+        let (key, at) = (verdict.key.clone(), verdict.at);
         known.last = Some(verdict);
         self.status_changed = true;
+        if self.shared.is_some() {
+            self.share_verdict(&key, at);
+        }
     }
 
     fn call(&mut self, id: CallId, call: Call, now: SystemTime) {
@@ -605,6 +726,12 @@ impl Model {
                 // registrations after an outage (their backends could not renew)
                 let outage = self.store.ready && self.store.down.is_some();
                 self.admin.clear();
+                if let Some(shared) = &mut self.shared {
+                    shared.members.clear();
+                    shared.verdicts.clear();
+                    // what this node had published may have ended with its old lease
+                    shared.published.clear();
+                }
                 let before = std::mem::take(&mut self.registrations);
                 self.registered.clear();
                 self.lingering.clear();
@@ -646,12 +773,18 @@ impl Model {
 
     fn store_health(&mut self, down: Option<String>) {
         self.metrics.store_up.store(down.is_none(), std::sync::atomic::Ordering::Relaxed);
+        // with shared health, the store's reach decides whose verdicts count
+        if self.shared.is_some() && down.is_some() != self.store.down.is_some() {
+            self.probes_changed = true;
+            self.view_changed = true;
+        }
         self.store.down = down;
         self.status_changed = true;
     }
 
     fn written(&mut self, id: WriteId) {
         match self.waiting.remove(&id) {
+            Some(Waiting::Verdict(_)) => {}
             Some(Waiting::State(call)) => self.reply(call, Reply::SetState(Ok(()))),
             Some(Waiting::Register { call, key, reply }) => {
                 if let Some(r) = self.registrations.get_mut(&key) {
@@ -667,6 +800,12 @@ impl Model {
 
     fn failed(&mut self, id: WriteId, reason: String) {
         match self.waiting.remove(&id) {
+            Some(Waiting::Verdict(key)) => {
+                tracing::debug!("publishing the verdict on {} {} failed: {reason}", key.check, key.address);
+                if let Some(shared) = &mut self.shared {
+                    shared.published.remove(&key);
+                }
+            }
             Some(Waiting::State(call)) => self.reply(call, Reply::SetState(Err(SetStateError::Store(reason)))),
             Some(Waiting::Register { call, .. }) => {
                 self.reply(call, Reply::Register(Err(RegisterError::Store(reason))))
@@ -687,6 +826,45 @@ impl Model {
                     _ => self.admin.insert(key, state),
                 };
                 self.view_changed |= before.unwrap_or(AdminState::Auto) != state;
+                self.status_changed = true;
+            }
+            Change::Member { identity, heartbeat } => {
+                let Some(shared) = &mut self.shared else { return };
+                let joined = match heartbeat {
+                    Some(_) => shared.members.insert(identity.clone(), now).is_none(),
+                    None => shared.members.remove(&identity).is_some(),
+                };
+                if joined {
+                    let what = if heartbeat.is_some() { "joined" } else { "left" };
+                    tracing::info!("shared health: node {identity} {what}");
+                    self.probes_changed = true;
+                    self.view_changed = true;
+                    self.status_changed = true;
+                }
+            }
+            Change::Verdict { key, node, verdict } => {
+                let Some(shared) = &mut self.shared else { return };
+                match verdict {
+                    Some(_) if !shared.members.contains_key(&node) => {
+                        shared.ignored += 1;
+                        tracing::debug!(
+                            "shared health: ignoring a verdict on {} {} from {node}, no member",
+                            key.check,
+                            key.address
+                        );
+                        return;
+                    }
+                    Some(v) => {
+                        shared.verdicts.entry(key).or_default().insert(node, v);
+                    }
+                    None => {
+                        if let Some(by) = shared.verdicts.get_mut(&key) {
+                            by.remove(&node);
+                        }
+                    }
+                }
+                self.probes_changed = true;
+                self.view_changed = true;
                 self.status_changed = true;
             }
             Change::Registration { service, address, lease: None } => self.unregister(&(service, address)),

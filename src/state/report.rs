@@ -51,6 +51,7 @@ pub fn explain(view: &View, status: &api::Status, request: &ExplainRequest) -> a
         };
         candidate.admin = Some(target.admin.to_string());
         candidate.reported = target.reported.clone();
+        candidate.probers = target.probers.clone();
         candidate.health = Some(target.health.clone());
         candidate.since = target.last_change.as_ref().map(|c| c.at);
         candidate.last_failure = target.last_failure.clone();
@@ -108,7 +109,61 @@ impl Model {
             store,
             services,
             unmatched_states,
+            shared: self.shared_status(now),
         }
+    }
+
+    fn shared_status(&self, now: SystemTime) -> Option<api::SharedStatus> {
+        let shared = self.shared.as_ref()?;
+        let shortest =
+            self.health.values().map(|k| k.check.interval).min().unwrap_or(std::time::Duration::from_secs(1));
+        let members = shared
+            .members
+            .iter()
+            .map(|(id, heard)| (id.clone(), now.duration_since(*heard).unwrap_or_default() <= 2 * shortest))
+            .collect();
+        let disagreements = match self.sharing() {
+            Some(s) => {
+                self.health.iter().filter(|(key, k)| s.disagree(key, &s.ranked(key, k.check.interval, now))).count()
+            }
+            None => 0,
+        };
+        Some(api::SharedStatus {
+            sharing: self.sharing().is_some(),
+            members,
+            probed_keys: self.probing.as_ref().map_or(0, |p| p.len()),
+            keys: self.health.len(),
+            disagreements,
+            ignored_verdicts: shared.ignored,
+        })
+    }
+
+    /// Every node's verdict on `key`, the ranked ones first (empty without shared health).
+    fn probers(&self, key: &ProbeKey, known: &super::model::KeyHealth, now: SystemTime) -> Vec<api::ProberStatus> {
+        let Some(shared) = self.sharing() else { return Vec::new() };
+        let ranked = shared.ranked(key, known.check.interval, now);
+        let published = shared.verdicts.get(key);
+        let others = published.into_iter().flat_map(|p| p.keys()).filter(|n| !ranked.contains(&n.as_str()));
+        let nodes: Vec<&str> = ranked.iter().copied().chain(others.map(String::as_str)).collect();
+        nodes
+            .into_iter()
+            .map(|node| {
+                let verdict = published.and_then(|p| p.get(node));
+                api::ProberStatus {
+                    node: node.to_string(),
+                    verdict: verdict.map(|v| {
+                        let health = if v.down { "down" } else { "up" };
+                        match (v.drain, v.percent) {
+                            (true, _) => format!("{health}, drain"),
+                            (false, Some(p)) => format!("{health} {p}%"),
+                            (false, None) => health.to_string(),
+                        }
+                    }),
+                    since: verdict.map(|v| v.at),
+                    counted: ranked.contains(&node),
+                }
+            })
+            .collect()
     }
 
     fn service_status(&self, service: &Service, view: &View, now: SystemTime) -> api::ServiceStatus {
@@ -145,7 +200,11 @@ impl Model {
                     reported: report.map(|r| r.to_string()),
                     effective_weight: f64::from(t.weight) * f64::from(percent) / 100.0,
                     priority: t.priority,
-                    health: known.map_or("unchecked".into(), |k| k.machine.health().to_string()),
+                    // with shared health, what the probers decided
+                    health: known.map_or("unchecked".into(), |k| {
+                        let key = ProbeKey { check: service.check.clone().unwrap_or_default(), address: probe_address };
+                        self.decided(&key, k, now).map_or(k.machine.health(), |d| d.0).to_string()
+                    }),
                     admin: self.admin_state(&service.name, t.address),
                     answered: answered.contains(&t.address),
                     probe_address: probed.map(|_| probe_address),
@@ -159,6 +218,10 @@ impl Model {
                     }),
                     last_change: known.and_then(|k| k.change.clone()),
                     last_failure: known.and_then(|k| k.last_failure.clone()),
+                    probers: probed
+                        .zip(known)
+                        .map(|(c, k)| self.probers(&ProbeKey { check: c.clone(), address: probe_address }, k, now))
+                        .unwrap_or_default(),
                 }
             })
             .collect();

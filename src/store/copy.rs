@@ -40,9 +40,14 @@ impl Copy {
         self.states.clear();
         self.registrations.clear();
         self.apply(changes);
+        self.dirty = true;
     }
 
     pub fn apply(&mut self, changes: &[Change]) {
+        // heartbeats and verdicts are not kept: they alone leave the copy as it was
+        if changes.iter().all(|c| matches!(c, Change::Member { .. } | Change::Verdict { .. })) {
+            return;
+        }
         for change in changes {
             match change {
                 Change::State { service, address, state: AdminState::Auto } => {
@@ -57,6 +62,8 @@ impl Copy {
                 Change::Registration { service, address, lease: Some(lease) } => {
                     self.registrations.insert((service.clone(), *address), lease.request.clone());
                 }
+                // nodes and their verdicts live as long as the nodes do: not kept
+                Change::Member { .. } | Change::Verdict { .. } => {}
             }
         }
         self.dirty = true;

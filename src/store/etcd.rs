@@ -6,13 +6,14 @@
 //! starts over once it answers again (and after a compaction). The writer makes each
 //! write of the owner as its own request, so a slow one holds up no other.
 
-use super::{Change, Event, Lease, Store, StoreError, WRITES_IN_FLIGHT, Write, WriteId};
+use super::{Change, Event, Lease, Membership, SharedVerdict, Store, StoreError, WRITES_IN_FLIGHT, Write, WriteId};
 use crate::api::{AdminState, RegistrationRequest, StateRequest};
 use crate::config::EtcdConfig;
 use crate::config::service_name;
+use crate::health::ProbeKey;
 use etcd_client::{
-    Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, KeyValue, PutOptions, TlsOptions,
-    WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, KeyValue, PutOptions,
+    TlsOptions, Txn, TxnOp, WatchOptions,
 };
 use hickory_proto::rr::Name;
 use std::net::IpAddr;
@@ -30,19 +31,21 @@ const RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_
 
 /// Reads the TLS and password files (an unreadable one stops the start) and returns
 /// the store, whose task the owner spawns.
-pub fn start(config: &EtcdConfig) -> Result<Store, StoreError> {
+pub fn start(config: &EtcdConfig, membership: Option<Membership>) -> Result<Store, StoreError> {
     let options = options(config)?;
     let (writes, writes_rx) = mpsc::channel(WRITES_IN_FLIGHT);
     let (events_tx, events) = mpsc::channel(1024);
-    let keys = Keys { prefix: config.prefix.clone() };
+    let keys = Keys { prefix: config.prefix.clone(), me: membership.as_ref().map(|m| m.identity.clone()) };
     let endpoints = config.endpoints.clone();
     let reread = Arc::new(Notify::new());
     let first = super::copy::read(&config.copy);
     let copy = super::copy::Copy::new(config.copy.clone());
-    let mut follower = Follower { keys: keys.clone(), events: events_tx.clone(), reread: reread.clone(), copy };
+    let (lease_tx, lease_rx) = watch::channel(None);
+    let member = membership.map(|m| Member { membership: m, lease: lease_tx, joined_once: false });
+    let mut follower = Follower { keys: keys.clone(), events: events_tx.clone(), reread: reread.clone(), copy, member };
     let task = async move {
         let (client_tx, client_rx) = watch::channel(None);
-        tokio::spawn(writer(writes_rx, client_rx, keys, events_tx));
+        tokio::spawn(writer(writes_rx, client_rx, lease_rx, keys, events_tx));
         follower.run(endpoints, options, client_tx).await;
     };
     Ok(Store { backend: "etcd", writes, first, events, reread, task: Box::pin(task) })
@@ -80,6 +83,115 @@ struct Follower {
     keys: Keys,
     events: mpsc::Sender<Event>,
     reread: Arc<Notify>,
+    /// This node's membership (shared health), when it has one.
+    member: Option<Member>,
+}
+
+/// This node as a member of the shared health (SPEC §10): `nodes/<identity>` on a
+/// lease of its own, its heartbeat written into it.
+struct Member {
+    membership: Membership,
+    /// The node lease, for the writer (verdicts go on it); None while there is none.
+    lease: watch::Sender<Option<i64>>,
+    joined_once: bool,
+}
+
+impl Member {
+    /// Makes `nodes/<identity>` on a live lease. A key held by another lease is waited
+    /// for one lease TTL and a second (a node restarted after kill -9 finds its old key
+    /// until that lease ends); held longer, another node has this identity: the
+    /// process stops.
+    async fn join(&mut self, client: &mut Client, keys: &Keys) -> Result<(), etcd_client::Error> {
+        let key = keys.node(&self.membership.identity);
+        let ttl = self.membership.lease_ttl.as_secs().max(2) as i64;
+        let deadline = tokio::time::Instant::now() + self.membership.lease_ttl + Duration::from_secs(1);
+        loop {
+            let held = *self.lease.borrow();
+            let lease = match held {
+                Some(lease) if client.lease_time_to_live(lease, None).await?.ttl() > 0 => lease,
+                _ => client.lease_grant(ttl, None).await?.id(),
+            };
+            self.lease.send_replace(Some(lease));
+            let put = TxnOp::put(key.as_str(), heartbeat(), Some(PutOptions::new().with_lease(lease)));
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                .and_then([put.clone()])
+                .or_else([TxnOp::get(key.as_str(), None)]);
+            let response = client.txn(txn).await?;
+            let held_by = response.op_responses().into_iter().find_map(|r| match r {
+                etcd_client::TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.lease()),
+                _ => None,
+            });
+            match held_by {
+                None if response.succeeded() => break,
+                Some(holder) if holder == lease => {
+                    client.put(key.as_str(), heartbeat(), Some(PutOptions::new().with_lease(lease))).await?;
+                    break;
+                }
+                _ if tokio::time::Instant::now() < deadline => {
+                    if !self.joined_once {
+                        tracing::info!("shared health: {key} is held; waiting for its lease to end");
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                _ => {
+                    let line = format!(
+                        "steerdns: another node holds the identity {:?} in etcd ({key}); give each node its own server.identity; exiting",
+                        self.membership.identity
+                    );
+                    tracing::error!("{line}");
+                    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+                    std::process::exit(1);
+                }
+            }
+        }
+        if !self.joined_once {
+            tracing::info!("shared health: joined as {key}");
+        }
+        self.joined_once = true;
+        Ok(())
+    }
+
+    /// Keeps the lease alive and writes the heartbeat.
+    async fn beat(&self, client: &mut Client, keys: &Keys) -> Result<(), String> {
+        let held = *self.lease.borrow();
+        let Some(lease) = held else { return Err("no node lease".into()) };
+        let (mut keeper, mut stream) =
+            client.lease_keep_alive(lease).await.map_err(|e| format!("keeping the node lease: {}", brief(&e)))?;
+        keeper.keep_alive().await.map_err(|e| format!("keeping the node lease: {}", brief(&e)))?;
+        match stream.message().await {
+            Ok(Some(r)) if r.ttl() > 0 => {}
+            _ => return Err("the node lease has ended".into()),
+        }
+        let key = keys.node(&self.membership.identity);
+        client
+            .put(key, heartbeat(), Some(PutOptions::new().with_lease(lease)))
+            .await
+            .map_err(|e| format!("writing the heartbeat: {}", brief(&e)))?;
+        Ok(())
+    }
+}
+
+/// A node key's value: its heartbeat, Unix seconds.
+fn heartbeat() -> Vec<u8> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    json(&NodeValue { heartbeat: now.as_secs_f64() })
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeValue {
+    heartbeat: f64,
+}
+
+/// A verdict key's value: whose verdict on which key (the key names them too).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerdictValue {
+    node: String,
+    check: String,
+    address: IpAddr,
+    verdict: SharedVerdict,
 }
 
 impl Follower {
@@ -124,7 +236,16 @@ impl Follower {
     async fn session(&mut self, mut client: Client, delay: &mut Duration) -> Result<(), String> {
         let (keys, events) = (&self.keys.clone(), &self.events.clone());
         let mut save = tokio::time::interval(COPY_EVERY);
+        let beat_every = self.member.as_ref().map_or(Duration::from_secs(3600), |m| m.membership.heartbeat);
+        let mut beat = tokio::time::interval(beat_every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if let Some(member) = &mut self.member {
+                timeout(2 * REQUEST_TIMEOUT, member.join(&mut client, keys))
+                    .await
+                    .map_err(|_| "joining the shared health timed out".to_string())?
+                    .map_err(|e| format!("joining the shared health: {}", brief(&e)))?;
+            }
             let read =
                 timeout(REQUEST_TIMEOUT, client.get(keys.prefix.as_str(), Some(GetOptions::new().with_prefix())))
                     .await
@@ -150,6 +271,13 @@ impl Follower {
                     _ = self.reread.notified() => break,
                     _ = save.tick() => {
                         self.copy.save();
+                        continue;
+                    }
+                    _ = beat.tick(), if self.member.is_some() => {
+                        let member = self.member.as_ref().expect("checked");
+                        timeout(REQUEST_TIMEOUT, member.beat(&mut client, keys))
+                            .await
+                            .map_err(|_| "the heartbeat timed out".to_string())??;
                         continue;
                     }
                     message = stream.message() => message,
@@ -182,6 +310,7 @@ impl Follower {
 async fn writer(
     mut writes: mpsc::Receiver<(WriteId, Write)>,
     client: watch::Receiver<Option<Client>>,
+    lease: watch::Receiver<Option<i64>>,
     keys: Keys,
     events: mpsc::Sender<Event>,
 ) {
@@ -190,9 +319,9 @@ async fn writer(
             let _ = events.send(Event::Failed { id, reason: "not connected to etcd yet".into() }).await;
             continue;
         };
-        let (keys, events) = (keys.clone(), events.clone());
+        let (keys, events, lease) = (keys.clone(), events.clone(), *lease.borrow());
         tokio::spawn(async move {
-            let report = match timeout(2 * REQUEST_TIMEOUT, apply(client, &keys, write)).await {
+            let report = match timeout(2 * REQUEST_TIMEOUT, apply(client, &keys, write, lease)).await {
                 Ok(Ok((revision, changes))) => Event::Written { id, revision, changes },
                 Ok(Err(e)) => Event::Failed { id, reason: format!("etcd: {}", brief(&e)) },
                 Err(_) => Event::Failed { id, reason: "etcd did not answer in time".into() },
@@ -203,7 +332,12 @@ async fn writer(
 }
 
 /// Makes one write; returns its revision and the changes it made.
-async fn apply(mut client: Client, keys: &Keys, write: Write) -> Result<(i64, Vec<Change>), etcd_client::Error> {
+async fn apply(
+    mut client: Client,
+    keys: &Keys,
+    write: Write,
+    node_lease: Option<i64>,
+) -> Result<(i64, Vec<Change>), etcd_client::Error> {
     let revision = |header: Option<&etcd_client::ResponseHeader>| header.map_or(0, |h| h.revision());
     match write {
         Write::State { service, address, state } => {
@@ -232,6 +366,15 @@ async fn apply(mut client: Client, keys: &Keys, write: Write) -> Result<(i64, Ve
                 let _ = client.lease_revoke(lease).await;
             }
             Ok((at, vec![Change::Registration { service, address, lease: None }]))
+        }
+        Write::Verdict { key, verdict } => {
+            let (Some(lease), Some(node)) = (node_lease, keys.me.clone()) else {
+                return Err(etcd_client::Error::InvalidArgs("not a member of the shared health yet".into()));
+            };
+            let value = VerdictValue { node: node.clone(), check: key.check.clone(), address: key.address, verdict };
+            let put = client.put(keys.verdict(&node, &key), json(&value), Some(PutOptions::new().with_lease(lease)));
+            let at = revision(put.await?.header());
+            Ok((at, vec![Change::Verdict { key, node, verdict: Some(verdict) }]))
         }
     }
 }
@@ -283,14 +426,25 @@ fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("plain data serializes")
 }
 
-/// The key layout: `{prefix}admin/{service}/{address}` and
-/// `{prefix}registrations/{service}/{address}`.
+/// The key layout: `{prefix}admin/{service}/{address}`,
+/// `{prefix}registrations/{service}/{address}`, and for shared health
+/// `{prefix}nodes/{identity}` and `{prefix}verdicts/{identity}/{address}/{check}`.
 #[derive(Debug, Clone)]
 struct Keys {
     prefix: String,
+    /// This node's identity, when it shares health.
+    me: Option<String>,
 }
 
 impl Keys {
+    fn node(&self, identity: &str) -> String {
+        format!("{}nodes/{identity}", self.prefix)
+    }
+
+    fn verdict(&self, node: &str, key: &ProbeKey) -> String {
+        format!("{}verdicts/{node}/{}/{}", self.prefix, key.address, key.check)
+    }
+
     fn state(&self, service: &Name, address: IpAddr) -> String {
         format!("{}admin/{service}/{address}", self.prefix)
     }
@@ -310,6 +464,29 @@ impl Keys {
 
     fn change(&self, key: &str, value: Option<&[u8]>, lease: i64) -> Result<Change, String> {
         let rest = key.strip_prefix(self.prefix.as_str()).ok_or("outside the prefix")?;
+        if let Some(identity) = rest.strip_prefix("nodes/") {
+            let heartbeat = decode::<NodeValue>(value)?.map(|v| v.heartbeat);
+            return Ok(Change::Member { identity: identity.to_string(), heartbeat });
+        }
+        if let Some(rest) = rest.strip_prefix("verdicts/") {
+            return match decode::<VerdictValue>(value)? {
+                Some(v) => {
+                    let probe = ProbeKey { check: v.check, address: v.address };
+                    if self.verdict(&v.node, &probe) != key {
+                        return Err(format!("its value names another key ({})", self.verdict(&v.node, &probe)));
+                    }
+                    Ok(Change::Verdict { key: probe, node: v.node, verdict: Some(v.verdict) })
+                }
+                // deleted: the key alone says whose and which (identities hold no '/')
+                None => {
+                    let (node, rest) = rest.split_once('/').ok_or("not verdicts/NODE/ADDRESS/CHECK")?;
+                    let (address, check) = rest.split_once('/').ok_or("not verdicts/NODE/ADDRESS/CHECK")?;
+                    let address: IpAddr = address.parse().map_err(|_| format!("{address:?} is not an IP address"))?;
+                    let probe = ProbeKey { check: check.to_string(), address };
+                    Ok(Change::Verdict { key: probe, node: node.to_string(), verdict: None })
+                }
+            };
+        }
         let (kind, rest) = rest.split_once('/').ok_or("not KIND/SERVICE/ADDRESS")?;
         let (service, address) = rest.rsplit_once('/').ok_or("not KIND/SERVICE/ADDRESS")?;
         let service = service_name(service).ok_or_else(|| format!("{service:?} is not a domain name"))?;
@@ -326,7 +503,7 @@ impl Keys {
                     Ok(Change::Registration { service, address, lease })
                 }
             },
-            _ => Err(format!("unknown kind {kind:?} (admin or registrations)")),
+            _ => Err(format!("unknown kind {kind:?} (admin, registrations, nodes or verdicts)")),
         }
     }
 }

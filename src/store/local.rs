@@ -69,10 +69,12 @@ impl Undo {
     }
 }
 
-fn touched(change: &Change) -> Touched {
+/// The key a change touches; None for what a local store never holds (shared health).
+fn touched(change: &Change) -> Option<Touched> {
     match change {
-        Change::State { service, address, .. } => (Kind::Admin, (service.clone(), *address)),
-        Change::Registration { service, address, .. } => (Kind::Lease, (service.clone(), *address)),
+        Change::State { service, address, .. } => Some((Kind::Admin, (service.clone(), *address))),
+        Change::Registration { service, address, .. } => Some((Kind::Lease, (service.clone(), *address))),
+        Change::Member { .. } | Change::Verdict { .. } => None,
     }
 }
 
@@ -120,6 +122,8 @@ impl Document {
                 undo.push(Undo::Lease(key, before));
                 vec![Change::Registration { service, address, lease: None }]
             }
+            // shared health needs etcd (the config says so): nothing to keep
+            Write::Verdict { .. } => return (0, Vec::new(), undo),
         };
         self.revision += 1;
         (self.revision, changes, undo)
@@ -361,7 +365,7 @@ impl Local {
             return reports;
         }
         let changes = self.document.expire(now);
-        let keys = changes.iter().map(touched).collect();
+        let keys = changes.iter().filter_map(touched).collect();
         if let Err(reason) = self.save(keys, now) {
             // leases are kept until their end can be written
             self.document.leases.extend(due);

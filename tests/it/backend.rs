@@ -34,6 +34,14 @@ pub enum Mode {
     Agent(String),
 }
 
+/// Connections by source address, and the sources whose connections are closed at
+/// once (a broken path from one node).
+#[derive(Default)]
+struct Peers {
+    seen: std::collections::BTreeMap<std::net::IpAddr, usize>,
+    refused: Vec<std::net::IpAddr>,
+}
+
 /// A backend on a real socket.
 pub struct Backend {
     pub addr: SocketAddr,
@@ -41,6 +49,7 @@ pub struct Backend {
     hits: Arc<AtomicUsize>,
     last_request: Arc<Mutex<String>>,
     last_peer: Arc<Mutex<Option<SocketAddr>>>,
+    peers: Arc<Mutex<Peers>>,
     stop: Arc<AtomicBool>,
     fail_next: Arc<AtomicUsize>,
 }
@@ -56,6 +65,7 @@ impl Backend {
             hits: Arc::default(),
             last_request: Arc::default(),
             last_peer: Arc::default(),
+            peers: Arc::default(),
             stop: Arc::default(),
             fail_next: Arc::default(),
         };
@@ -64,6 +74,7 @@ impl Backend {
             hits: backend.hits.clone(),
             last: backend.last_request.clone(),
             peer: backend.last_peer.clone(),
+            peers: backend.peers.clone(),
             stop: backend.stop.clone(),
             fail_next: backend.fail_next.clone(),
         };
@@ -93,6 +104,18 @@ impl Backend {
     pub fn last_peer(&self) -> Option<SocketAddr> {
         *self.last_peer.lock().unwrap()
     }
+
+    /// Closes connections from `source` at once, unanswered.
+    #[cfg(feature = "etcd")]
+    pub fn refuse_from(&self, source: &str) {
+        self.peers.lock().unwrap().refused.push(source.parse().unwrap());
+    }
+
+    /// Connections by source address since the last call.
+    #[cfg(feature = "etcd")]
+    pub fn take_peers(&self) -> std::collections::BTreeMap<std::net::IpAddr, usize> {
+        std::mem::take(&mut self.peers.lock().unwrap().seen)
+    }
 }
 
 impl Drop for Backend {
@@ -108,6 +131,7 @@ struct Shared {
     hits: Arc<AtomicUsize>,
     last: Arc<Mutex<String>>,
     peer: Arc<Mutex<Option<SocketAddr>>>,
+    peers: Arc<Mutex<Peers>>,
     stop: Arc<AtomicBool>,
     fail_next: Arc<AtomicUsize>,
 }
@@ -127,6 +151,12 @@ fn serve(mut listener: Option<TcpListener>, addr: SocketAddr, shared: Shared) {
         match l.accept() {
             Ok((stream, peer)) => {
                 *shared.peer.lock().unwrap() = Some(peer);
+                let mut peers = shared.peers.lock().unwrap();
+                *peers.seen.entry(peer.ip()).or_default() += 1;
+                if peers.refused.contains(&peer.ip()) {
+                    continue; // closed at once: this source's path is broken
+                }
+                drop(peers);
                 let shared = shared.clone();
                 std::thread::spawn(move || answer(stream, current, &shared));
             }

@@ -24,6 +24,8 @@ mod registrations;
 mod robustness;
 mod rrl;
 mod services;
+#[cfg(feature = "etcd")]
+mod shared;
 mod tcp;
 pub mod templates;
 mod tls;

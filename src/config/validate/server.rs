@@ -255,18 +255,6 @@ impl Validator<'_> {
         if let Some(t) = raw.node_lease_ttl.as_ref().filter(|_| !(2..=3600).contains(&node_lease_ttl.as_secs())) {
             self.err(t, "health.node_lease_ttl", "must be 2 s to 1 h (etcd leases count whole seconds)");
         }
-        // SPEC §2: a key whose behaviour is not built yet is validated, and warned about
-        let set = [
-            ("share", raw.share.is_some()),
-            ("probers_per_target", raw.probers_per_target.is_some()),
-            ("node_lease_ttl", raw.node_lease_ttl.is_some()),
-        ];
-        for (key, _) in set.iter().filter(|(_, set)| *set) {
-            self.notes.push(format!(
-                "health.{key}: shared health (SPEC §10) is not built yet: the key is checked and has no effect; \
-                 every node probes every target itself"
-            ));
-        }
         HealthConfig { probe_source, share, probers_per_target, node_lease_ttl }
     }
 
