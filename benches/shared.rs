@@ -103,7 +103,9 @@ fn node(dir: &std::path::Path, n: usize, etcd: &str, port: u16) -> Node {
     }
     let path = dir.join(format!("node{n}.toml"));
     std::fs::write(&path, text).unwrap();
-    Node { child: serve(&path), dns: SocketAddr::from(([127, 0, 0, 1], dns)) }
+    let log = std::fs::File::create(dir.join(format!("node{n}.log"))).unwrap();
+    let child = Command::new(BIN).args(["serve", "--config"]).arg(&path).stderr(log).spawn().unwrap();
+    Node { child, dns: SocketAddr::from(([127, 0, 0, 1], dns)) }
 }
 
 /// etcd's count of puts so far, from its /metrics.
@@ -214,6 +216,11 @@ fn main() {
         FALL * INTERVAL + 1
     );
     drop(nodes);
+    for n in 0..3 {
+        let log = std::fs::read_to_string(dir.path().join(format!("node{n}.log"))).unwrap_or_default();
+        let outages = log.lines().filter(|l| l.contains("store unavailable")).count();
+        println!("shared: node{n} logged {outages} store outages");
+    }
     let _ = etcd.kill();
     let _ = etcd.wait();
 }

@@ -74,7 +74,7 @@ pub struct SharedStatus {
     pub keys: usize,
     /// Keys whose counted probers disagree on up or down.
     pub disagreements: usize,
-    /// Verdicts ignored: from nodes that are not members.
+    /// Verdicts ignored: unreadable, or from nodes that are not members.
     pub ignored_verdicts: u64,
 }
 

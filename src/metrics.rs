@@ -320,7 +320,7 @@ impl Metrics {
             ignored.inc_by(shared.ignored_verdicts);
             registry.register(
                 "shared_verdicts_ignored",
-                "Published verdicts ignored: from nodes that are not members",
+                "Published verdicts ignored: unreadable, or from nodes that are not members",
                 ignored,
             );
         }

@@ -110,6 +110,8 @@ pub enum Change {
     Member { identity: String, heartbeat: Option<f64> },
     /// What a node last published of a probe key; `None` when the node left.
     Verdict { key: crate::health::ProbeKey, node: String, verdict: Option<SharedVerdict> },
+    /// A verdict key whose value does not parse (skipped, and counted).
+    UnreadableVerdict,
 }
 
 /// One prober's verdict on a probe key, as it publishes it (SPEC §10).

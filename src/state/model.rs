@@ -22,6 +22,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// Verdicts sent to the store at once, at most (shared health).
+const VERDICTS_IN_FLIGHT: usize = 64;
+
 /// Descriptors kept for the admin API's connections (SPEC §7).
 const ADMIN_CONNECTIONS: u64 = 256;
 
@@ -281,6 +284,7 @@ impl Model {
         if std::mem::take(&mut self.view_changed) {
             self.publish(now);
         }
+        self.publish_verdicts(now);
         if self.status_changed && std::mem::take(&mut self.ticked) {
             self.status_changed = false;
             let status = self.status(now);
@@ -481,31 +485,51 @@ impl Model {
         }
     }
 
-    /// Publishes this node's verdict on `key` when it is a ranked prober and the
-    /// verdict differs from what it published.
+    /// Queues this node's verdict on `key` for publication when it is a ranked prober
+    /// and the verdict differs from what it published; at most [`VERDICTS_IN_FLIGHT`]
+    /// go to the store at once, so a start (every key at once) never floods it.
     fn share_verdict(&mut self, key: &ProbeKey, now: SystemTime) {
-        let Some(known) = self.health.get(key) else { return };
-        let Some(shared) = self.sharing() else { return };
+        let Some(verdict) = self.own_verdict(key, now) else { return };
+        let Some(shared) = &mut self.shared else { return };
+        let same = |p: &crate::store::SharedVerdict| {
+            (p.down, p.percent, p.drain) == (verdict.down, verdict.percent, verdict.drain)
+        };
+        if !shared.published.get(key).is_some_and(same) {
+            shared.pending.insert(key.clone());
+        }
+    }
+
+    /// This node's verdict on `key` to publish, when it is one of the key's ranked
+    /// probers and has probed it.
+    fn own_verdict(&self, key: &ProbeKey, now: SystemTime) -> Option<crate::store::SharedVerdict> {
+        let known = self.health.get(key).filter(|k| k.last.is_some())?;
+        let shared = self.sharing()?;
         if !shared.ranked(key, known.check.interval, now).contains(&shared.me.as_str()) {
-            return;
+            return None;
         }
         let report = known.report;
-        let verdict = crate::store::SharedVerdict {
+        Some(crate::store::SharedVerdict {
             down: known.machine.health() == Health::Down,
             percent: report.map(|r| r.percent),
             drain: report.is_some_and(|r| r.state == Reported::Drain),
             at: unix(now),
-        };
-        let same = |p: &crate::store::SharedVerdict| {
-            (p.down, p.percent, p.drain) == (verdict.down, verdict.percent, verdict.drain)
-        };
-        if shared.published.get(key).is_some_and(same) {
-            return;
-        }
-        if let Some(shared) = &mut self.shared {
+        })
+    }
+
+    /// Sends queued verdicts while fewer than [`VERDICTS_IN_FLIGHT`] are in flight.
+    fn publish_verdicts(&mut self, now: SystemTime) {
+        loop {
+            let Some(shared) = &mut self.shared else { return };
+            if shared.in_flight >= VERDICTS_IN_FLIGHT {
+                return;
+            }
+            let Some(key) = shared.pending.pop_first() else { return };
+            let Some(verdict) = self.own_verdict(&key, now) else { continue };
+            let shared = self.shared.as_mut().expect("checked");
             shared.published.insert(key.clone(), verdict);
+            shared.in_flight += 1;
+            self.write(Write::Verdict { key: key.clone(), verdict }, Waiting::Verdict(key));
         }
-        self.write(Write::Verdict { key: key.clone(), verdict }, Waiting::Verdict(key.clone()));
     }
 
     pub(super) fn admin_state(&self, service: &Name, address: IpAddr) -> AdminState {
@@ -729,8 +753,6 @@ impl Model {
                 if let Some(shared) = &mut self.shared {
                     shared.members.clear();
                     shared.verdicts.clear();
-                    // what this node had published may have ended with its old lease
-                    shared.published.clear();
                 }
                 let before = std::mem::take(&mut self.registrations);
                 self.registered.clear();
@@ -738,6 +760,13 @@ impl Model {
                 changes.into_iter().for_each(|c| self.change(c, now));
                 if outage {
                     self.linger(before, now);
+                }
+                // what etcd holds of this node's verdicts is what it has published: only
+                // those that differ (or ended with an old lease) are published again
+                if let Some(shared) = &mut self.shared {
+                    let me = shared.me.clone();
+                    shared.published =
+                        shared.verdicts.iter().filter_map(|(key, by)| Some((key.clone(), *by.get(&me)?))).collect();
                 }
                 self.targets_changed = true;
                 self.store.revision = revision;
@@ -784,7 +813,11 @@ impl Model {
 
     fn written(&mut self, id: WriteId) {
         match self.waiting.remove(&id) {
-            Some(Waiting::Verdict(_)) => {}
+            Some(Waiting::Verdict(_)) => {
+                if let Some(shared) = &mut self.shared {
+                    shared.in_flight -= 1;
+                }
+            }
             Some(Waiting::State(call)) => self.reply(call, Reply::SetState(Ok(()))),
             Some(Waiting::Register { call, key, reply }) => {
                 if let Some(r) = self.registrations.get_mut(&key) {
@@ -802,7 +835,9 @@ impl Model {
         match self.waiting.remove(&id) {
             Some(Waiting::Verdict(key)) => {
                 tracing::debug!("publishing the verdict on {} {} failed: {reason}", key.check, key.address);
+                // published again after the key's next probe
                 if let Some(shared) = &mut self.shared {
+                    shared.in_flight -= 1;
                     shared.published.remove(&key);
                 }
             }
@@ -842,11 +877,18 @@ impl Model {
                     self.status_changed = true;
                 }
             }
+            Change::UnreadableVerdict => {
+                if let Some(shared) = &mut self.shared {
+                    shared.ignored += 1;
+                    self.status_changed = true;
+                }
+            }
             Change::Verdict { key, node, verdict } => {
                 let Some(shared) = &mut self.shared else { return };
                 match verdict {
                     Some(_) if !shared.members.contains_key(&node) => {
                         shared.ignored += 1;
+                        self.status_changed = true;
                         tracing::debug!(
                             "shared health: ignoring a verdict on {} {} from {node}, no member",
                             key.check,

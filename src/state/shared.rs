@@ -21,7 +21,10 @@ pub struct Shared {
     pub verdicts: HashMap<ProbeKey, BTreeMap<String, SharedVerdict>>,
     /// What this node last published (or is publishing) per key.
     pub published: HashMap<ProbeKey, SharedVerdict>,
-    /// Verdicts from nodes that are not members, ignored.
+    /// Keys whose verdict waits to be published, and the writes in flight.
+    pub pending: std::collections::BTreeSet<ProbeKey>,
+    pub in_flight: usize,
+    /// Verdicts ignored: unreadable, or from nodes that are not members.
     pub ignored: u64,
 }
 
@@ -33,6 +36,8 @@ impl Shared {
             members: BTreeMap::new(),
             verdicts: HashMap::new(),
             published: HashMap::new(),
+            pending: Default::default(),
+            in_flight: 0,
             ignored: 0,
         }
     }

@@ -1048,3 +1048,68 @@ fn a_template_makes_a_service_for_its_registrations_and_caps_them() {
     let e = m.apply([Input::Store(Event::Changes { revision: 3, changes: vec![gone] })], at(40));
     assert!(e.view.unwrap().service(&name("api.svc.lb.example")).is_none());
 }
+
+// ---- shared health (SPEC §10) ----
+
+#[cfg(feature = "etcd")]
+mod shared {
+    use super::*;
+
+    /// A node "a" sharing health with "b", 100 targets probed by both (0: every node).
+    fn sharing_model() -> Model {
+        let targets: Vec<String> = (1..=100).map(|i| format!("\"127.0.5.{i}\"")).collect();
+        let config = CONFIG
+            .replace("backend = \"memory\"", "backend = \"etcd\"\nendpoints = [\"http://127.0.0.1:1\"]")
+            .replace("[server]\n", "[server]\nidentity = \"a\"\n")
+            + &format!(
+                "[health]\nshare = true\nprobers_per_target = 0\n[[services]]\nname = \"many.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\ntargets = [{}]\n",
+                targets.join(", ")
+            );
+        let mut m = model_of(&config);
+        let member = |id: &str| Change::Member { identity: id.into(), heartbeat: Some(1.0) };
+        m.apply([snapshot(1, vec![member("a"), member("b")])], at(0));
+        m
+    }
+
+    fn verdicts(e: &Effects) -> usize {
+        e.writes.iter().filter(|(_, w)| matches!(w, Write::Verdict { .. })).count()
+    }
+
+    #[test]
+    fn verdicts_go_out_at_most_64_at_a_time_and_only_when_they_change() {
+        let mut m = sharing_model();
+        let probes: Vec<Input> = (1..=100).map(|i| verdict(&m, &format!("127.0.5.{i}"), true)).collect();
+        let e = m.apply(probes, at(1));
+        assert_eq!(verdicts(&e), 64, "the rest wait for room");
+        let written: Vec<Input> = e.writes.iter().map(|(id, _)| written(*id, 0, vec![])).collect();
+        let e = m.apply(written, at(1));
+        assert_eq!(verdicts(&e), 36);
+        // the same verdict again publishes nothing
+        let again: Vec<Input> = (1..=100).map(|i| verdict(&m, &format!("127.0.5.{i}"), true)).collect();
+        assert_eq!(verdicts(&m.apply(again, at(2))), 0);
+    }
+
+    #[test]
+    fn a_key_is_down_on_a_majority_of_its_probers_and_up_on_a_tie() {
+        let mut m = sharing_model();
+        let key = ProbeKey { check: "web".into(), address: ip("127.0.5.1") };
+        let said = |node: &str, down: bool| Change::Verdict {
+            key: key.clone(),
+            node: node.into(),
+            verdict: Some(crate::store::SharedVerdict { down, percent: None, drain: false, at: 1.0 }),
+        };
+        let e = m.apply([Input::Store(Event::Changes { revision: 2, changes: vec![said("b", true)] })], at(1));
+        let view = e.view.unwrap();
+        assert!(answered(&view, "many.lb.example").contains(&ip("127.0.5.1")), "one of two: ⌊2/2⌋ + 1 = 2 needed");
+        let e = m.apply([Input::Store(Event::Changes { revision: 3, changes: vec![said("a", true)] })], at(1));
+        assert!(!answered(&e.view.unwrap(), "many.lb.example").contains(&ip("127.0.5.1")), "two of two");
+        // a stranger's verdict is ignored and counted
+        let stranger = Change::Verdict {
+            key: key.clone(),
+            node: "ghost".into(),
+            verdict: Some(crate::store::SharedVerdict { down: false, percent: None, drain: false, at: 1.0 }),
+        };
+        m.apply([Input::Store(Event::Changes { revision: 4, changes: vec![stranger] })], at(1));
+        assert_eq!(m.shared.as_ref().unwrap().ignored, 1);
+    }
+}

@@ -45,7 +45,10 @@ impl Copy {
 
     pub fn apply(&mut self, changes: &[Change]) {
         // heartbeats and verdicts are not kept: they alone leave the copy as it was
-        if changes.iter().all(|c| matches!(c, Change::Member { .. } | Change::Verdict { .. })) {
+        if changes
+            .iter()
+            .all(|c| matches!(c, Change::Member { .. } | Change::Verdict { .. } | Change::UnreadableVerdict))
+        {
             return;
         }
         for change in changes {
@@ -63,7 +66,7 @@ impl Copy {
                     self.registrations.insert((service.clone(), *address), lease.request.clone());
                 }
                 // nodes and their verdicts live as long as the nodes do: not kept
-                Change::Member { .. } | Change::Verdict { .. } => {}
+                Change::Member { .. } | Change::Verdict { .. } | Change::UnreadableVerdict => {}
             }
         }
         self.dirty = true;

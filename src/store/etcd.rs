@@ -274,10 +274,13 @@ impl Follower {
                         continue;
                     }
                     _ = beat.tick(), if self.member.is_some() => {
+                        // a slow heartbeat is logged and tried again; only a lease that
+                        // has ended (or a failed request) starts the session over
                         let member = self.member.as_ref().expect("checked");
-                        timeout(REQUEST_TIMEOUT, member.beat(&mut client, keys))
-                            .await
-                            .map_err(|_| "the heartbeat timed out".to_string())??;
+                        match timeout(REQUEST_TIMEOUT, member.beat(&mut client, keys)).await {
+                            Ok(result) => result?,
+                            Err(_) => tracing::debug!("shared health: a heartbeat took over {REQUEST_TIMEOUT:?}"),
+                        }
                         continue;
                     }
                     message = stream.message() => message,
@@ -457,9 +460,14 @@ impl Keys {
     /// skipped with a warning.
     fn parse(&self, kv: &KeyValue, deleted: bool) -> Option<Change> {
         let key = String::from_utf8_lossy(kv.key());
-        self.change(&key, (!deleted).then(|| kv.value()), kv.lease())
-            .map_err(|reason| tracing::warn!("store: skipping key {key:?}: {reason}"))
-            .ok()
+        match self.change(&key, (!deleted).then(|| kv.value()), kv.lease()) {
+            Ok(change) => Some(change),
+            Err(reason) => {
+                tracing::warn!("store: skipping key {key:?}: {reason}");
+                let verdict = key.strip_prefix(self.prefix.as_str()).is_some_and(|k| k.starts_with("verdicts/"));
+                verdict.then_some(Change::UnreadableVerdict)
+            }
+        }
     }
 
     fn change(&self, key: &str, value: Option<&[u8]>, lease: i64) -> Result<Change, String> {

@@ -74,7 +74,7 @@ fn touched(change: &Change) -> Option<Touched> {
     match change {
         Change::State { service, address, .. } => Some((Kind::Admin, (service.clone(), *address))),
         Change::Registration { service, address, .. } => Some((Kind::Lease, (service.clone(), *address))),
-        Change::Member { .. } | Change::Verdict { .. } => None,
+        Change::Member { .. } | Change::Verdict { .. } | Change::UnreadableVerdict => None,
     }
 }
 

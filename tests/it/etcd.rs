@@ -95,7 +95,7 @@ impl Etcd {
     }
 
     /// Runs `f` with a client of this etcd.
-    fn client<T>(&self, f: impl AsyncFnOnce(etcd_client::Client) -> T) -> T {
+    pub fn client<T>(&self, f: impl AsyncFnOnce(etcd_client::Client) -> T) -> T {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async { f(etcd_client::Client::connect([&self.url], None).await.unwrap()).await })
     }

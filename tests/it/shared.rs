@@ -191,3 +191,20 @@ fn a_second_node_with_the_same_identity_stops_at_start() {
     assert!(said.contains("another node holds the identity \"a\""), "{said}");
     assert!(status_of(&first.admin).shared.unwrap().sharing, "the first node goes on");
 }
+
+#[test]
+fn unreadable_verdicts_and_those_of_strangers_are_ignored_and_counted() {
+    let Some(etcd) = Etcd::start() else { return };
+    let web = backends(97, 1);
+    let a = node(&etcd, "a", web[0].addr.port(), &targets(&web), 2);
+    sharing(&[&a], 1);
+    let stranger =
+        r#"{"node":"ghost","check":"web","address":"127.0.97.1","verdict":{"down":true,"drain":false,"at":1.0}}"#;
+    etcd.client(async |mut c| {
+        c.put("/steerdns/verdicts/ghost/127.0.97.1/web", stranger, None).await.unwrap();
+        c.put("/steerdns/verdicts/a/127.0.97.1/web", "not json", None).await.unwrap();
+    });
+    eventually("both counted", || get_ok(&a.admin, "/metrics").contains("steerdns_shared_verdicts_ignored_total 2"));
+    assert!(answers(&a).contains("127.0.97.1"), "the stranger's down changes nothing");
+    assert_eq!(target_status(&a.admin, "s.lb.example.", "127.0.97.1").health, "up");
+}
