@@ -9,7 +9,7 @@
 //! every 127.x address and closes connections to the addresses marked dead.
 //! - probes per second per node (the backend counts them by source address) over 20 s;
 //! - etcd writes per second (etcd's own `etcd_mvcc_put_total`) while 1% of the targets
-//!   flap each interval, and without flapping;
+//!   flap each interval (each down for three intervals), and without flapping;
 //! - time from a backend's death to every node dropping it from its answers (a
 //!   service of two targets, each node asked every 10 ms), 10 times. Goal: within
 //!   fall × interval + 1 s = 11 s.
@@ -110,6 +110,11 @@ fn node(dir: &std::path::Path, n: usize, etcd: &str, port: u16) -> Node {
 
 /// etcd's count of puts so far, from its /metrics.
 fn etcd_puts(url: &str) -> f64 {
+    etcd_metric(url, "etcd_mvcc_put_total")
+}
+
+/// A value of etcd's /metrics.
+fn etcd_metric(url: &str, name: &str) -> f64 {
     let address = url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     use std::io::{Read, Write};
@@ -117,10 +122,10 @@ fn etcd_puts(url: &str) -> f64 {
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
     text.lines()
-        .find(|l| l.starts_with("etcd_mvcc_put_total "))
+        .find(|l| l.starts_with(name) && l.as_bytes().get(name.len()) == Some(&b' '))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .expect("etcd_mvcc_put_total")
+        .unwrap_or_else(|| panic!("{name} in etcd's metrics"))
 }
 
 fn main() {
@@ -147,8 +152,14 @@ fn main() {
     for n in &nodes {
         wait_until("a node answers", || ask(n.dns, "death.bench.test.").is_some_and(|a| a.len() == 2));
     }
-    // every key probed, its verdicts published, by its ranked nodes alone
-    std::thread::sleep(Duration::from_secs(3 * INTERVAL));
+    // every key probed and its two verdicts published (20,000 keys, and three nodes)
+    let start = Instant::now();
+    while etcd_metric(&etcd_url, "etcd_debugging_mvcc_keys_total") < 20_003.0 {
+        assert!(start.elapsed() < Duration::from_secs(600), "the verdicts were not all published in 10 minutes");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!("shared: all 20,000 verdicts published {:.1} s after the nodes answered", start.elapsed().as_secs_f64());
+    std::thread::sleep(Duration::from_secs(INTERVAL));
 
     let window = Duration::from_secs(20);
     let (puts, _) = (etcd_puts(&etcd_url), state.lock().unwrap().probes.clear());
@@ -169,15 +180,17 @@ fn main() {
         3.0 * 10_000.0 / INTERVAL as f64
     );
 
-    // 1% of the targets flap each interval: 100 go dead, the 100 of the last round come back
+    // 1% of the targets flap each interval: 100 more die, and those that died three
+    // intervals ago (past fall × interval, so they went down) come back
     let puts = etcd_puts(&etcd_url);
     let started = Instant::now();
-    let mut round = 0;
-    while started.elapsed() < window {
+    let mut round: usize = 0;
+    while started.elapsed() < 2 * window {
         {
             let mut s = state.lock().unwrap();
             s.dead.clear();
-            s.dead.extend((0..100).map(|i| target((round * 100 + i) * 37 % 10_000)));
+            let recent = round.saturating_sub(2)..=round;
+            s.dead.extend(recent.flat_map(|r| (0..100).map(move |i| target((r * 100 + i) * 37 % 10_000))));
         }
         round += 1;
         std::thread::sleep(Duration::from_secs(INTERVAL));

@@ -445,6 +445,16 @@ impl Model {
         Some((health, report, ranked.iter().map(|n| n.to_string()).collect()))
     }
 
+    /// What answers take of `key` now (health and report), and whether the probers
+    /// decided it (else this node's own probe did); None for a key it does not know.
+    fn outcome(&self, key: &ProbeKey, now: SystemTime) -> Option<((Health, Option<Report>), bool)> {
+        let known = self.health.get(key)?;
+        Some(match self.decided(key, known, now) {
+            Some((health, report, _)) => ((health, report), true),
+            None => ((known.machine.health(), known.report), false),
+        })
+    }
+
     /// The probes this node runs: every key, or with shared health the keys it ranks
     /// for and those no ranked prober has published yet.
     fn probe_set(&self, now: SystemTime) -> ProbeSet {
@@ -884,11 +894,14 @@ impl Model {
                 }
             }
             Change::Verdict { key, node, verdict } => {
+                // only a change of what the probers decide rebuilds the View, and only a
+                // key gaining or losing its first counted verdict moves probes
+                let before = self.outcome(&key, now);
                 let Some(shared) = &mut self.shared else { return };
+                self.status_changed = true;
                 match verdict {
                     Some(_) if !shared.members.contains_key(&node) => {
                         shared.ignored += 1;
-                        self.status_changed = true;
                         tracing::debug!(
                             "shared health: ignoring a verdict on {} {} from {node}, no member",
                             key.check,
@@ -897,7 +910,7 @@ impl Model {
                         return;
                     }
                     Some(v) => {
-                        shared.verdicts.entry(key).or_default().insert(node, v);
+                        shared.verdicts.entry(key.clone()).or_default().insert(node, v);
                     }
                     None => {
                         if let Some(by) = shared.verdicts.get_mut(&key) {
@@ -905,9 +918,9 @@ impl Model {
                         }
                     }
                 }
-                self.probes_changed = true;
-                self.view_changed = true;
-                self.status_changed = true;
+                let after = self.outcome(&key, now);
+                self.view_changed |= before.map(|o| o.0) != after.map(|o| o.0);
+                self.probes_changed |= before.is_some_and(|o| o.1) != after.is_some_and(|o| o.1);
             }
             Change::Registration { service, address, lease: None } => self.unregister(&(service, address)),
             Change::Registration { service, address, lease: Some(lease) } => {
