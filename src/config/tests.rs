@@ -258,6 +258,9 @@ fn health_rules() {
     one_error(&text, at(&text, "224"), "health.probe_source", "not a unicast address");
     let text = with("share = true");
     one_error(&text, at(&text, "share"), "health.share", "needs the etcd store");
+    let text = with("share = true").replace("identity = \"ns1\"", "identity = \"dc1/ns1\"");
+    let e: Vec<_> = errors(&text).into_iter().filter(|e| e.key == "server.identity").collect();
+    assert!(e.len() == 1 && e[0].message.contains("no '/'") && e[0].line == line_of(&text, "dc1/ns1"), "{e:#?}");
     let text = with("probers_per_target = 101");
     one_error(&text, at(&text, "probers_per_target"), "health.probers_per_target", "0 to 100");
     let text = with("node_lease_ttl = \"500ms\"");

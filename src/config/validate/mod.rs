@@ -259,6 +259,13 @@ impl<'a> Validator<'a> {
     /// The config of `raw` and of the services in `batches` of the text (see
     /// [`Validator::in_parts`]); None when a batch does not read.
     fn config(&mut self, raw: RawConfig, file: &Path, batches: &[Range<usize>]) -> Option<Config> {
+        // etcd keys name the node (nodes/<identity>, verdicts/<identity>/…)
+        if let Some(identity) = &raw.server.identity
+            && identity.get_ref().contains('/')
+            && raw.health.share.as_ref().is_some_and(|s| *s.get_ref())
+        {
+            self.err(identity, "server.identity", "must hold no '/' with [health] share");
+        }
         let server = self.server(raw.server);
         let log = self.log(raw.log);
         let store = self.store(raw.store);
