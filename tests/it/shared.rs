@@ -64,6 +64,23 @@ fn answers(s: &TestServer) -> BTreeSet<String> {
     (0..2).flat_map(|_| addresses(&s.ask("s.lb.example.", RecordType::A))).collect()
 }
 
+/// Three nodes, each probing both backends on 127.0.`net`.1 and .2 (probers_per_target
+/// 3); the first refuses node a's probes, and a has published it down.
+fn broken_path_from_a(etcd: &Etcd, net: u8) -> (Vec<Backend>, Vec<TestServer>) {
+    let web = backends(net, 2);
+    let nodes: Vec<TestServer> = NODES.iter().map(|n| node(etcd, n, web[0].addr.port(), &targets(&web), 3)).collect();
+    sharing(&nodes.iter().collect::<Vec<_>>(), 3);
+    web[0].refuse_from(&source("a"));
+    let broken = format!("127.0.{net}.1");
+    eventually("a to publish its down verdict", || {
+        target_status(&nodes[1].admin, "s.lb.example.", &broken)
+            .probers
+            .iter()
+            .any(|p| p.node == "a" && p.verdict.as_deref() == Some("down"))
+    });
+    (web, nodes)
+}
+
 #[test]
 fn each_key_is_probed_by_probers_per_target_nodes_whatever_their_number() {
     let Some(etcd) = Etcd::start() else { return };
@@ -94,16 +111,7 @@ fn each_key_is_probed_by_probers_per_target_nodes_whatever_their_number() {
 #[test]
 fn one_nodes_broken_path_keeps_the_backend_and_a_backend_dead_to_all_leaves_all() {
     let Some(etcd) = Etcd::start() else { return };
-    let web = backends(92, 2);
-    let nodes: Vec<TestServer> = NODES.iter().map(|n| node(&etcd, n, web[0].addr.port(), &targets(&web), 3)).collect();
-    sharing(&nodes.iter().collect::<Vec<_>>(), 3);
-    web[0].refuse_from(&source("a"));
-    eventually("a to publish its down verdict", || {
-        target_status(&nodes[1].admin, "s.lb.example.", "127.0.92.1")
-            .probers
-            .iter()
-            .any(|p| p.node == "a" && p.verdict.as_deref() == Some("down"))
-    });
+    let (web, nodes) = broken_path_from_a(&etcd, 92);
     for n in &nodes {
         assert!(answers(n).contains("127.0.92.1"), "one of three says down: still answered everywhere");
         assert_eq!(target_status(&n.admin, "s.lb.example.", "127.0.92.1").health, "up");
@@ -149,16 +157,7 @@ fn a_node_that_stops_has_its_keys_taken_over() {
 #[test]
 fn while_etcd_is_away_each_node_decides_by_its_own_probes() {
     let Some(mut etcd) = Etcd::start() else { return };
-    let web = backends(94, 2);
-    let nodes: Vec<TestServer> = NODES.iter().map(|n| node(&etcd, n, web[0].addr.port(), &targets(&web), 3)).collect();
-    sharing(&nodes.iter().collect::<Vec<_>>(), 3);
-    web[0].refuse_from(&source("a"));
-    eventually("a's down verdict published", || {
-        target_status(&nodes[1].admin, "s.lb.example.", "127.0.94.1")
-            .probers
-            .iter()
-            .any(|p| p.node == "a" && p.verdict.as_deref() == Some("down"))
-    });
+    let (_web, nodes) = broken_path_from_a(&etcd, 94); // the backends live as long as the test
     assert!(answers(&nodes[0]).contains("127.0.94.1"), "shared: b and c outvote a");
     etcd.kill();
     eventually("a to fall back on its own probe", || !answers(&nodes[0]).contains("127.0.94.1"));
