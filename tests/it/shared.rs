@@ -20,15 +20,19 @@ fn source(name: &str) -> String {
 /// A node sharing health through `etcd`: identity `name`, the service s.lb.example.
 /// over `targets` probed on `port` every 500 ms, `probers` per key.
 fn node(etcd: &Etcd, name: &str, port: u16, targets: &str, probers: usize) -> TestServer {
-    let config = format!(
+    TestServer::start(&node_config(etcd, name, port, targets, probers))
+}
+
+/// The config of [`node`].
+fn node_config(etcd: &Etcd, name: &str, port: u16, targets: &str, probers: usize) -> String {
+    format!(
         "{}\n[health]\nshare = true\nprobers_per_target = {probers}\nnode_lease_ttl = \"3s\"\nprobe_source = \"{}\"\n\
          [checks.web]\nport = {port}\ninterval = \"500ms\"\ntimeout = \"300ms\"\nrise = 1\nfall = 1\n\
          [[services]]\nname = \"s.lb.example.\"\npolicy = \"healthy\"\ncheck = \"web\"\ntargets = [{targets}]\n\n{}",
         quickstart_config().edit("identity = \"steerdns-quickstart\"", &format!("identity = \"{name}\"")),
         source(name),
         etcd.store(""),
-    );
-    TestServer::start(&config)
+    )
 }
 
 /// Backends on 127.0.`net`.1 to .`count`, one port.
@@ -128,11 +132,17 @@ fn one_nodes_broken_path_keeps_the_backend_and_a_backend_dead_to_all_leaves_all(
 }
 
 #[test]
-fn a_node_that_stops_has_its_keys_taken_over() {
+fn a_node_killed_with_minus_9_has_its_keys_taken_over() {
     let Some(etcd) = Etcd::start() else { return };
     let web = backends(93, 6);
-    let mut nodes: Vec<TestServer> =
-        NODES.iter().map(|n| node(&etcd, n, web[0].addr.port(), &targets(&web), 1)).collect();
+    let port = web[0].addr.port();
+    let nodes: Vec<TestServer> = NODES[..2].iter().map(|n| node(&etcd, n, port, &targets(&web), 1)).collect();
+    // c runs as its own process, so that it can be killed with SIGKILL
+    let dir = quickstart_dir();
+    let config = node_config(&etcd, "c", port, &targets(&web), 1)
+        .edit("127.0.0.1:5353\"]", "127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"");
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let c = Process::start(dir.path(), &[]);
     sharing(&nodes.iter().collect::<Vec<_>>(), 3);
     eventually("one published verdict per key", || {
         web.iter().all(|b| counted(&nodes[0], &b.addr.ip().to_string()).len() == 1)
@@ -140,8 +150,7 @@ fn a_node_that_stops_has_its_keys_taken_over() {
     let of_c: Vec<String> =
         web.iter().map(|b| b.addr.ip().to_string()).filter(|a| counted(&nodes[0], a) == ["c"]).collect();
     assert!(!of_c.is_empty(), "c probes some of six keys (rank by hash; retry with other addresses if not)");
-    // c stops without leaving: its lease and verdicts stay until they time out
-    drop(nodes.pop());
+    drop(c); // SIGKILL: its lease and verdicts stay until they time out
     eventually("a and b to count c absent and take its keys over", || {
         of_c.iter().all(|a| counted(&nodes[0], a).first().is_some_and(|n| n != "c"))
     });
@@ -152,6 +161,10 @@ fn a_node_that_stops_has_its_keys_taken_over() {
         eventually("the new prober's probes", || backend.take_peers().contains_key(&source(&new).parse().unwrap()));
     }
     assert!(nodes.iter().all(|n| answers(n).len() == 6));
+    // c's node key ends with its lease (3 s): it is no member any more
+    eventually("c gone from the members", || {
+        status_of(&nodes[0].admin).shared.is_some_and(|s| !s.members.iter().any(|m| m.0 == "c"))
+    });
 }
 
 #[test]
